@@ -1,0 +1,97 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "ads-export-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name, used as the prefix of namespaced resources.
+Truncated to 63 characters (DNS label limit); if the release name already
+contains the chart name it is not repeated.
+*/}}
+{{- define "ads-export-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of cluster-scoped resources (ClusterRole, ClusterRoleBinding): prefixed
+with the release namespace so that releases of the same name in different
+namespaces do not collide.
+*/}}
+{{- define "ads-export-operator.clusterResourceName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "ads-export-operator.fullname" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "ads-export-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "ads-export-operator.labels" -}}
+helm.sh/chart: {{ include "ads-export-operator.chart" . }}
+{{ include "ads-export-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: ads-export-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels (immutable on the Deployment: never add to these).
+*/}}
+{{- define "ads-export-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ads-export-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount to use.
+*/}}
+{{- define "ads-export-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ads-export-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the leader-election Lease.
+*/}}
+{{- define "ads-export-operator.leaseName" -}}
+{{- default (include "ads-export-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Container image reference.
+*/}}
+{{- define "ads-export-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Reject value combinations the schema cannot express.
+*/}}
+{{- define "ads-export-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 requires leaderElection.enabled=true: without a leader every replica would reconcile the same exports" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled=true requires metrics.service.enabled=true" }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,436 @@
+//! [`ExportService`] on the real `aws-sdk-applicationdiscovery` client, and the one
+//! function that classifies the SDK's errors ([`classify`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_sdk_applicationdiscovery::Client;
+use aws_sdk_applicationdiscovery::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_applicationdiscovery::operation::describe_continuous_exports::DescribeContinuousExportsError;
+use aws_sdk_applicationdiscovery::operation::start_continuous_export::StartContinuousExportError;
+use aws_sdk_applicationdiscovery::operation::stop_continuous_export::StopContinuousExportError;
+use aws_sdk_applicationdiscovery::types::ContinuousExportDescription;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::{AdsError, ExportDescription, ExportService, Reason, StartedExport, StopTimes, Timestamp};
+
+/// Operation names as ADS (and the metrics and logs) spell them.
+pub mod op {
+    /// `StartContinuousExport`
+    pub const START: &str = "StartContinuousExport";
+    /// `DescribeContinuousExports`
+    pub const DESCRIBE: &str = "DescribeContinuousExports";
+    /// `StopContinuousExport`
+    pub const STOP: &str = "StopContinuousExport";
+}
+
+/// Observes every ADS call: operation name, outcome (`"ok"` or the condition
+/// reason) and wall-clock duration. Used for metrics; the default does nothing.
+pub trait CallObserver: Send + Sync + 'static {
+    /// Called once per ADS operation (after the SDK's own retries).
+    fn observe(&self, operation: &'static str, outcome: &str, elapsed: Duration);
+}
+
+/// A typed ADS operation error (one per operation) that knows its [`Reason`].
+///
+/// Implemented for the three operation error enums of the SDK; the match is
+/// exhaustive over the documented variants, and unmodeled errors fall back on
+/// their error code and HTTP status.
+pub trait OperationError: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static {
+    /// The reason for a modeled variant, or `None` for `Unhandled`.
+    fn modeled_reason(&self) -> Option<Reason>;
+}
+
+impl OperationError for StartContinuousExportError {
+    fn modeled_reason(&self) -> Option<Reason> {
+        use StartContinuousExportError as E;
+        Some(match self {
+            E::AuthorizationErrorException(_) => Reason::AuthorizationError,
+            E::ConflictErrorException(_) => Reason::Conflict,
+            E::HomeRegionNotSetException(_) => Reason::HomeRegionNotSet,
+            E::InvalidParameterException(_) | E::InvalidParameterValueException(_) => Reason::InvalidParameter,
+            E::OperationNotPermittedException(_) => Reason::OperationNotPermitted,
+            E::ResourceInUseException(_) => Reason::ResourceInUse,
+            E::ServerInternalErrorException(_) => Reason::ServerError,
+            _ => return None,
+        })
+    }
+}
+
+impl OperationError for DescribeContinuousExportsError {
+    fn modeled_reason(&self) -> Option<Reason> {
+        use DescribeContinuousExportsError as E;
+        Some(match self {
+            E::AuthorizationErrorException(_) => Reason::AuthorizationError,
+            E::HomeRegionNotSetException(_) => Reason::HomeRegionNotSet,
+            E::InvalidParameterException(_) | E::InvalidParameterValueException(_) => Reason::InvalidParameter,
+            E::OperationNotPermittedException(_) => Reason::OperationNotPermitted,
+            E::ResourceNotFoundException(_) => Reason::NotFound,
+            E::ServerInternalErrorException(_) => Reason::ServerError,
+            _ => return None,
+        })
+    }
+}
+
+impl OperationError for StopContinuousExportError {
+    fn modeled_reason(&self) -> Option<Reason> {
+        use StopContinuousExportError as E;
+        Some(match self {
+            E::AuthorizationErrorException(_) => Reason::AuthorizationError,
+            E::HomeRegionNotSetException(_) => Reason::HomeRegionNotSet,
+            E::InvalidParameterException(_) | E::InvalidParameterValueException(_) => Reason::InvalidParameter,
+            E::OperationNotPermittedException(_) => Reason::OperationNotPermitted,
+            E::ResourceInUseException(_) => Reason::ResourceInUse,
+            E::ResourceNotFoundException(_) => Reason::NotFound,
+            E::ServerInternalErrorException(_) => Reason::ServerError,
+            _ => return None,
+        })
+    }
+}
+
+/// Classifies any SDK failure of an ADS operation into an [`AdsError`]
+/// (reason, retry class via [`AdsError::class`], message), per DESIGN.md section 3.
+///
+/// - service errors: by modeled variant, else by error code and HTTP status;
+/// - construction failures (credentials could not be loaded, request could not be
+///   signed, no region): `AuthorizationError`;
+/// - timeouts and dispatch failures (connection refused, DNS, reset): `Unreachable`,
+///   marked ambiguous because the request may have reached AWS;
+/// - unparseable responses: `ServerError` (HTTP 5xx) or `Unknown`, also ambiguous.
+pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AdsError {
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let status = se.raw().status().as_u16();
+            let reason = e.modeled_reason().unwrap_or_else(|| Reason::classify_code(e.code(), Some(status)));
+            let message = match (e.message(), e.code()) {
+                (Some(m), _) => m.to_owned(),
+                (None, Some(_)) => one_line(&e.to_string()),
+                (None, None) => format!("HTTP {status} error"),
+            };
+            AdsError::new(operation, reason, message)
+        }
+        SdkError::ConstructionFailure(_) => {
+            AdsError::new(operation, Reason::AuthorizationError, one_line(&DisplayErrorContext(err).to_string()))
+        }
+        SdkError::TimeoutError(_) => {
+            AdsError { ambiguous: true, ..AdsError::new(operation, Reason::Unreachable, "timed out waiting for AWS") }
+        }
+        SdkError::DispatchFailure(df) => AdsError {
+            ambiguous: !df.is_user(),
+            ..AdsError::new(operation, Reason::Unreachable, one_line(&DisplayErrorContext(err).to_string()))
+        },
+        SdkError::ResponseError(re) => {
+            let status = re.raw().status().as_u16();
+            AdsError {
+                ambiguous: true,
+                ..AdsError::new(
+                    operation,
+                    Reason::classify_code(None, Some(status)),
+                    format!("unreadable response (HTTP {status}): {}", one_line(&DisplayErrorContext(err).to_string())),
+                )
+            }
+        }
+        _ => AdsError::new(operation, Reason::Unknown, one_line(&DisplayErrorContext(err).to_string())),
+    }
+}
+
+/// Collapses a multi-line error chain into one line, capped at 512 characters.
+fn one_line(s: &str) -> String {
+    let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > 512 {
+        let cut = (0..=512).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
+    t.and_then(|t| super::timestamp_from_epoch(t.secs(), t.subsec_nanos()))
+}
+
+fn database_name(cfg: Option<&HashMap<String, String>>) -> Option<String> {
+    cfg.and_then(|m| m.get("databaseName")).cloned()
+}
+
+fn description(d: &ContinuousExportDescription) -> ExportDescription {
+    ExportDescription {
+        export_id: d.export_id().unwrap_or_default().to_owned(),
+        status: d.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status_detail: d.status_detail().map(str::to_owned),
+        s3_bucket: d.s3_bucket().map(str::to_owned),
+        data_source: d.data_source().map(|s| s.as_str().to_owned()),
+        database_name: database_name(d.schema_storage_config()),
+        start_time: time(d.start_time()),
+        stop_time: time(d.stop_time()),
+    }
+}
+
+/// Settings for [`AwsExportService::load`].
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// Default region (`--aws-region`); falls back on the `aws-config` chain
+    /// (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint override (`--aws-endpoint-url`), e.g. the ADS emulator or a VPC endpoint.
+    pub endpoint_url: Option<String>,
+}
+
+/// [`ExportService`] backed by `aws-sdk-applicationdiscovery`, one client per region,
+/// all sharing one `aws-config` [`SdkConfig`] (credentials from the standard chain:
+/// env, profile, IRSA web identity, EKS Pod Identity, IMDS).
+#[derive(Clone)]
+pub struct AwsExportService {
+    base: SdkConfig,
+    clients: Arc<Mutex<HashMap<String, Client>>>,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl AwsExportService {
+    /// Loads the shared configuration from the environment (`aws-config` defaults)
+    /// with the given overrides. Per-attempt timeout 20 s, whole-operation timeout
+    /// 60 s; the SDK's standard retry policy (3 attempts) applies.
+    pub async fn load(settings: AwsSettings) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        );
+        if let Some(region) = settings.region {
+            loader = loader.region(Region::new(region));
+        }
+        if let Some(url) = settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Self::from_sdk_config(loader.load().await)
+    }
+
+    /// Wraps an existing [`SdkConfig`] (tests build one with static credentials).
+    pub fn from_sdk_config(base: SdkConfig) -> Self {
+        Self { base, clients: Arc::default(), observer: None }
+    }
+
+    /// Reports every call to `observer` (metrics).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The default region from flags or the `aws-config` chain, if any.
+    pub fn default_region(&self) -> Option<String> {
+        self.base.region().map(|r| r.to_string())
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = aws_sdk_applicationdiscovery::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    /// Runs one SDK call, classifies its error and reports it to the observer.
+    async fn call<T, E, F>(&self, operation: &'static str, fut: F) -> Result<T, AdsError>
+    where
+        E: OperationError,
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let started = Instant::now();
+        let result = fut.await.map_err(|e| classify(operation, &e));
+        if let Some(observer) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.reason.as_str(),
+            };
+            observer.observe(operation, outcome, started.elapsed());
+        }
+        if let Err(e) = &result {
+            tracing::debug!(operation, reason = %e.reason, message = %e.message, "ADS call failed");
+        }
+        result
+    }
+
+    async fn describe_page(
+        &self,
+        region: &str,
+        ids: Option<Vec<String>>,
+        next_token: Option<String>,
+    ) -> Result<(Vec<ExportDescription>, Option<String>), AdsError> {
+        let out = self
+            .call(
+                op::DESCRIBE,
+                self.client(region)
+                    .describe_continuous_exports()
+                    .set_export_ids(ids)
+                    .set_next_token(next_token)
+                    .max_results(100)
+                    .send(),
+            )
+            .await?;
+        Ok((out.descriptions().iter().map(description).collect(), out.next_token().map(str::to_owned)))
+    }
+}
+
+impl ExportService for AwsExportService {
+    async fn start(&self, region: &str) -> Result<StartedExport, AdsError> {
+        let out = self.call(op::START, self.client(region).start_continuous_export().send()).await?;
+        Ok(StartedExport {
+            export_id: out.export_id().unwrap_or_default().to_owned(),
+            s3_bucket: out.s3_bucket().map(str::to_owned),
+            data_source: out.data_source().map(|s| s.as_str().to_owned()),
+            database_name: database_name(out.schema_storage_config()),
+            start_time: time(out.start_time()),
+        })
+    }
+
+    async fn describe(&self, region: &str, export_id: &str) -> Result<ExportDescription, AdsError> {
+        let (found, _) = self.describe_page(region, Some(vec![export_id.to_owned()]), None).await?;
+        found.into_iter().find(|d| d.export_id == export_id).ok_or_else(|| {
+            AdsError::new(op::DESCRIBE, Reason::NotFound, format!("export {export_id} not found in {region}"))
+        })
+    }
+
+    async fn list(&self, region: &str) -> Result<Vec<ExportDescription>, AdsError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let (page, next) = self.describe_page(region, None, token).await?;
+            all.extend(page);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {
+        let out = self.call(op::STOP, self.client(region).stop_continuous_export().export_id(export_id).send()).await?;
+        Ok(StopTimes { start_time: time(out.start_time()), stop_time: time(out.stop_time()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_applicationdiscovery::types::error::*;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty())
+    }
+
+    fn service<E: OperationError>(e: E, status: u16) -> AdsError {
+        classify("Op", &SdkError::service_error(e, response(status)))
+    }
+
+    macro_rules! variants {
+        ($enum:ident: $($variant:ident => $reason:ident),+ $(,)?) => {{
+            let mut n = 0;
+            $(
+                // as the SDK's deserializer builds it: code and message in the metadata
+                let meta = ErrorMetadata::builder().code(stringify!($variant)).message("m").build();
+                let got = service($enum::$variant($variant::builder().message("m").meta(meta).build()), 400);
+                assert_eq!(got.reason, Reason::$reason, concat!(stringify!($enum), "::", stringify!($variant)));
+                assert_eq!(got.message, "m");
+                n += 1;
+            )+
+            n
+        }};
+    }
+
+    #[test]
+    fn every_start_variant() {
+        let n = variants!(StartContinuousExportError:
+            AuthorizationErrorException => AuthorizationError,
+            ConflictErrorException => Conflict,
+            HomeRegionNotSetException => HomeRegionNotSet,
+            InvalidParameterException => InvalidParameter,
+            InvalidParameterValueException => InvalidParameter,
+            OperationNotPermittedException => OperationNotPermitted,
+            ResourceInUseException => ResourceInUse,
+            ServerInternalErrorException => ServerError,
+        );
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn every_describe_variant() {
+        let n = variants!(DescribeContinuousExportsError:
+            AuthorizationErrorException => AuthorizationError,
+            HomeRegionNotSetException => HomeRegionNotSet,
+            InvalidParameterException => InvalidParameter,
+            InvalidParameterValueException => InvalidParameter,
+            OperationNotPermittedException => OperationNotPermitted,
+            ResourceNotFoundException => NotFound,
+            ServerInternalErrorException => ServerError,
+        );
+        assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn every_stop_variant() {
+        let n = variants!(StopContinuousExportError:
+            AuthorizationErrorException => AuthorizationError,
+            HomeRegionNotSetException => HomeRegionNotSet,
+            InvalidParameterException => InvalidParameter,
+            InvalidParameterValueException => InvalidParameter,
+            OperationNotPermittedException => OperationNotPermitted,
+            ResourceInUseException => ResourceInUse,
+            ResourceNotFoundException => NotFound,
+            ServerInternalErrorException => ServerError,
+        );
+        assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn unhandled_errors_use_code_then_status() {
+        let generic = |code: Option<&str>| {
+            let mut b = ErrorMetadata::builder();
+            if let Some(c) = code {
+                b = b.code(c);
+            }
+            StopContinuousExportError::generic(b.build())
+        };
+        assert_eq!(service(generic(Some("ThrottlingException")), 400).reason, Reason::Throttled);
+        assert_eq!(service(generic(Some("UnrecognizedClientException")), 400).reason, Reason::AuthorizationError);
+        assert_eq!(service(generic(None), 503).reason, Reason::ServerError);
+        assert_eq!(service(generic(None), 418).reason, Reason::Unknown);
+        assert_eq!(service(generic(None), 503).message, "HTTP 503 error");
+    }
+
+    #[test]
+    fn transport_failures() {
+        type Err = SdkError<StartContinuousExportError, HttpResponse>;
+        let c = classify("Op", &Err::construction_failure("no credentials in the chain"));
+        assert_eq!(c.reason, Reason::AuthorizationError);
+        assert!(!c.ambiguous);
+        let t = classify("Op", &Err::timeout_error("slow"));
+        assert_eq!((t.reason, t.ambiguous), (Reason::Unreachable, true));
+        let io = aws_smithy_runtime_api::client::result::ConnectorError::io("connection refused".into());
+        let d = classify("Op", &Err::dispatch_failure(io));
+        assert_eq!((d.reason, d.ambiguous), (Reason::Unreachable, true));
+        let r = classify("Op", &Err::response_error("bad json", response(502)));
+        assert_eq!((r.reason, r.ambiguous), (Reason::ServerError, true));
+    }
+
+    #[test]
+    fn one_line_collapses_and_caps() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        let long = "é".repeat(600);
+        assert!(one_line(&long).chars().count() <= 513);
+    }
+}

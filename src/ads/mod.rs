@@ -1,0 +1,150 @@
+//! The seam between the controller and AWS Application Discovery Service (ADS).
+//!
+//! The controller talks to ADS only through [`ExportService`], so its logic is
+//! unit-tested with a fake; [`aws::AwsExportService`] is the real implementation on
+//! `aws-sdk-applicationdiscovery`. The SDK's types stop at this module: callers see
+//! [`ExportDescription`], [`StartedExport`], [`StopTimes`] and [`AdsError`].
+
+pub mod aws;
+mod error;
+
+pub use error::{AdsError, ErrorClass, Reason};
+
+use std::future::Future;
+
+/// An instant as ADS reports it: UTC, millisecond precision.
+pub type Timestamp = k8s_openapi::jiff::Timestamp;
+
+/// Formats an instant as RFC 3339 UTC with exactly three fractional digits,
+/// e.g. `2017-04-28T18:43:25.639Z` (the form `status.startTime`/`stopTime` use).
+pub fn format_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Converts ADS epoch seconds (with a fraction) to a [`Timestamp`], rounded to the
+/// nearest millisecond, since ADS sends millisecond values such as `1493405005.639`
+/// that are not exact in binary floating point.
+///
+/// Returns `None` when the value is outside the range a timestamp can hold.
+pub fn timestamp_from_epoch(secs: i64, nanos: u32) -> Option<Timestamp> {
+    let millis = i128::from(secs) * 1000 + (i128::from(nanos) + 500_000) / 1_000_000;
+    Timestamp::from_millisecond(i64::try_from(millis).ok()?).ok()
+}
+
+/// ADS `ContinuousExportStatus` values, as documented for DescribeContinuousExports.
+pub mod status {
+    /// The export is being started.
+    pub const START_IN_PROGRESS: &str = "START_IN_PROGRESS";
+    /// The export could not be started.
+    pub const START_FAILED: &str = "START_FAILED";
+    /// The export is running.
+    pub const ACTIVE: &str = "ACTIVE";
+    /// The export hit an error; `statusDetail` says which.
+    pub const ERROR: &str = "ERROR";
+    /// The export is being stopped.
+    pub const STOP_IN_PROGRESS: &str = "STOP_IN_PROGRESS";
+    /// The export could not be stopped.
+    pub const STOP_FAILED: &str = "STOP_FAILED";
+    /// The export is stopped.
+    pub const INACTIVE: &str = "INACTIVE";
+}
+
+/// One continuous export as DescribeContinuousExports reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExportDescription {
+    /// The export's ID.
+    pub export_id: String,
+    /// ADS status, one of [`status`]'s values (kept as a string so a value added by
+    /// AWS later passes through verbatim).
+    pub status: String,
+    /// ADS `statusDetail`, verbatim.
+    pub status_detail: Option<String>,
+    /// The S3 bucket the export writes to.
+    pub s3_bucket: Option<String>,
+    /// Data source, e.g. `AGENT`.
+    pub data_source: Option<String>,
+    /// `schemaStorageConfig.databaseName`: the Athena database.
+    pub database_name: Option<String>,
+    /// Start time (UTC, ms precision).
+    pub start_time: Option<Timestamp>,
+    /// Stop time (UTC, ms precision); set once a stop began.
+    pub stop_time: Option<Timestamp>,
+}
+
+/// What StartContinuousExport returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StartedExport {
+    /// The new export's ID.
+    pub export_id: String,
+    /// The S3 bucket the export writes to.
+    pub s3_bucket: Option<String>,
+    /// Data source, e.g. `AGENT`.
+    pub data_source: Option<String>,
+    /// `schemaStorageConfig.databaseName`: the Athena database.
+    pub database_name: Option<String>,
+    /// Start time (UTC, ms precision).
+    pub start_time: Option<Timestamp>,
+}
+
+/// What StopContinuousExport returns. Both fields are optional because the public
+/// docs show a sample response with neither; callers fall back to Describe.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StopTimes {
+    /// Start time of the stopped export (UTC, ms precision).
+    pub start_time: Option<Timestamp>,
+    /// Stop time (UTC, ms precision).
+    pub stop_time: Option<Timestamp>,
+}
+
+/// The three ADS calls the controller needs, each in a named AWS region.
+///
+/// Implementations must be cheap to share across reconciles (`Send + Sync`), and
+/// return every failure as a classified [`AdsError`].
+pub trait ExportService: Send + Sync + 'static {
+    /// StartContinuousExport in `region`.
+    ///
+    /// # Errors
+    /// [`AdsError`] with reason e.g. `Conflict` when another export is active.
+    fn start(&self, region: &str) -> impl Future<Output = Result<StartedExport, AdsError>> + Send;
+
+    /// DescribeContinuousExports for one ID in `region`.
+    ///
+    /// # Errors
+    /// [`AdsError`] with reason `NotFound` when ADS does not know the ID.
+    fn describe(
+        &self,
+        region: &str,
+        export_id: &str,
+    ) -> impl Future<Output = Result<ExportDescription, AdsError>> + Send;
+
+    /// DescribeContinuousExports without a filter in `region`, following `nextToken`
+    /// through every page.
+    ///
+    /// # Errors
+    /// [`AdsError`] from any page.
+    fn list(&self, region: &str) -> impl Future<Output = Result<Vec<ExportDescription>, AdsError>> + Send;
+
+    /// StopContinuousExport in `region`.
+    ///
+    /// # Errors
+    /// [`AdsError`] with reason `NotFound`, `ResourceInUse` (still starting) or
+    /// `OperationNotPermitted` (already stopping or stopped), among others.
+    fn stop(&self, region: &str, export_id: &str) -> impl Future<Output = Result<StopTimes, AdsError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_seconds_round_to_milliseconds() {
+        // 1493405005.639 as f64 decodes to ...638999999 ns; it must print .639
+        let t = timestamp_from_epoch(1_493_405_005, 638_999_999).unwrap();
+        assert_eq!(format_time(t), "2017-04-28T18:43:25.639Z");
+        let t = timestamp_from_epoch(1_493_405_005, 0).unwrap();
+        assert_eq!(format_time(t), "2017-04-28T18:43:25.000Z");
+        let t = timestamp_from_epoch(1_493_405_005, 999_600_000).unwrap();
+        assert_eq!(format_time(t), "2017-04-28T18:43:26.000Z");
+        assert!(timestamp_from_epoch(i64::MAX, 0).is_none());
+    }
+}

@@ -1,0 +1,251 @@
+//! The `ContinuousExport` custom resource (`adsexport.io/v1alpha1`): spec, status,
+//! conditions and CRD generation.
+//!
+//! The contract (field names, CEL rules, condition types, finalizer and annotation
+//! names) is fixed by `DESIGN.md` section 1; manifests and tools outside this crate
+//! depend on it, so change it only together with a new API version.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Finalizer that keeps a `ContinuousExport` until its export is stopped (or retained).
+pub const FINALIZER: &str = "adsexport.io/stop-export";
+
+/// Annotation written (value: RFC 3339 UTC time) *before* StartContinuousExport is
+/// called and removed once `status.exportId` is stored. Its presence without a
+/// `status.exportId` means a start may have reached AWS without its answer being
+/// recorded; the controller then looks for that export before starting another.
+pub const START_PENDING_ANNOTATION: &str = "adsexport.io/start-pending";
+
+/// Field manager used for server-side apply of status and metadata patches.
+pub const FIELD_MANAGER: &str = "ads-export-operator";
+
+/// Condition type `Ready`: the observed export matches the spec.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type `Synced`: the last call to AWS succeeded.
+pub const CONDITION_SYNCED: &str = "Synced";
+/// Condition type `Reconciling`: a transition (start, stop, retry) is under way.
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+/// Condition type `Stalled`: progress needs a human; cleared when the spec changes.
+pub const CONDITION_STALLED: &str = "Stalled";
+
+/// Desired state of an AWS Application Discovery Service continuous export
+/// (the flow of agent-discovered data into Amazon Athena).
+///
+/// Creating a `ContinuousExport` starts an export (StartContinuousExport) or adopts the
+/// one named by `spec.exportId`; `spec.stopped: true` stops it (StopContinuousExport).
+// clippy reads the repeated `type_` keys of separate `printcolumn(...)` groups as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "adsexport.io",
+    version = "v1alpha1",
+    kind = "ContinuousExport",
+    plural = "continuousexports",
+    singular = "continuousexport",
+    shortname = "cex",
+    category = "ads",
+    namespaced,
+    status = "ContinuousExportStatus",
+    derive = "PartialEq",
+    doc = "An AWS Application Discovery Service continuous export managed as a Kubernetes object.",
+    printcolumn(
+        name = "Export ID",
+        type_ = "string",
+        json_path = ".status.exportId",
+        description = "ID of the managed ADS export"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.exportStatus",
+        description = "ADS ContinuousExportStatus"
+    ),
+    printcolumn(
+        name = "Stopped",
+        type_ = "boolean",
+        json_path = ".spec.stopped",
+        description = "Whether the export is asked to be stopped"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the export matches the spec"
+    ),
+    printcolumn(
+        name = "Started",
+        type_ = "string",
+        json_path = ".status.startTime",
+        description = "Export start time (RFC 3339, UTC)"
+    ),
+    printcolumn(
+        name = "Stopped At",
+        type_ = "string",
+        json_path = ".status.stopTime",
+        description = "Export stop time (RFC 3339, UTC)"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("has(self.exportId) || !has(oldSelf.exportId)")
+    .message("spec.exportId cannot be removed once set"))]
+#[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region)")
+    .message("spec.region cannot be added or removed after creation; create a new ContinuousExport"))]
+#[serde(rename_all = "camelCase")]
+pub struct ContinuousExportSpec {
+    /// Stop the export (AWS StopContinuousExport). One-way: once true it cannot be set
+    /// back to false, because a stopped ADS export cannot be resumed; create a new
+    /// ContinuousExport to start another export. Setting it on a new object that has no
+    /// export yet means no export is started.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self || !oldSelf")
+        .message("a stopped export cannot be resumed; create a new ContinuousExport"))]
+    pub stopped: bool,
+
+    /// ID of an existing continuous export to adopt instead of starting a new one
+    /// (as listed by `aws discovery describe-continuous-exports`). Immutable once set.
+    /// At most 200 characters, no whitespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200), pattern(r"^\S*$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.exportId is immutable"))]
+    pub export_id: Option<String>,
+
+    /// AWS region to call, e.g. `us-west-2`. It must be the AWS Migration Hub home
+    /// region. Defaults to the operator's region (`--aws-region`). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable"))]
+    pub region: Option<String>,
+
+    /// What happens to the export when this object is deleted: `Delete` (default) stops
+    /// an active export before the object goes away; `Retain` leaves it running.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What deleting a `ContinuousExport` does to its AWS export.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Stop the export (if active) before the object is removed.
+    #[default]
+    Delete,
+    /// Leave the export running; only the Kubernetes object is removed.
+    Retain,
+}
+
+/// Observed state of a continuous export, as last reported by ADS.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinuousExportStatus {
+    /// ID of the export this object manages (started or adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_id: Option<String>,
+    /// ADS `ContinuousExportStatus`: START_IN_PROGRESS, START_FAILED, ACTIVE, ERROR,
+    /// STOP_IN_PROGRESS, STOP_FAILED or INACTIVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_status: Option<String>,
+    /// ADS `statusDetail`, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
+    /// S3 bucket the export writes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_bucket: Option<String>,
+    /// ADS data source, e.g. `AGENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source: Option<String>,
+    /// Athena database name (ADS `schemaStorageConfig.databaseName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    /// When the export started: RFC 3339, UTC, millisecond precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When the export stopped: RFC 3339, UTC, millisecond precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_time: Option<String>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions `Ready`, `Synced`, `Reconciling` and `Stalled` (kstatus-compatible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl ContinuousExportStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the condition of the given type is present with status `True`.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == "True")
+    }
+}
+
+/// The generated CRD for `ContinuousExport`.
+pub fn crd() -> CustomResourceDefinition {
+    ContinuousExport::crd()
+}
+
+/// The CRD as YAML, exactly as committed in `crds/continuousexports.adsexport.io.yaml`.
+///
+/// # Errors
+/// Returns the serializer's error (not expected for this fixed type).
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_has_contract_names() {
+        let crd = crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("continuousexports.adsexport.io"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["cex".to_string()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["ads".to_string()]));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let cols: Vec<_> =
+            v.additional_printer_columns.as_ref().expect("printer columns").iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(cols, ["Export ID", "Status", "Stopped", "Ready", "Started", "Stopped At", "Age"]);
+    }
+
+    #[test]
+    fn crd_schema_carries_cel_rules_and_descriptions() {
+        let json = serde_json::to_string(&crd()).expect("serialize");
+        for needle in [
+            "a stopped export cannot be resumed; create a new ContinuousExport",
+            "spec.exportId is immutable",
+            "spec.exportId cannot be removed once set",
+            r#""maxLength":200"#,
+            r#""pattern":"^\\S*$""#,
+            "x-kubernetes-validations",
+        ] {
+            assert!(json.contains(needle), "CRD lacks {needle}");
+        }
+        // every spec field is described, so `kubectl explain` is useful
+        let crd = crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+        let spec = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["spec"];
+        for (name, prop) in spec.properties.as_ref().unwrap() {
+            assert!(prop.description.is_some(), "spec.{name} has no description");
+        }
+    }
+
+    #[test]
+    fn spec_defaults_and_round_trip() {
+        let spec: ContinuousExportSpec = serde_json::from_str("{}").unwrap();
+        assert!(!spec.stopped);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.export_id, None);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json, serde_json::json!({"stopped": false, "deletionPolicy": "Delete"}));
+    }
+}

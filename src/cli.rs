@@ -1,0 +1,184 @@
+//! Command-line interface of the `ads-export-operator` binary (clap), per DESIGN.md
+//! section 4. Every `run` flag has an environment-variable equivalent.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `ads-export-operator [run] [FLAGS]` or `ads-export-operator crd`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ads-export-operator",
+    version,
+    about = "Kubernetes operator for AWS Application Discovery Service continuous exports"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: `run`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `run` when no subcommand is given.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl Cli {
+    /// The subcommand, `run` with the top-level flags when none was named.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Run(self.run))
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the ContinuousExport CRD as YAML (what `crds/` holds).
+    Crd,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// One JSON object per line (for log pipelines).
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Text,
+}
+
+/// Parses a duration such as `500ms`, `5s`, `10m` or `1h`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}: use a number with a unit, e.g. 500ms, 5s, 10m, 1h"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() <= "https://".len() {
+        return Err(format!("{s:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:4566"));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// Flags of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Default AWS region for objects without spec.region (must be the Migration Hub
+    /// home region). Falls back on the AWS SDK chain (profile, IMDS).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Send ADS calls to this endpoint instead of AWS (the ADS emulator, a VPC endpoint).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Steady-state resync period: how often an unchanged object is compared with ADS.
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
+    pub resync_period: Duration,
+
+    /// Objects reconciled at once.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_concurrent_reconciles: u16,
+
+    /// First retry delay after a recoverable AWS error (doubles per retry, with jitter).
+    #[arg(long, env = "BACKOFF_BASE", default_value = "5s", value_parser = parse_duration)]
+    pub backoff_base: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// This replica's name in events and the lease (set from the downward API).
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+}
+
+impl RunArgs {
+    /// Checks relations between flags.
+    ///
+    /// # Errors
+    /// A one-line message naming the flags and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.backoff_max < self.backoff_base {
+            return Err(format!(
+                "--backoff-max ({:?}) must not be shorter than --backoff-base ({:?})",
+                self.backoff_max, self.backoff_base
+            ));
+        }
+        if self.namespace.as_deref() == Some("") {
+            return Err("--namespace is empty: omit it to watch all namespaces".into());
+        }
+        Ok(())
+    }
+
+    /// The controller settings these flags describe.
+    pub fn settings(&self) -> crate::controller::Settings {
+        crate::controller::Settings {
+            default_region: self.aws_region.clone(),
+            resync_period: self.resync_period,
+            backoff_base: self.backoff_base,
+            backoff_max: self.backoff_max,
+            max_concurrent_reconciles: self.max_concurrent_reconciles,
+            namespace: self.namespace.clone(),
+            instance: self.pod_name.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ads-export-operator").chain(args.iter().copied())).map(Cli::into_command)
+    }
+
+    #[test]
+    fn run_is_the_default_with_defaults() {
+        let Command::Run(a) = parse(&[]).unwrap() else { panic!("not run") };
+        assert_eq!(a.resync_period, Duration::from_secs(600));
+        assert_eq!(a.backoff_base, Duration::from_secs(5));
+        assert_eq!(a.backoff_max, Duration::from_secs(300));
+        assert_eq!(a.max_concurrent_reconciles, 4);
+        assert_eq!(a.log_format, LogFormat::Text);
+        let Command::Run(a) = parse(&["run", "--backoff-base", "250ms", "--log-format", "json"]).unwrap() else {
+            panic!("not run")
+        };
+        assert_eq!(a.backoff_base, Duration::from_millis(250));
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert!(matches!(parse(&["crd"]).unwrap(), Command::Crd));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let e = parse(&["--resync-period", "ten"]).unwrap_err().to_string();
+        assert!(e.contains("--resync-period") && e.contains("e.g. 500ms"), "{e}");
+        let e = parse(&["--aws-endpoint-url", "localhost:1"]).unwrap_err().to_string();
+        assert!(e.contains("--aws-endpoint-url") && e.contains("http://"), "{e}");
+        let e = parse(&["--max-concurrent-reconciles", "0"]).unwrap_err().to_string();
+        assert!(e.contains("--max-concurrent-reconciles"), "{e}");
+        assert!(parse(&["--log-format", "xml"]).is_err());
+        assert!(parse(&["--backoff-base", "0s"]).is_err());
+        let Command::Run(a) = parse(&["--backoff-base", "10m", "--backoff-max", "1m"]).unwrap() else { panic!() };
+        assert!(a.validate().unwrap_err().contains("--backoff-max"));
+    }
+}

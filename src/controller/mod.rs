@@ -1,0 +1,221 @@
+//! The `ContinuousExport` controller: [`Context`], [`run`], the reconcile state
+//! machine ([`reconcile`]) and its error policy.
+//!
+//! Reconcile follows DESIGN.md section 2; AWS errors are classified by
+//! [`crate::ads::AdsError`] and become conditions (section 3). The controller talks to
+//! AWS only through [`ExportService`] and to Kubernetes only through [`kube::Api`].
+
+pub mod backoff;
+pub mod conditions;
+mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+pub use reconcile::reconcile;
+
+use crate::ads::{AdsError, ExportService};
+use crate::api::ContinuousExport;
+use backoff::Backoff;
+
+/// Errors a reconcile returns to the runtime; each leads to a backoff requeue.
+///
+/// AWS errors of the `Apply` branch do not surface here: they are written into
+/// conditions and requeued from within reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed (status write, annotation patch, read).
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An AWS call failed while stopping the export of an object being deleted.
+    #[error("{0}")]
+    Ads(#[from] AdsError),
+    /// The finalizer helper failed (adding or removing `adsexport.io/stop-export`).
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The object lacks a namespace or name (never for objects read from the apiserver).
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+/// Controller settings (the `run` flags that shape reconcile).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Region for objects without `spec.region`; `None` makes such objects Stalled.
+    pub default_region: Option<String>,
+    /// Steady-state resync period (default 10 min): catches out-of-band changes.
+    pub resync_period: Duration,
+    /// First retry delay after a recoverable error (default 5 s).
+    pub backoff_base: Duration,
+    /// Retry delay cap (default 5 min).
+    pub backoff_max: Duration,
+    /// Objects reconciled at once (default 4).
+    pub max_concurrent_reconciles: u16,
+    /// Watch only this namespace (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Name in the events' `reportingController`.
+    pub controller_name: String,
+    /// This process's identity in events (`reportingInstance`), e.g. the pod name.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_region: None,
+            resync_period: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            max_concurrent_reconciles: 4,
+            namespace: None,
+            controller_name: "ads-export-operator".into(),
+            instance: None,
+        }
+    }
+}
+
+/// Observes reconciles for metrics; the default does nothing.
+pub trait ReconcileObserver: Send + Sync + 'static {
+    /// One reconcile finished: `result` is `"ok"` or `"error"`, after `elapsed`.
+    fn reconciled(&self, result: &'static str, elapsed: Duration);
+    /// An object's `exportStatus` as last written (`None`: no export), keyed by UID;
+    /// `deleted` once the object is gone.
+    fn export_status(&self, uid: &str, status: Option<&str>, deleted: bool);
+}
+
+/// Shared state of all reconciles.
+pub struct Context<S: ExportService> {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The ADS seam.
+    pub ads: S,
+    /// Settings from flags.
+    pub settings: Settings,
+    /// Per-object retry and poll schedule.
+    pub backoff: Backoff,
+    /// Event recorder (events.k8s.io/v1).
+    pub recorder: Recorder,
+    /// The controller's cache of all watched `ContinuousExport`s: used to tell which
+    /// export IDs other objects already manage.
+    pub store: Option<Store<ContinuousExport>>,
+    /// Metrics hook.
+    pub observer: Option<Arc<dyn ReconcileObserver>>,
+}
+
+impl<S: ExportService> Context<S> {
+    /// A context with the given parts and no store or observer.
+    pub fn new(client: Client, ads: S, settings: Settings) -> Self {
+        let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+            client,
+            ads,
+            settings,
+            store: None,
+            observer: None,
+        }
+    }
+}
+
+/// The `Api` for the watched scope (one namespace or all).
+pub fn scoped_api(client: &Client, namespace: Option<&str>) -> Api<ContinuousExport> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Checks that the apiserver is reachable and serves the CRD, with an error that
+/// says how to fix it.
+///
+/// # Errors
+/// A one-line description: no reachable cluster, CRD not installed, or forbidden.
+pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    match scoped_api(client, namespace).list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(anyhow::anyhow!(
+            "the CRD continuousexports.adsexport.io is not installed: run `ads-export-operator crd | kubectl apply -f -` \
+             (or `kubectl apply -f crds/`)"
+        )),
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(anyhow::anyhow!(
+            "forbidden to list continuousexports{}: {} (check the operator's RBAC)",
+            namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default(),
+            s.message
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot reach the Kubernetes API server: {e}")),
+    }
+}
+
+/// The watch trigger filter: a new generation (spec change or deletion marking)
+/// or a finalizer change. Status and annotation writes, including the controller's
+/// own, do not trigger a reconcile; requeues handle polling.
+fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().generation.hash(&mut h);
+    obj.finalizers().hash(&mut h);
+    obj.meta().deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// The error policy: requeue after the object's next backoff delay.
+pub fn error_policy<S: ExportService>(obj: Arc<ContinuousExport>, err: &Error, ctx: Arc<Context<S>>) -> Action {
+    let key = obj.uid().unwrap_or_default();
+    let delay = ctx.backoff.next_failure_delay(&key);
+    tracing::warn!(
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+        error = %err,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Runs the controller until `shutdown` resolves (then finishes in-flight
+/// reconciles and returns).
+///
+/// # Errors
+/// Only from start-up (see [`preflight`]).
+pub async fn run<S: ExportService>(
+    client: Client,
+    ads: S,
+    settings: Settings,
+    observer: Option<Arc<dyn ReconcileObserver>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    preflight(&client, settings.namespace.as_deref()).await?;
+    let api = scoped_api(&client, settings.namespace.as_deref());
+    let (reader, writer) = reflector::store();
+    let trigger = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash, PredicateConfig::default());
+    let concurrency = settings.max_concurrent_reconciles.max(1);
+    let mut ctx = Context::new(client, ads, settings);
+    ctx.store = Some(reader.clone());
+    ctx.observer = observer;
+    tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile ended with an error");
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}

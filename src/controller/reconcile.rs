@@ -1,0 +1,719 @@
+//! The reconcile state machine (DESIGN.md section 2).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, warn};
+
+use super::conditions::{Desired, merge, now_seconds};
+use super::{Context, Error};
+use crate::ads::{AdsError, ErrorClass, ExportDescription, ExportService, Reason, format_time, status as ads};
+use crate::api::{
+    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExport,
+    ContinuousExportStatus, DeletionPolicy, FIELD_MANAGER, FINALIZER, START_PENDING_ANNOTATION,
+};
+
+/// How far before the `start-pending` time an export's `startTime` may lie and still
+/// be taken as the one that start created (clock skew between this host and AWS).
+const PENDING_SKEW: SignedDuration = SignedDuration::from_secs(300);
+
+/// Reconciles one `ContinuousExport`: the finalizer helper routes to apply or cleanup.
+///
+/// # Errors
+/// [`Error`] for failed Kubernetes calls and, while deleting, failed AWS calls; the
+/// error policy requeues with backoff.
+pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Context<S>>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = obj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %ns,
+        name = %obj.name_any(),
+        export_id = obj.status.as_ref().and_then(|s| s.export_id.as_deref()).unwrap_or(""),
+    );
+    let api: Api<ContinuousExport> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
+            Finalizer::Cleanup(obj) => cleanup(&obj, &api, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Some(o) = &ctx.observer {
+        o.reconciled(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
+    }
+    result
+}
+
+/// What one pass of the AWS state machine concluded.
+enum Phase {
+    /// The export matches the spec (or there is nothing to do): resync later.
+    Steady,
+    /// Starting or stopping: poll again soon.
+    Transition,
+    /// The export is in a state that needs a human (failed, errored, stopped out of band).
+    Failed { reason: &'static str, message: String },
+}
+
+fn key(obj: &ContinuousExport) -> String {
+    obj.uid().unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
+}
+
+fn pending_since(obj: &ContinuousExport) -> Option<Timestamp> {
+    let raw = obj.annotations().get(START_PENDING_ANNOTATION)?;
+    // An unparsable value still means "a start may have happened": look from the
+    // object's creation on.
+    raw.parse::<Timestamp>()
+        .ok()
+        .or_else(|| obj.meta().creation_timestamp.as_ref().map(|t| t.0))
+        .or(Some(Timestamp::UNIX_EPOCH))
+}
+
+/// Copies what ADS reports into the status fields.
+fn copy_description(status: &mut ContinuousExportStatus, d: &ExportDescription) {
+    status.export_id = Some(d.export_id.clone());
+    status.export_status = Some(d.status.clone());
+    status.status_detail = d.status_detail.clone();
+    status.s3_bucket = d.s3_bucket.clone().or(status.s3_bucket.take());
+    status.data_source = d.data_source.clone().or(status.data_source.take());
+    status.database_name = d.database_name.clone().or(status.database_name.take());
+    status.start_time = d.start_time.map(format_time).or(status.start_time.take());
+    status.stop_time = d.stop_time.map(format_time).or(status.stop_time.take());
+}
+
+fn region<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Option<String> {
+    obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone())
+}
+
+fn no_region_error() -> AdsError {
+    AdsError::new(
+        "Configuration",
+        Reason::InvalidParameter,
+        "no AWS region: set spec.region to the Migration Hub home region, or start the operator with --aws-region",
+    )
+}
+
+async fn publish<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let ev = KubeEvent {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+async fn patch_pending(api: &Api<ContinuousExport>, name: &str, value: Option<String>) -> Result<(), Error> {
+    let patch = json!({"metadata": {"annotations": {START_PENDING_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Server-side applies the whole status (owned fields not set are removed).
+/// A 404 (object gone meanwhile) is not an error.
+async fn write_status(api: &Api<ContinuousExport>, name: &str, status: &ContinuousExportStatus) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "adsexport.io/v1alpha1",
+        "kind": "ContinuousExport",
+        "status": status,
+    });
+    match api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The export IDs other objects in the controller's cache already manage.
+fn claimed_by_others<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<String> {
+    let me = obj.uid();
+    ctx.store
+        .as_ref()
+        .map(|s| {
+            s.state()
+                .iter()
+                .filter(|o| o.uid() != me)
+                .filter_map(|o| o.status.as_ref().and_then(|st| st.export_id.clone()).or(o.spec.export_id.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_running(status: &str) -> bool {
+    status == ads::ACTIVE || status == ads::START_IN_PROGRESS
+}
+
+/// Finds the export a crashed start may have created: running, started no earlier
+/// than the `start-pending` time (less [`PENDING_SKEW`]), and managed by no other object.
+async fn resolve_pending<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    region: &str,
+    since: Timestamp,
+) -> Result<Option<ExportDescription>, AdsError> {
+    let claimed = claimed_by_others(ctx, obj);
+    let earliest = since.checked_sub(PENDING_SKEW).unwrap_or(since);
+    let found = ctx.ads.list(region).await?.into_iter().find(|d| {
+        is_running(&d.status) && !claimed.contains(&d.export_id) && d.start_time.is_none_or(|t| t >= earliest)
+    });
+    Ok(found)
+}
+
+/// On `ConflictErrorException`, names the active export so the user can adopt it.
+async fn explain_conflict<S: ExportService>(ctx: &Context<S>, region: &str, mut err: AdsError) -> AdsError {
+    if let Ok(all) = ctx.ads.list(region).await
+        && let Some(active) = all.iter().find(|d| is_running(&d.status))
+    {
+        err.message = format!(
+            "export {} is already {} in {region}; set spec.exportId: {} to adopt it, or stop it first ({})",
+            active.export_id, active.status, active.export_id, err.message
+        );
+    }
+    err
+}
+
+/// The apply branch: drive the export towards the spec, then write status and requeue.
+async fn apply<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let key = key(obj);
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let old = obj.status.clone().unwrap_or_default();
+
+    // Stalled for this very generation: wait for a spec change, make no AWS calls.
+    if old.condition(CONDITION_STALLED).is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
+    {
+        return Ok(Action::await_change());
+    }
+    ctx.backoff.observe_generation(&key, generation);
+
+    let mut status = old.clone();
+    let mut pending = obj.annotations().contains_key(START_PENDING_ANNOTATION);
+    let outcome = match region(obj, ctx) {
+        Some(region) => sync(obj, api, ctx, &region, &mut status, &mut pending).await,
+        None => Err(SyncError::Ads(no_region_error())),
+    };
+    let outcome = match outcome {
+        Ok(phase) => Ok(phase),
+        Err(SyncError::Kube(e)) => return Err(e),
+        Err(SyncError::Ads(e)) => Err(e),
+    };
+
+    let (desired, action) = evaluate(obj, ctx, &key, &status, &outcome);
+    status.observed_generation = Some(generation);
+    status.conditions = merge(&old.conditions, &desired, generation, now_seconds());
+    let status_changed = status != old;
+    if status_changed {
+        write_status(api, &name, &status).await?;
+        announce_sync_change(ctx, obj, &old, &status).await;
+    }
+    if pending && status.export_id.is_some() {
+        // status.exportId is stored: the start is no longer pending.
+        patch_pending(api, &name, None).await?;
+    }
+    if let Some(o) = &ctx.observer {
+        o.export_status(&key, status.export_status.as_deref(), false);
+    }
+    Ok(action)
+}
+
+/// Emits a Warning event when `Synced` turns False or changes reason (not on every retry).
+async fn announce_sync_change<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    old: &ContinuousExportStatus,
+    new: &ContinuousExportStatus,
+) {
+    let Some(now) = new.condition(CONDITION_SYNCED).filter(|c| c.status == "False") else {
+        return;
+    };
+    let before = old.condition(CONDITION_SYNCED);
+    if before.is_some_and(|b| b.status == "False" && b.reason == now.reason) {
+        return;
+    }
+    publish(ctx, obj, true, &now.reason, now.message.clone()).await;
+}
+
+/// Conditions and requeue for the outcome of [`sync`].
+fn evaluate<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    key: &str,
+    status: &ContinuousExportStatus,
+    outcome: &Result<Phase, AdsError>,
+) -> (Vec<Desired>, Action) {
+    let stopped = obj.spec.stopped;
+    let export_status = status.export_status.as_deref();
+    let ready = match (export_status, stopped) {
+        (Some(ads::ACTIVE), false) => Desired::new(CONDITION_READY, true, "Active", "the export is active"),
+        (Some(ads::INACTIVE), true) => Desired::new(CONDITION_READY, true, "Stopped", "the export is stopped"),
+        (None, true) if status.export_id.is_none() => {
+            Desired::new(CONDITION_READY, true, "NotStarted", "spec.stopped is true: no export was started")
+        }
+        (Some(s), _) => Desired::new(
+            CONDITION_READY,
+            false,
+            camel(s),
+            format!("export is {s}, wanted {}", if stopped { ads::INACTIVE } else { ads::ACTIVE }),
+        ),
+        (None, _) => Desired::new(CONDITION_READY, false, "Pending", "no export yet"),
+    };
+    let not_stalled = Desired::new(CONDITION_STALLED, false, "NotStalled", "");
+    match outcome {
+        Ok(phase) => {
+            ctx.backoff.succeeded(key);
+            let synced = Desired::new(CONDITION_SYNCED, true, "Synced", "the last calls to AWS succeeded");
+            match phase {
+                Phase::Steady => {
+                    ctx.backoff.settled(key);
+                    let done = Desired::new(CONDITION_RECONCILING, false, "Settled", "");
+                    (vec![ready, synced, done, not_stalled], Action::requeue(ctx.settings.resync_period))
+                }
+                Phase::Transition => {
+                    let delay = ctx.backoff.next_poll_delay(key);
+                    let msg =
+                        format!("export is {}; checking again in {}", export_status.unwrap_or("pending"), human(delay));
+                    let busy = Desired::new(CONDITION_RECONCILING, true, "Transitioning", msg);
+                    (vec![ready, synced, busy, not_stalled], Action::requeue(delay))
+                }
+                Phase::Failed { reason, message } => {
+                    ctx.backoff.settled(key);
+                    let done = Desired::new(CONDITION_RECONCILING, false, *reason, "");
+                    let stalled = Desired::new(CONDITION_STALLED, true, *reason, message.clone());
+                    (vec![ready, synced, done, stalled], Action::await_change())
+                }
+            }
+        }
+        Err(e) => {
+            let synced =
+                Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("{}: {}", e.operation, e.message));
+            match e.class() {
+                ErrorClass::Recoverable => {
+                    let delay = ctx.backoff.next_failure_delay(key);
+                    let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
+                    let msg = format!(
+                        "{}: {}; retry {} in {} (at {at})",
+                        e.operation,
+                        e.message,
+                        ctx.backoff.failures(key),
+                        human(delay)
+                    );
+                    let busy = Desired::new(CONDITION_RECONCILING, true, e.reason.as_str(), msg);
+                    (vec![ready, synced, busy, not_stalled], Action::requeue(delay))
+                }
+                ErrorClass::Terminal => {
+                    ctx.backoff.settled(key);
+                    let done = Desired::new(CONDITION_RECONCILING, false, e.reason.as_str(), "");
+                    let stalled = Desired::new(
+                        CONDITION_STALLED,
+                        true,
+                        e.reason.as_str(),
+                        format!("{}: {}; fix the spec to retry", e.operation, e.message),
+                    );
+                    (vec![ready, synced, done, stalled], Action::await_change())
+                }
+            }
+        }
+    }
+}
+
+/// `START_IN_PROGRESS` -> `StartInProgress`.
+fn camel(s: &str) -> String {
+    s.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A duration for messages: `750ms`, `5s`, `2m30s`.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
+/// Failures of [`sync`]: Kubernetes errors abort the reconcile; AWS errors become conditions.
+enum SyncError {
+    Kube(Error),
+    Ads(AdsError),
+}
+
+impl From<AdsError> for SyncError {
+    fn from(e: AdsError) -> Self {
+        SyncError::Ads(e)
+    }
+}
+
+impl From<Error> for SyncError {
+    fn from(e: Error) -> Self {
+        SyncError::Kube(e)
+    }
+}
+
+impl From<kube::Error> for SyncError {
+    fn from(e: kube::Error) -> Self {
+        SyncError::Kube(e.into())
+    }
+}
+
+/// Steps 3 to 5 of DESIGN.md section 2: find or start the export, describe it, stop it
+/// when asked. Updates the export fields of `status` as it learns them, and `pending`
+/// to whether the object now carries the `start-pending` annotation.
+async fn sync<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+    region: &str,
+    status: &mut ContinuousExportStatus,
+    pending: &mut bool,
+) -> Result<Phase, SyncError> {
+    let described = match status.export_id.clone() {
+        Some(id) => {
+            if let Some(spec_id) = obj.spec.export_id.as_deref().filter(|s| *s != id) {
+                return Err(AdsError::new(
+                    "Configuration",
+                    Reason::InvalidParameter,
+                    format!(
+                        "spec.exportId {spec_id} differs from the export this object already manages ({id}); \
+                         create a new ContinuousExport to manage {spec_id}"
+                    ),
+                )
+                .into());
+            }
+            describe_managed(ctx, region, &id).await?
+        }
+        None => match find_or_start(obj, api, ctx, region, status, pending).await? {
+            Some(d) => d,
+            None => return Ok(Phase::Steady), // stopped before anything was started
+        },
+    };
+    copy_description(status, &described);
+    let id = described.export_id.clone();
+
+    if obj.spec.stopped {
+        match described.status.as_str() {
+            ads::ACTIVE | ads::ERROR => stop(obj, ctx, region, &id, status).await?,
+            ads::START_IN_PROGRESS => return Ok(Phase::Transition), // stop once it is ACTIVE
+            _ => {}
+        }
+    }
+    Ok(phase(obj.spec.stopped, status))
+}
+
+/// Describes an export this object manages; a vanished export is terminal.
+async fn describe_managed<S: ExportService>(
+    ctx: &Context<S>,
+    region: &str,
+    id: &str,
+) -> Result<ExportDescription, AdsError> {
+    ctx.ads.describe(region, id).await.map_err(|mut e| {
+        if e.reason == Reason::NotFound {
+            e.message = format!("export {id} no longer exists in {region} ({})", e.message);
+        }
+        e
+    })
+}
+
+fn phase(stopped: bool, status: &ContinuousExportStatus) -> Phase {
+    let detail = status.status_detail.clone().unwrap_or_default();
+    match (status.export_status.as_deref().unwrap_or_default(), stopped) {
+        (ads::START_IN_PROGRESS | ads::STOP_IN_PROGRESS, _) | (ads::ACTIVE, true) => Phase::Transition,
+        (ads::ACTIVE, false) | (ads::INACTIVE, true) => Phase::Steady,
+        (ads::INACTIVE, false) => Phase::Failed {
+            reason: "StoppedOutsideKubernetes",
+            message: format!(
+                "the export was stopped outside Kubernetes and cannot be resumed; set spec.stopped: true to \
+                 acknowledge, or create a new ContinuousExport ({detail})"
+            ),
+        },
+        (ads::START_FAILED, _) => {
+            Phase::Failed { reason: "StartFailed", message: format!("ADS could not start the export: {detail}") }
+        }
+        (ads::STOP_FAILED, _) => {
+            Phase::Failed { reason: "StopFailed", message: format!("ADS could not stop the export: {detail}") }
+        }
+        (ads::ERROR, _) => Phase::Failed {
+            reason: "ExportError",
+            message: format!("the export is in ERROR: {detail}; set spec.stopped: true to stop it"),
+        },
+        (other, _) => {
+            Phase::Failed { reason: "UnknownStatus", message: format!("ADS reports an unknown status {other:?}") }
+        }
+    }
+}
+
+/// No `status.exportId` yet: adopt `spec.exportId`, resolve a pending start, or start.
+/// Returns `None` when the spec asks for a stopped export and none exists. Keeps
+/// `pending` true while the object carries the `start-pending` annotation.
+async fn find_or_start<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+    region: &str,
+    status: &mut ContinuousExportStatus,
+    pending: &mut bool,
+) -> Result<Option<ExportDescription>, SyncError> {
+    if let Some(id) = obj.spec.export_id.as_deref() {
+        let d = ctx.ads.describe(region, id).await.map_err(|mut e| {
+            if e.reason == Reason::NotFound {
+                e.message =
+                    format!("cannot adopt export {id}: not found in {region}; check spec.exportId and spec.region");
+            }
+            e
+        })?;
+        publish(ctx, obj, false, "Adopted", format!("adopted export {id} ({}) in {region}", d.status)).await;
+        info!(export_id = id, "adopted export");
+        return Ok(Some(d));
+    }
+
+    // The cache may lag behind our own writes: decide on a fresh read.
+    let name = obj.name_any();
+    let fresh = api.get(&name).await?;
+    *pending = fresh.annotations().contains_key(START_PENDING_ANNOTATION);
+    if let Some(id) = fresh.status.as_ref().and_then(|s| s.export_id.clone()) {
+        status.export_id = Some(id.clone());
+        return Ok(Some(describe_managed(ctx, region, &id).await?));
+    }
+    if let Some(since) = pending_since(&fresh) {
+        if let Some(d) = resolve_pending(ctx, obj, region, since).await? {
+            publish(
+                ctx,
+                obj,
+                false,
+                "Recovered",
+                format!("found export {} started by an interrupted reconcile; managing it", d.export_id),
+            )
+            .await;
+            info!(export_id = %d.export_id, "resolved pending start");
+            return Ok(Some(d));
+        }
+        info!("pending start left no export; starting again");
+    }
+    if obj.spec.stopped {
+        if *pending {
+            patch_pending(api, &name, None).await?;
+            *pending = false;
+        }
+        return Ok(None);
+    }
+
+    patch_pending(api, &name, Some(format_time(Timestamp::now()))).await?;
+    *pending = true;
+    let started = match ctx.ads.start(region).await {
+        Ok(s) => s,
+        Err(e) => {
+            if !e.ambiguous {
+                // A definite failure: nothing was started.
+                patch_pending(api, &name, None).await?;
+                *pending = false;
+            }
+            let e = if e.reason == Reason::Conflict { explain_conflict(ctx, region, e).await } else { e };
+            return Err(e.into());
+        }
+    };
+    info!(export_id = %started.export_id, "started export");
+    publish(ctx, obj, false, "Started", format!("started export {} in {region}", started.export_id)).await;
+    // Remember the ID right away: if the Describe below fails, the status written
+    // with the error still records which export this object owns.
+    status.export_id = Some(started.export_id.clone());
+    status.s3_bucket = started.s3_bucket.clone();
+    status.data_source = started.data_source.clone();
+    status.database_name = started.database_name.clone();
+    status.start_time = started.start_time.map(format_time);
+    status.export_status = Some(ads::START_IN_PROGRESS.into());
+    Ok(Some(describe_managed(ctx, region, &started.export_id).await?))
+}
+
+/// Stops an ACTIVE (or ERROR) export and records the times: from the Stop answer,
+/// else from Describe (the documented sample response carries neither).
+async fn stop<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    region: &str,
+    id: &str,
+    status: &mut ContinuousExportStatus,
+) -> Result<(), AdsError> {
+    match ctx.ads.stop(region, id).await {
+        Ok(times) => {
+            status.export_status = Some(ads::STOP_IN_PROGRESS.into());
+            if let Some(t) = times.start_time {
+                status.start_time = Some(format_time(t));
+            }
+            if let Some(t) = times.stop_time {
+                status.stop_time = Some(format_time(t));
+            }
+            info!(export_id = id, "stopped export");
+            publish(ctx, obj, false, "Stopped", format!("stopped export {id}")).await;
+            if times.start_time.is_none() || times.stop_time.is_none() {
+                copy_description(status, &describe_managed(ctx, region, id).await?);
+            }
+            Ok(())
+        }
+        // Stopped meanwhile by someone else: fine if it is now stopping or stopped.
+        Err(e) if e.reason == Reason::OperationNotPermitted => {
+            let d = describe_managed(ctx, region, id).await?;
+            copy_description(status, &d);
+            if d.status == ads::INACTIVE || d.status == ads::STOP_IN_PROGRESS { Ok(()) } else { Err(e) }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The cleanup branch: per `deletionPolicy`, stop the export, then let the finalizer go.
+async fn cleanup<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
+    let key = key(obj);
+    let status = obj.status.clone().unwrap_or_default();
+    let done = |what: String| {
+        info!(what, "finalizer released");
+        ctx.backoff.forget(&key);
+        if let Some(o) = &ctx.observer {
+            o.export_status(&key, None, true);
+        }
+        Ok(Action::await_change())
+    };
+    if obj.spec.deletion_policy == DeletionPolicy::Retain {
+        if let Some(id) = &status.export_id {
+            publish(ctx, obj, false, "Retained", format!("deletionPolicy Retain: export {id} left running")).await;
+        }
+        return done("retained".into());
+    }
+    let Some(region) = region(obj, ctx) else {
+        return done("no region: nothing could have been started".into());
+    };
+    let result = stop_for_delete(obj, ctx, &region, &status).await;
+    match result {
+        Ok(what) => done(what),
+        Err(e) => {
+            // Best effort: say why deletion waits.
+            let mut st = status.clone();
+            let generation = obj.metadata.generation.unwrap_or(0);
+            let synced = Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("deleting: {e}"));
+            st.conditions = merge(&status.conditions, &[synced], generation, now_seconds());
+            if st != status {
+                write_status(api, &obj.name_any(), &st).await?;
+                publish(ctx, obj, true, e.reason.as_str(), format!("cannot stop the export yet: {e}")).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+async fn stop_for_delete<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    region: &str,
+    status: &ContinuousExportStatus,
+) -> Result<String, AdsError> {
+    let id = match status.export_id.clone().or_else(|| obj.spec.export_id.clone()) {
+        Some(id) => id,
+        None => match pending_since(obj) {
+            Some(since) => match resolve_pending(ctx, obj, region, since).await? {
+                Some(d) => d.export_id,
+                None => return Ok("no export was started".into()),
+            },
+            None => return Ok("no export was started".into()),
+        },
+    };
+    let d = match ctx.ads.describe(region, &id).await {
+        Ok(d) => d,
+        Err(e) if e.reason == Reason::NotFound => return Ok(format!("export {id} does not exist")),
+        Err(e) => return Err(e),
+    };
+    match d.status.as_str() {
+        ads::ACTIVE | ads::ERROR => {}
+        ads::START_IN_PROGRESS => {
+            return Err(AdsError::new(
+                "StopContinuousExport",
+                Reason::ResourceInUse,
+                format!("export {id} is still starting; it is stopped once ACTIVE"),
+            ));
+        }
+        other => return Ok(format!("export {id} is {other}")),
+    }
+    let mut scratch = status.clone();
+    match stop(obj, ctx, region, &id, &mut scratch).await {
+        Ok(()) => Ok(format!("stopped export {id}")),
+        Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(s: &str) -> ContinuousExportStatus {
+        ContinuousExportStatus { export_status: Some(s.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn phases() {
+        assert!(matches!(phase(false, &st(ads::ACTIVE)), Phase::Steady));
+        assert!(matches!(phase(true, &st(ads::INACTIVE)), Phase::Steady));
+        assert!(matches!(phase(true, &st(ads::ACTIVE)), Phase::Transition));
+        assert!(matches!(phase(false, &st(ads::START_IN_PROGRESS)), Phase::Transition));
+        assert!(matches!(phase(true, &st(ads::STOP_IN_PROGRESS)), Phase::Transition));
+        assert!(matches!(phase(false, &st(ads::INACTIVE)), Phase::Failed { reason: "StoppedOutsideKubernetes", .. }));
+        assert!(matches!(phase(false, &st(ads::ERROR)), Phase::Failed { reason: "ExportError", .. }));
+        assert!(matches!(phase(true, &st(ads::START_FAILED)), Phase::Failed { reason: "StartFailed", .. }));
+        assert!(matches!(phase(false, &st("NEW_THING")), Phase::Failed { reason: "UnknownStatus", .. }));
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(camel("START_IN_PROGRESS"), "StartInProgress");
+        assert_eq!(human(Duration::from_millis(750)), "750ms");
+        assert_eq!(human(Duration::from_secs(5)), "5s");
+        assert_eq!(human(Duration::from_secs(120)), "2m");
+        assert_eq!(human(Duration::from_secs(150)), "2m30s");
+    }
+
+    #[test]
+    fn description_copies_and_keeps_known_fields() {
+        let mut status = ContinuousExportStatus { s3_bucket: Some("b".into()), ..Default::default() };
+        let d = ExportDescription {
+            export_id: "e".into(),
+            status: ads::ACTIVE.into(),
+            start_time: crate::ads::timestamp_from_epoch(1_493_405_005, 639_000_000),
+            ..Default::default()
+        };
+        copy_description(&mut status, &d);
+        assert_eq!(status.export_id.as_deref(), Some("e"));
+        assert_eq!(status.s3_bucket.as_deref(), Some("b"));
+        assert_eq!(status.start_time.as_deref(), Some("2017-04-28T18:43:25.639Z"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Fault injection: what can go wrong, for which operation, how many times.
+//!
+//! See the module docs of [`crate::emulator`] for the JSON shape.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::Operation;
+
+/// Every error the ADS API documents for the continuous-export operations.
+///
+/// `ServerInternalErrorException` is answered with HTTP 500, all others with HTTP 400.
+/// Not every error is modelled by the SDK for every operation (for example the SDK's
+/// `StartContinuousExportError` has no `ResourceNotFoundException` variant); injecting
+/// such a pair still works and surfaces in the SDK as an unhandled error with that code.
+pub const DOCUMENTED_ERRORS: [&str; 9] = [
+    "AuthorizationErrorException",
+    "ConflictErrorException",
+    "HomeRegionNotSetException",
+    "InvalidParameterException",
+    "InvalidParameterValueException",
+    "OperationNotPermittedException",
+    "ResourceInUseException",
+    "ResourceNotFoundException",
+    "ServerInternalErrorException",
+];
+
+/// One injected fault.
+///
+/// (De)serializes as a flat JSON object, e.g.
+/// `{"operation":"StartContinuousExport","error":"AuthorizationErrorException","count":3}`,
+/// `{"http":503}`, `{"throttling":true}` or `{"latencyMs":2000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "FaultSpec", into = "FaultSpec")]
+pub struct Fault {
+    /// Operation name (e.g. `"StopContinuousExport"`) the fault applies to; `None` = every operation.
+    pub operation: Option<String>,
+    /// What happens.
+    pub kind: FaultKind,
+    /// How many matching calls the fault affects before it disappears; `None` = until cleared.
+    pub remaining: Option<u32>,
+}
+
+/// What an injected fault does to a matching call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answer with a documented ADS error (one of [`DOCUMENTED_ERRORS`]).
+    Error {
+        /// Error name, sent as `__type`.
+        name: String,
+        /// Error message; a generic one when `None`.
+        message: Option<String>,
+    },
+    /// Answer with this HTTP status (400..=599) and an AWS-shaped JSON body.
+    Http {
+        /// HTTP status code.
+        status: u16,
+    },
+    /// Answer HTTP 400 `ThrottlingException` ("Rate exceeded"), which the SDK treats as retryable.
+    Throttling,
+    /// Handle the call (other faults still apply), then wait this many milliseconds
+    /// before answering: the effect happens even if the client gives up meanwhile.
+    Latency {
+        /// Added delay in milliseconds.
+        ms: u64,
+    },
+}
+
+impl Fault {
+    /// A fault that affects every matching call until cleared.
+    pub fn new(operation: Option<&str>, kind: FaultKind) -> Self {
+        Fault { operation: operation.map(str::to_owned), kind, remaining: None }
+    }
+
+    /// Limits the fault to the next `count` matching calls.
+    pub fn times(mut self, count: u32) -> Self {
+        self.remaining = Some(count);
+        self
+    }
+
+    /// Whether this fault applies to `operation`.
+    pub(crate) fn matches(&self, operation: &str) -> bool {
+        self.operation.as_deref().is_none_or(|op| op == operation)
+    }
+
+    /// Checks the fault is meaningful; the error names the offending JSON field.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(op) = &self.operation
+            && Operation::from_name(op).is_none()
+        {
+            return Err(format!(
+                "field `operation`: unknown operation {op:?}, expected one of {}",
+                Operation::ALL.map(Operation::name).join(", ")
+            ));
+        }
+        if self.remaining == Some(0) {
+            return Err("field `count`: must be at least 1 (omit it for no limit)".into());
+        }
+        match &self.kind {
+            FaultKind::Error { name, .. } if !DOCUMENTED_ERRORS.contains(&name.as_str()) => Err(format!(
+                "field `error`: {name:?} is not a documented ADS error, expected one of {}",
+                DOCUMENTED_ERRORS.join(", ")
+            )),
+            FaultKind::Http { status } if !(400..=599).contains(status) => {
+                Err(format!("field `http`: status {status} is not an error status (400..=599)"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reads a JSON array of faults from `path`; the error names the file and the problem.
+pub fn load_faults(path: &Path) -> Result<Vec<Fault>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("faults file {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "faults file {}: {e} (expected a JSON array of faults such as \
+             [{{\"operation\":\"StartContinuousExport\",\"error\":\"AuthorizationErrorException\",\"count\":1}}])",
+            path.display()
+        )
+    })
+}
+
+/// The flat wire shape of a [`Fault`].
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FaultSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    throttling: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u32>,
+}
+
+impl TryFrom<FaultSpec> for Fault {
+    type Error = String;
+
+    fn try_from(spec: FaultSpec) -> Result<Self, String> {
+        if spec.message.is_some() && spec.error.is_none() {
+            return Err("field `message`: only allowed together with `error`".into());
+        }
+        if spec.throttling == Some(false) {
+            return Err("field `throttling`: must be true (omit it otherwise)".into());
+        }
+        let mut kinds = Vec::new();
+        if let Some(name) = spec.error {
+            let message = spec.message;
+            kinds.push(FaultKind::Error { name, message });
+        }
+        if let Some(status) = spec.http {
+            kinds.push(FaultKind::Http { status });
+        }
+        if spec.throttling == Some(true) {
+            kinds.push(FaultKind::Throttling);
+        }
+        if let Some(ms) = spec.latency_ms {
+            kinds.push(FaultKind::Latency { ms });
+        }
+        let kind = match kinds.len() {
+            1 => kinds.remove(0),
+            n => {
+                return Err(format!(
+                    "exactly one of the fields `error`, `http`, `throttling`, `latencyMs` is required, got {n}"
+                ));
+            }
+        };
+        let fault = Fault { operation: spec.operation, kind, remaining: spec.count };
+        fault.validate()?;
+        Ok(fault)
+    }
+}
+
+impl From<Fault> for FaultSpec {
+    fn from(fault: Fault) -> Self {
+        let mut spec = FaultSpec { operation: fault.operation, count: fault.remaining, ..FaultSpec::default() };
+        match fault.kind {
+            FaultKind::Error { name, message } => {
+                spec.error = Some(name);
+                spec.message = message;
+            }
+            FaultKind::Http { status } => spec.http = Some(status),
+            FaultKind::Throttling => spec.throttling = Some(true),
+            FaultKind::Latency { ms } => spec.latency_ms = Some(ms),
+        }
+        spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Fault, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shapes_round_trip() {
+        for json in [
+            r#"{"operation":"StartContinuousExport","error":"AuthorizationErrorException","count":3}"#,
+            r#"{"error":"ConflictErrorException","message":"nope"}"#,
+            r#"{"http":503}"#,
+            r#"{"throttling":true}"#,
+            r#"{"operation":"StopContinuousExport","latencyMs":2000}"#,
+        ] {
+            let fault = parse(json).expect(json);
+            assert_eq!(serde_json::to_string(&fault).expect("serialize"), json);
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        for (json, field) in [
+            (r#"{"operation":"Nope","http":500}"#, "operation"),
+            (r#"{"error":"NopeException"}"#, "error"),
+            (r#"{"http":200}"#, "http"),
+            (r#"{"throttling":false}"#, "throttling"),
+            (r#"{"http":503,"count":0}"#, "count"),
+            (r#"{"message":"x"}"#, "message"),
+            (r#"{"latency":5}"#, "latency"),
+            (r#"{"http":503,"throttling":true}"#, "exactly one"),
+            (r#"{}"#, "exactly one"),
+        ] {
+            let err = parse(json).expect_err(json);
+            assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! An emulator of the AWS Application Discovery Service (ADS) continuous-export API.
+//!
+//! It speaks the real awsJson1.1 wire protocol, so the real `aws-sdk-applicationdiscovery`
+//! client works against it when pointed there with `endpoint_url`. Use it in-process
+//! ([`Emulator::spawn`]) or as the `ads-emulator` binary.
+//!
+//! # Wire protocol
+//!
+//! `POST /` with `X-Amz-Target: AWSPoseidonService_V2015_11_01.<Operation>`; bodies and
+//! responses are `application/x-amz-json-1.1`, every response carries `x-amzn-RequestId`.
+//! Implemented: `StartContinuousExport`, `DescribeContinuousExports`, `StopContinuousExport`.
+//! Errors are `{"__type": "<Name>", "message": "..."}` with HTTP 400 (500 for
+//! `ServerInternalErrorException`). Timestamps are epoch seconds (UTC) as JSON numbers with a
+//! millisecond fraction, e.g. `1493405005.639`.
+//!
+//! A SigV4 `Authorization` header is required (else `MissingAuthenticationTokenException`);
+//! the signature is not verified, but the region of its credential scope selects the state:
+//! exports are kept per region, and a call to any region but the home region answers
+//! `HomeRegionNotSetException`. Without a home region every call answers that error.
+//!
+//! State machine: `START_IN_PROGRESS` becomes `ACTIVE` once the start delay has elapsed;
+//! `STOP_IN_PROGRESS` becomes `INACTIVE` once the stop delay has elapsed. Transitions are
+//! evaluated lazily on every read, with the delays configured *at that moment*, so raising a
+//! delay holds in-flight exports in their transition and lowering it to zero releases them.
+//! At most one export per region may be `START_IN_PROGRESS` or `ACTIVE`.
+//!
+//! # Faults
+//!
+//! A [`Fault`] is JSON like:
+//!
+//! ```json
+//! {"operation": "StartContinuousExport", "error": "AuthorizationErrorException", "message": "optional", "count": 3}
+//! {"http": 503}
+//! {"throttling": true}
+//! {"latencyMs": 2000}
+//! ```
+//!
+//! `operation` (omitted = every operation) and `count` (omitted = until cleared) are
+//! optional; exactly one of `error` (a name from [`DOCUMENTED_ERRORS`]), `http` (status
+//! 400..=599), `throttling` or `latencyMs` (milliseconds) is required. Latency faults delay
+//! the answer: the call takes effect first (other faults, or normal handling), so a
+//! client that gives up meanwhile leaves the effect behind, as with a lost AWS response; of the other
+//! faults, the first matching one (in injection order) answers the call. Every fault applied
+//! to a call uses up one of its `count`.
+//!
+//! # Admin API (`/_emulator/`, JSON, no auth)
+//!
+//! | request | body | answer |
+//! |---|---|---|
+//! | `GET /_emulator/exports` | | `[ExportView]` (`{"region","exportId","status","statusDetail","s3Bucket","startTimeMs","stopTimeMs"?}`, times in ms since the epoch, UTC) |
+//! | `GET /_emulator/counters` | | [`Counters`]: `{"StartContinuousExport":{"ok":2,"ConflictErrorException":1}}` |
+//! | `GET /_emulator/faults` | | `[Fault]` still active, with their remaining `count` |
+//! | `POST /_emulator/faults` | a Fault or an array of Faults | 201, `[Fault]` now active |
+//! | `DELETE /_emulator/faults` | | `{"ok":true}` |
+//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` |
+//! | `POST /_emulator/delays` | `{"startDelayMs":2000,"stopDelayMs":2000}` | `{"ok":true}` |
+//! | `POST /_emulator/stop-sample-response` | `{"enabled":true}` | `{"ok":true}` |
+//! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
+//! | `POST /_emulator/exports/{id}/error` | `{"statusDetail":"..."}` | `{"ok":true}`, 404 unknown |
+//! | `POST /_emulator/exports/{id}/status` | `{"status":"START_FAILED","statusDetail"?:"..."}` | `{"ok":true}`, 404 unknown |
+//! | `POST /_emulator/reset` | | `{"ok":true}` (exports, faults, counters cleared) |
+//!
+//! Bad input answers 400 `{"error":"..."}`, the message naming the offending field.
+
+mod admin;
+mod fault;
+mod state;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use fault::{DOCUMENTED_ERRORS, Fault, FaultKind, load_faults};
+pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportStatus, ExportView};
+pub use wire::{CONTENT_TYPE, Operation, TARGET_PREFIX, UNKNOWN_OPERATION};
+
+use state::{ControlError, State};
+
+/// Start-up configuration of an [`Emulator`].
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorConfig {
+    /// Migration Hub home region; `None` makes every call answer `HomeRegionNotSetException`.
+    pub home_region: Option<String>,
+    /// How long a new export stays `START_IN_PROGRESS` (zero: `ACTIVE` at once).
+    pub start_delay: Duration,
+    /// How long a stopping export stays `STOP_IN_PROGRESS` (zero: `INACTIVE` at once).
+    pub stop_delay: Duration,
+}
+
+/// The emulator: shared state plus the HTTP routes serving it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    state: Arc<Mutex<State>>,
+}
+
+impl Emulator {
+    /// A fresh emulator without exports, faults or counts.
+    pub fn new(cfg: EmulatorConfig) -> Self {
+        let state = State::new(cfg.home_region, cfg.start_delay, cfg.stop_delay);
+        Emulator { state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// The wire protocol at `POST /` and the admin API under `/_emulator/`.
+    pub fn router(&self) -> Router {
+        Router::new().route("/", post(wire::handle)).nest("/_emulator", admin::routes()).with_state(self.clone())
+    }
+
+    /// Binds `listen` (e.g. `"127.0.0.1:0"`) and serves [`Self::router`] in a tokio task.
+    pub async fn spawn(self, listen: &str) -> std::io::Result<RunningEmulator> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async {
+            // Fires on an explicit shutdown and when the sender is dropped.
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(async move { server.await });
+        tracing::info!(%addr, "ads-emulator serving");
+        Ok(RunningEmulator { addr, emulator: self, shutdown: Some(tx), task: Some(task) })
+    }
+
+    /// Adds a fault (after the ones already active).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.with_state(|s| s.faults.push(fault));
+    }
+
+    /// The faults still active, with their remaining counts.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.with_state(|s| s.faults.clone())
+    }
+
+    /// Removes all faults.
+    pub fn clear_faults(&self) {
+        self.with_state(|s| s.faults.clear());
+    }
+
+    /// Sets or clears the Migration Hub home region.
+    pub fn set_home_region(&self, region: Option<String>) {
+        self.with_state(|s| s.home_region = region);
+    }
+
+    /// Sets the start and stop delays; they also apply to exports already in transition.
+    pub fn set_delays(&self, start: Duration, stop: Duration) {
+        self.with_state(|s| {
+            s.settle(Instant::now());
+            s.start_delay = start;
+            s.stop_delay = stop;
+        });
+    }
+
+    /// When on, `StopContinuousExport` answers `{}` (the documented sample response, without
+    /// `startTime`/`stopTime`) while still stopping the export.
+    pub fn set_stop_sample_response(&self, on: bool) {
+        self.with_state(|s| s.stop_sample_response = on);
+    }
+
+    /// Stops an export as the console would: `ACTIVE`/`ERROR` -> `STOP_IN_PROGRESS`
+    /// (then `INACTIVE` after the stop delay). Fails for unknown or unstoppable exports.
+    pub fn stop_out_of_band(&self, export_id: &str) -> Result<(), String> {
+        self.control(|s, now| s.stop_out_of_band(export_id, now)).map_err(|e| e.to_string())
+    }
+
+    /// Puts an export into `ERROR` with this `statusDetail`.
+    pub fn set_error(&self, export_id: &str, detail: &str) -> Result<(), String> {
+        self.set_status(export_id, ExportStatus::Error, Some(detail))
+    }
+
+    /// Forces any status (e.g. `START_FAILED`), with `detail` or the status's usual detail.
+    /// Forcing a `*_IN_PROGRESS` status restarts its delay.
+    pub fn set_status(&self, export_id: &str, status: ExportStatus, detail: Option<&str>) -> Result<(), String> {
+        self.control(|s, now| s.force_status(export_id, status, detail, now)).map_err(|e| e.to_string())
+    }
+
+    /// All exports of all regions, oldest first, with their current status.
+    pub fn exports(&self) -> Vec<ExportView> {
+        self.with_state(|s| s.views(Instant::now()))
+    }
+
+    /// Calls per operation and outcome.
+    pub fn counters(&self) -> Counters {
+        self.with_state(|s| s.counters.clone())
+    }
+
+    /// Total calls of `operation` (e.g. `"StartContinuousExport"`), whatever the outcome.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.with_state(|s| s.counters.total(operation))
+    }
+
+    /// Clears exports, faults and counters; keeps home region, delays and response mode.
+    pub fn reset(&self) {
+        self.with_state(State::reset);
+    }
+
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters to an emulator; keep serving.
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    pub(crate) fn control(
+        &self,
+        f: impl FnOnce(&mut State, Instant) -> Result<(), ControlError>,
+    ) -> Result<(), ControlError> {
+        self.with_state(|s| f(s, Instant::now()))
+    }
+}
+
+/// A served emulator. Dropping it (or calling [`Self::shutdown`]) stops the server.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    /// The bound address (the real port when `:0` was asked for).
+    pub addr: SocketAddr,
+    /// The emulator being served, for direct control.
+    pub emulator: Emulator,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningEmulator {
+    /// The URL to give the SDK as `endpoint_url`, e.g. `"http://127.0.0.1:40123"`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Parses a duration such as `"500ms"`, `"2s"`, `"1m"`, `"1h"` or `"0"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 2s, 1m"))?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" if value == 0 => 0,
+        _ => {
+            return Err(format!("invalid duration {text:?}: unit must be one of ms, s, m, h"));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("invalid duration {text:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "2", "s", "1.5s", "2 days", "-1s", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The awsJson1.1 wire protocol of ADS (`AWSPoseidonService_V2015_11_01`).
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::Emulator;
+use super::fault::FaultKind;
+use super::state::{DescribeInput, StopInput};
+
+/// `X-Amz-Target` prefix of every ADS operation.
+pub const TARGET_PREFIX: &str = "AWSPoseidonService_V2015_11_01.";
+/// Content type of requests and responses.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// Counter key for calls whose operation is missing or unknown.
+pub const UNKNOWN_OPERATION: &str = "UnknownOperation";
+
+/// The operations the emulator implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `StartContinuousExport`
+    Start,
+    /// `DescribeContinuousExports`
+    Describe,
+    /// `StopContinuousExport`
+    Stop,
+}
+
+impl Operation {
+    /// All implemented operations.
+    pub const ALL: [Operation; 3] = [Operation::Start, Operation::Describe, Operation::Stop];
+
+    /// The operation's API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Start => "StartContinuousExport",
+            Operation::Describe => "DescribeContinuousExports",
+            Operation::Stop => "StopContinuousExport",
+        }
+    }
+
+    /// Looks an operation up by its API name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+/// An AWS-shaped error response: `{"__type": code, "message": message}` with `status`.
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    status: StatusCode,
+    code: Option<String>,
+    message: String,
+    outcome: String,
+}
+
+impl AwsError {
+    /// A modelled error; HTTP 500 for `ServerInternalErrorException`, 400 otherwise.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        let status = if code == "ServerInternalErrorException" {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        AwsError { status, code: Some(code.to_owned()), message: message.into(), outcome: code.to_owned() }
+    }
+
+    /// A bare HTTP failure, as a load balancer or an overloaded front end would send.
+    fn http(status: u16) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let code = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => Some("InternalFailure".to_owned()),
+            StatusCode::SERVICE_UNAVAILABLE => Some("ServiceUnavailable".to_owned()),
+            _ => None,
+        };
+        AwsError {
+            status,
+            code,
+            message: status.canonical_reason().unwrap_or("Error").to_owned(),
+            outcome: format!("http{}", status.as_u16()),
+        }
+    }
+
+    fn from_fault(kind: FaultKind) -> Option<Self> {
+        match kind {
+            FaultKind::Error { name, message } => {
+                let message = message.unwrap_or_else(|| format!("Injected {name}"));
+                Some(AwsError::new(&name, message))
+            }
+            FaultKind::Http { status } => Some(AwsError::http(status)),
+            FaultKind::Throttling => Some(AwsError::new("ThrottlingException", "Rate exceeded")),
+            FaultKind::Latency { .. } => None,
+        }
+    }
+
+    fn body(&self) -> Value {
+        match &self.code {
+            Some(code) => json!({ "__type": code, "message": self.message }),
+            None => json!({ "message": self.message }),
+        }
+    }
+}
+
+/// `POST /`: one ADS API call.
+pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .and_then(Operation::from_name);
+    let op_name = operation.map_or(UNKNOWN_OPERATION, Operation::name);
+    let result = dispatch(&emulator, &headers, operation, &body).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome.as_str(),
+    };
+    emulator.with_state(|s| s.counters.record(op_name, outcome));
+    tracing::info!(operation = op_name, outcome, "ADS call");
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(e) => (e.status, e.body()),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = (status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+async fn dispatch(
+    emulator: &Emulator,
+    headers: &HeaderMap,
+    operation: Option<Operation>,
+    body: &[u8],
+) -> Result<Value, AwsError> {
+    let region = signing_region(headers)?;
+    let Some(operation) = operation else {
+        let target =
+            headers.get("x-amz-target").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        return Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}")));
+    };
+
+    let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
+    // The call takes effect first and its answer is delayed, as with a slow or lost
+    // AWS response: a client that gives up meanwhile still leaves the effect behind.
+    let result = match fault.and_then(AwsError::from_fault) {
+        Some(err) => Err(err),
+        None => parse_body(body).and_then(|input| {
+            emulator.with_state(|s| {
+                check_home_region(s.home_region.as_deref(), &region)?;
+                let now = Instant::now();
+                match operation {
+                    Operation::Start => s.start(&region, now),
+                    Operation::Describe => s.describe(&region, describe_input(&input)?, now),
+                    Operation::Stop => s.stop(&region, stop_input(&input)?, now),
+                }
+            })
+        }),
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    result
+}
+
+/// Extracts the region from the SigV4 credential scope
+/// (`AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...`).
+/// The signature itself is not verified.
+fn signing_region(headers: &HeaderMap) -> Result<String, AwsError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(AwsError::new("MissingAuthenticationTokenException", "Missing Authentication Token"));
+    };
+    value.to_str().ok().and_then(parse_credential_region).map(str::to_owned).ok_or_else(|| {
+        AwsError::new(
+            "IncompleteSignatureException",
+            "Authorization header requires 'Credential' parameter of the form \
+                 'AKID/DATE/REGION/SERVICE/aws4_request'",
+        )
+    })
+}
+
+fn parse_credential_region(authorization: &str) -> Option<&str> {
+    let params = authorization.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let credential = params.split(',').map(str::trim).find_map(|p| p.strip_prefix("Credential="))?;
+    let parts: Vec<&str> = credential.split('/').collect();
+    match parts.as_slice() {
+        [akid, date, region, service, "aws4_request"]
+            if [akid, date, region, service].iter().all(|p| !p.is_empty()) =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+fn check_home_region(home: Option<&str>, region: &str) -> Result<(), AwsError> {
+    match home {
+        Some(home) if home == region => Ok(()),
+        Some(home) => Err(AwsError::new(
+            "HomeRegionNotSetException",
+            format!(
+                "The request was sent to {region}, but the Migration Hub home region is {home}. \
+                 Send requests to the home region."
+            ),
+        )),
+        None => Err(AwsError::new(
+            "HomeRegionNotSetException",
+            "The home region is not set. Set a home region to continue.",
+        )),
+    }
+}
+
+/// The request body as a JSON object (an empty body counts as `{}`).
+fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(AwsError::new("SerializationException", "Expected a JSON object as the request body")),
+        Err(e) => Err(AwsError::new("SerializationException", format!("Malformed JSON request body: {e}"))),
+    }
+}
+
+/// One optional member of the request object (`null` counts as absent).
+fn member<T: DeserializeOwned>(input: &Value, name: &str) -> Result<Option<T>, AwsError> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| AwsError::new("SerializationException", format!("Cannot deserialize member '{name}': {e}"))),
+    }
+}
+
+fn describe_input(input: &Value) -> Result<DescribeInput, AwsError> {
+    Ok(DescribeInput {
+        export_ids: member(input, "exportIds")?,
+        max_results: member(input, "maxResults")?,
+        next_token: member(input, "nextToken")?,
+    })
+}
+
+fn stop_input(input: &Value) -> Result<StopInput, AwsError> {
+    Ok(StopInput { export_id: member(input, "exportId")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_scope_region() {
+        let ok = "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-west-2/discovery/aws4_request, \
+                  SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(parse_credential_region(ok), Some("us-west-2"));
+        for bad in [
+            "",
+            "Bearer x",
+            "AWS4-HMAC-SHA256 SignedHeaders=host",
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-west-2/discovery",
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101//discovery/aws4_request",
+        ] {
+            assert_eq!(parse_credential_region(bad), None, "{bad:?}");
+        }
+    }
+}

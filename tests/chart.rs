@@ -1,0 +1,721 @@
+//! The Helm chart (`charts/ads-export-operator`) and the GitOps example
+//! (`examples/gitops`): `helm lint --strict`, the values schema, what the
+//! templates render in cluster-wide and single-namespace mode, a server-side
+//! dry run of the rendered manifests, and a real `helm install` into the test
+//! bed whose RBAC is then probed with `kubectl auth can-i`.
+//!
+//! The bed has no nodes and no controllers, so nothing here waits for pods.
+
+mod support;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::Api;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use support::{namespace, repo_root, testbed};
+
+const CHART_NAME: &str = "ads-export-operator";
+const CRD_FILE: &str = "continuousexports.adsexport.io.yaml";
+const CRD_NAME: &str = "continuousexports.adsexport.io";
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("charts").join(CHART_NAME)
+}
+
+/// The generated CRD at the repository top (`crds/`).
+fn top_level_crd() -> PathBuf {
+    repo_root().join("crds").join(CRD_FILE)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `cmd`, feeding it `input` on stdin if given.
+fn run(mut cmd: Command, input: Option<&str>) -> Output {
+    let desc = format!("{cmd:?}");
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input.as_bytes()).unwrap_or_else(|e| panic!("cannot write to {desc}: {e}"));
+    }
+    child.wait_with_output().unwrap_or_else(|e| panic!("{desc} failed: {e}"))
+}
+
+#[track_caller]
+fn succeed(cmd: Command, input: Option<&str>) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd, input);
+    assert!(out.status.success(), "{desc} failed ({}):\n{}{}", out.status, text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn helm(args: &[&str]) -> Command {
+    let bed = testbed();
+    let mut cmd = bed.command(bed.helm());
+    cmd.args(args);
+    cmd
+}
+
+fn kubectl(args: &[&str]) -> Command {
+    let bed = testbed();
+    let mut cmd = bed.command(bed.kubectl());
+    cmd.args(args);
+    cmd
+}
+
+/// `helm template` of the chart as `release` in `namespace` with `--set` values.
+fn render(release: &str, namespace: &str, sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut cmd = helm(&["template", release, chart.to_str().unwrap()]);
+    cmd.args(["--namespace", namespace]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    succeed(cmd, None)
+}
+
+/// The documents of a multi-document YAML stream, as JSON values.
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = docs.iter().map(|d| d["kind"].as_str().unwrap_or_default().to_string()).collect();
+    kinds.sort();
+    kinds
+}
+
+#[track_caller]
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let mut matching = docs.iter().filter(|d| d["kind"] == kind);
+    let doc = matching.next().unwrap_or_else(|| panic!("no {kind} rendered; kinds: {:?}", kinds(docs)));
+    assert!(matching.next().is_none(), "more than one {kind} rendered");
+    doc
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_array()
+        .expect("container args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+/// The operator's RBAC rules on ContinuousExports and Events (least privilege).
+fn operator_rules() -> Value {
+    json!([
+        { "apiGroups": ["adsexport.io"], "resources": ["continuousexports"],
+          "verbs": ["get", "list", "watch", "patch", "update"] },
+        { "apiGroups": ["adsexport.io"], "resources": ["continuousexports/status"],
+          "verbs": ["get", "patch", "update"] },
+        { "apiGroups": ["adsexport.io"], "resources": ["continuousexports/finalizers"],
+          "verbs": ["update"] },
+        { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
+        { "apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"] },
+    ])
+}
+
+/// Installs the generated CRD from `crds/` (once per test binary) if it exists.
+fn install_crd_if_present() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let crd = top_level_crd();
+        if !crd.is_file() {
+            eprintln!("{} not generated yet: testing without the CRD", crd.display());
+            return;
+        }
+        succeed(
+            kubectl(&[
+                "apply",
+                "--server-side",
+                "--field-manager=ads-export-tests",
+                "--force-conflicts",
+                "-f",
+                crd.to_str().unwrap(),
+            ]),
+            None,
+        );
+        succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{CRD_NAME}"), "--timeout=60s"]), None);
+    });
+}
+
+/// `kubectl auth can-i` as `user`: true for "yes".
+fn can_i(user: &str, args: &[&str]) -> bool {
+    let mut cmd = kubectl(&["auth", "can-i"]);
+    cmd.args(args).args(["--as", user]);
+    let out = run(cmd, None);
+    let answer = text(&out.stdout);
+    match answer.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i {args:?} --as {user}: {other:?} ({})", text(&out.stderr)),
+    }
+}
+
+#[track_caller]
+fn assert_can(user: &str, args: &[&str]) {
+    assert!(can_i(user, args), "{user} should be allowed to {args:?}");
+}
+
+#[track_caller]
+fn assert_cannot(user: &str, args: &[&str]) {
+    assert!(!can_i(user, args), "{user} should not be allowed to {args:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Static checks
+// ---------------------------------------------------------------------------
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let chart: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).expect("read Chart.yaml"))
+            .expect("Chart.yaml is YAML");
+    assert_eq!(chart["apiVersion"], "v2");
+    assert_eq!(chart["name"], CHART_NAME);
+    assert_eq!(
+        chart["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion must equal the version in Cargo.toml"
+    );
+}
+
+#[test]
+fn chart_ships_the_generated_crd() {
+    let top = top_level_crd();
+    let top_text =
+        std::fs::read_to_string(&top).unwrap_or_else(|e| panic!("{} missing ({e}): generate it first", top.display()));
+    let in_chart = chart_dir().join("crds").join(CRD_FILE);
+    let chart_text = std::fs::read_to_string(&in_chart).unwrap_or_default();
+    assert!(
+        chart_text == top_text,
+        "{} must be a copy of {}: cp crds/{CRD_FILE} charts/{CHART_NAME}/crds/",
+        in_chart.display(),
+        top.display()
+    );
+}
+
+#[test]
+fn helm_lint_strict_passes() {
+    let chart = chart_dir();
+    for sets in [&[][..], &["watchNamespace=team-a"][..], &["replicaCount=1"][..]] {
+        let mut cmd = helm(&["lint", "--strict", chart.to_str().unwrap()]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        let out = succeed(cmd, None);
+        assert!(out.contains("0 chart(s) failed"), "{sets:?}: {out}");
+    }
+}
+
+#[test]
+fn schema_rejects_wrong_values() {
+    let chart = chart_dir();
+    for (set, complaint) in [
+        ("replicaCount=two", "/replicaCount"),
+        ("logFormat=xml", "/logFormat"),
+        ("watchNamespace=5", "/watchNamespace"),
+        ("maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
+        ("resyncPeriod=soon", "/resyncPeriod"),
+        ("leaderElection.enabled=maybe", "/leaderElection/enabled"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("noSuchKey=1", "noSuchKey"),
+    ] {
+        let out = run(helm(&["template", "t", chart.to_str().unwrap(), "--set", set]), None);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "--set {set} was accepted");
+        assert!(
+            stderr.contains("schema") && stderr.contains(complaint),
+            "--set {set}: expected a schema error about {complaint}, got: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn templates_reject_inconsistent_values() {
+    let chart = chart_dir();
+    for (sets, complaint) in [
+        (&["replicaCount=2", "leaderElection.enabled=false"][..], "requires leaderElection.enabled=true"),
+        (&["serviceAccount.create=false"][..], "serviceAccount.name is required"),
+        (
+            &["metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"][..],
+            "requires metrics.service.enabled=true",
+        ),
+    ] {
+        let mut cmd = helm(&["template", "t", chart.to_str().unwrap()]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        let out = run(cmd, None);
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        assert!(text(&out.stderr).contains(complaint), "{sets:?}: {}", text(&out.stderr));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the templates render
+// ---------------------------------------------------------------------------
+
+#[test]
+fn defaults_render_a_hardened_cluster_wide_operator() {
+    let docs = documents(&render("rel", "ops", &[]));
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+    );
+    let fullname = "rel-ads-export-operator";
+
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["metadata"]["name"], fullname);
+    assert_eq!(deploy["metadata"]["namespace"], "ops");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let selector = &deploy["spec"]["selector"]["matchLabels"];
+    assert_eq!(*selector, json!({ "app.kubernetes.io/name": CHART_NAME, "app.kubernetes.io/instance": "rel" }));
+    let pod = &deploy["spec"]["template"];
+    for (k, v) in selector.as_object().unwrap() {
+        assert_eq!(pod["metadata"]["labels"][k], *v, "pod label {k}");
+    }
+    assert_eq!(pod["spec"]["serviceAccountName"], fullname);
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], true);
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["spec"]["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+
+    let c = container(&docs);
+    assert_eq!(c["image"], format!("ghcr.io/ads-export-operator/ads-export-operator:{}", env!("CARGO_PKG_VERSION")));
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(c["resources"]["requests"], json!({ "cpu": "50m", "memory": "64Mi" }));
+    assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+    assert_eq!(c["ports"][0], json!({ "name": "metrics", "containerPort": 8080, "protocol": "TCP" }));
+    assert_eq!(c["livenessProbe"]["httpGet"], json!({ "path": "/healthz", "port": "metrics" }));
+    assert_eq!(c["readinessProbe"]["httpGet"], json!({ "path": "/readyz", "port": "metrics" }));
+
+    // POD_NAME / POD_NAMESPACE from the downward API, RUST_LOG from logLevel.
+    let env = c["env"].as_array().expect("env");
+    let var =
+        |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("env {name} missing: {env:?}"));
+    assert_eq!(var("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(var("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+    assert_eq!(var("RUST_LOG")["value"], "info");
+
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--resync-period=10m",
+            "--max-concurrent-reconciles=4",
+            "--backoff-base=5s",
+            "--backoff-max=5m",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-format=json",
+            "--leader-elect",
+            "--lease-name=rel-ads-export-operator",
+            "--lease-namespace=$(POD_NAMESPACE)",
+            "--lease-duration=15s",
+            "--lease-renew-interval=5s",
+        ]
+    );
+
+    // ContinuousExport/Event permissions cluster-wide, bound to the ServiceAccount.
+    let cluster_role = find(&docs, "ClusterRole");
+    assert_eq!(cluster_role["metadata"]["name"], "ops-rel-ads-export-operator");
+    assert_eq!(cluster_role["rules"], operator_rules());
+    let binding = find(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], "ops-rel-ads-export-operator");
+    assert_eq!(binding["subjects"], json!([{ "kind": "ServiceAccount", "name": fullname, "namespace": "ops" }]));
+
+    // Leases: namespaced, in the release namespace, only the operator's own by name.
+    let role = find(&docs, "Role");
+    assert_eq!(role["metadata"]["namespace"], "ops");
+    assert_eq!(
+        role["rules"],
+        json!([
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"] },
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+              "resourceNames": [fullname], "verbs": ["get", "update", "patch"] },
+        ])
+    );
+    assert_eq!(find(&docs, "RoleBinding")["roleRef"]["name"], role["metadata"]["name"]);
+
+    let sa = find(&docs, "ServiceAccount");
+    assert_eq!(sa["automountServiceAccountToken"], true);
+
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["selector"], *selector);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+
+    let pdb = find(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], *selector);
+}
+
+#[test]
+fn watch_namespace_renders_a_namespaced_role_there() {
+    let docs = documents(&render("rel", "ops", &["watchNamespace=team-a"]));
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
+        "no cluster-wide RBAC with watchNamespace: {:?}",
+        kinds(&docs)
+    );
+    assert!(args(&docs).contains(&"--namespace=team-a".to_string()));
+
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Role").collect();
+    assert_eq!(roles.len(), 2, "operator Role + leader-election Role");
+    let watch = roles.iter().find(|r| r["metadata"]["namespace"] == "team-a").expect("a Role in team-a");
+    assert_eq!(watch["rules"], operator_rules());
+    let lease = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "ops")
+        .expect("the leader-election Role stays in the release namespace");
+    assert_eq!(lease["rules"][0]["resources"], json!(["leases"]));
+
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == "team-a")
+        .expect("a RoleBinding in team-a");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], watch["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{ "kind": "ServiceAccount", "name": "rel-ads-export-operator", "namespace": "ops" }])
+    );
+}
+
+#[test]
+fn every_run_flag_is_reachable_from_values() {
+    let docs = documents(&render(
+        "rel",
+        "ops",
+        &[
+            "watchNamespace=team-b",
+            "awsRegion=eu-west-1",
+            "awsEndpointUrl=http://ads-emulator.ops.svc:4566",
+            "resyncPeriod=1h30m",
+            "maxConcurrentReconciles=8",
+            "backoff.base=2s",
+            "backoff.max=1m",
+            "metrics.port=9090",
+            "logFormat=text",
+            "logLevel=debug",
+            "leaderElection.leaseName=cex-leader",
+            "leaderElection.leaseDuration=30s",
+            "leaderElection.renewInterval=10s",
+            "extraEnv[0].name=HTTPS_PROXY",
+            "extraEnv[0].value=http://proxy:3128",
+        ],
+    ));
+    assert_eq!(
+        args(&docs),
+        [
+            "run",
+            "--namespace=team-b",
+            "--aws-region=eu-west-1",
+            "--aws-endpoint-url=http://ads-emulator.ops.svc:4566",
+            "--resync-period=1h30m",
+            "--max-concurrent-reconciles=8",
+            "--backoff-base=2s",
+            "--backoff-max=1m",
+            "--metrics-addr=0.0.0.0:9090",
+            "--log-format=text",
+            "--leader-elect",
+            "--lease-name=cex-leader",
+            "--lease-namespace=$(POD_NAMESPACE)",
+            "--lease-duration=30s",
+            "--lease-renew-interval=10s",
+        ]
+    );
+    let c = container(&docs);
+    assert_eq!(c["ports"][0]["containerPort"], 9090);
+    let env = c["env"].as_array().unwrap();
+    assert!(env.contains(&json!({ "name": "RUST_LOG", "value": "debug" })));
+    assert!(env.contains(&json!({ "name": "HTTPS_PROXY", "value": "http://proxy:3128" })));
+    assert_eq!(find(&docs, "Service")["spec"]["ports"][0]["port"], 9090);
+    let lease_role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "ops")
+        .expect("the leader-election Role");
+    assert_eq!(lease_role["rules"][1]["resourceNames"], json!(["cex-leader"]));
+}
+
+#[test]
+fn single_replica_without_leader_election_has_no_lease_rbac_and_no_pdb() {
+    let docs = documents(&render("rel", "ops", &["replicaCount=1", "leaderElection.enabled=false"]));
+    assert_eq!(kinds(&docs), ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]);
+    let args = args(&docs);
+    assert!(!args.iter().any(|a| a.starts_with("--lease") || a == "--leader-elect"), "{args:?}");
+    // One replica with leader election: still no PDB (it would block drains).
+    let docs = documents(&render("rel", "ops", &["replicaCount=1"]));
+    assert!(!kinds(&docs).contains(&"PodDisruptionBudget".to_string()));
+}
+
+#[test]
+fn optional_objects_and_pod_settings() {
+    let docs = documents(&render(
+        "rel",
+        "ops",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.labels.release=prometheus",
+            "metrics.serviceMonitor.interval=15s",
+            "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/ads",
+            "podLabels.team=discovery",
+            "podAnnotations.example\\.com/note=x",
+            "priorityClassName=system-cluster-critical",
+            "nodeSelector.kubernetes\\.io/os=linux",
+            "tolerations[0].operator=Exists",
+            "imagePullSecrets[0].name=regcred",
+            "image.tag=v9.9.9",
+            "fullnameOverride=cex",
+        ],
+    ));
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(sm["spec"]["endpoints"], json!([{ "port": "metrics", "path": "/metrics", "interval": "15s" }]));
+    assert_eq!(
+        find(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/ads"
+    );
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["metadata"]["name"], "cex");
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["team"], "discovery");
+    assert_eq!(pod["metadata"]["annotations"]["example.com/note"], "x");
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(pod["spec"]["tolerations"], json!([{ "operator": "Exists" }]));
+    assert_eq!(pod["spec"]["imagePullSecrets"], json!([{ "name": "regcred" }]));
+    assert!(container(&docs)["image"].as_str().unwrap().ends_with(":v9.9.9"));
+}
+
+// ---------------------------------------------------------------------------
+// Against the test bed
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rendered_manifests_pass_a_server_side_dry_run() {
+    install_crd_if_present();
+    let client = testbed().client().await;
+    let release_ns = namespace(&client, "chart-dry").await;
+    let watch_ns = namespace(&client, "chart-dry-watch").await;
+    // The API server's PodSecurity admission warns about workloads whose pod
+    // template breaks the "restricted" profile.
+    succeed(
+        kubectl(&[
+            "label",
+            "namespace",
+            &release_ns,
+            "pod-security.kubernetes.io/warn=restricted",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ]),
+        None,
+    );
+    let watch = format!("watchNamespace={watch_ns}");
+    for sets in [&[][..], &[watch.as_str()][..]] {
+        let manifests = render("dry", &release_ns, sets);
+        let out = run(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&manifests));
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{sets:?}: dry run failed:\n{stdout}{stderr}");
+        assert!(!stderr.contains("PodSecurity"), "{sets:?}: the pod template is not \"restricted\": {stderr}");
+        for kind in [
+            "deployment.apps/",
+            "serviceaccount/",
+            "service/",
+            "role.rbac.authorization.k8s.io/",
+            "rolebinding.rbac.authorization.k8s.io/",
+        ] {
+            assert!(stdout.contains(kind), "{sets:?}: {stdout}");
+        }
+    }
+
+    // The check above is not vacuous: without the security contexts it warns.
+    let manifests = render("dry", &release_ns, &["securityContext=null", "podSecurityContext=null"]);
+    let out = run(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&manifests));
+    assert!(
+        text(&out.stderr).contains("would violate PodSecurity"),
+        "expected a PodSecurity warning: {}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn helm_install_creates_the_operator_with_least_privilege() {
+    install_crd_if_present();
+    let client = testbed().client().await;
+    let ns = namespace(&client, "chart-install").await;
+    let other = namespace(&client, "chart-other").await;
+    let chart = chart_dir();
+    let release = "cex-op";
+    let fullname = "cex-op-ads-export-operator";
+
+    // No --wait: the bed runs no scheduler or kubelet, so pods never start.
+    succeed(helm(&["install", release, chart.to_str().unwrap(), "--namespace", &ns]), None);
+    let status: Value =
+        serde_json::from_str(&succeed(helm(&["status", release, "--namespace", &ns, "-o", "json"]), None))
+            .expect("helm status JSON");
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+
+    let deploy = Api::<Deployment>::namespaced(client.clone(), &ns).get(fullname).await.expect("Deployment");
+    assert_eq!(deploy.spec.unwrap().replicas, Some(2));
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns).get(fullname).await.expect("ServiceAccount");
+    Api::<Service>::namespaced(client.clone(), &ns).get(&format!("{fullname}-metrics")).await.expect("metrics Service");
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).get(fullname).await.expect("PodDisruptionBudget");
+    let cluster_name = format!("{ns}-{fullname}");
+    Api::<ClusterRole>::all(client.clone()).get(&cluster_name).await.expect("ClusterRole");
+    Api::<ClusterRoleBinding>::all(client.clone()).get(&cluster_name).await.expect("ClusterRoleBinding");
+    let lease_rbac = format!("{fullname}-leader-election");
+    Api::<Role>::namespaced(client.clone(), &ns).get(&lease_rbac).await.expect("leader-election Role");
+    Api::<RoleBinding>::namespaced(client.clone(), &ns).get(&lease_rbac).await.expect("leader-election RoleBinding");
+
+    // What the ServiceAccount may do, as the API server's authorizer sees it.
+    let sa = format!("system:serviceaccount:{ns}:{fullname}");
+    let cex = "continuousexports.adsexport.io";
+    for verb in ["get", "list", "watch", "patch", "update"] {
+        assert_can(&sa, &[verb, cex, "--all-namespaces"]);
+    }
+    assert_can(&sa, &["patch", cex, "--subresource=status", "-n", &other]);
+    assert_can(&sa, &["update", cex, "--subresource=finalizers", "-n", &other]);
+    assert_can(&sa, &["create", "events.events.k8s.io", "-n", &other]);
+    assert_can(&sa, &["patch", "events", "-n", &other]);
+    assert_can(&sa, &["create", "leases.coordination.k8s.io", "-n", &ns]);
+    assert_can(&sa, &["update", &format!("leases.coordination.k8s.io/{fullname}"), "-n", &ns]);
+    assert_cannot(&sa, &["create", cex, "-n", &other]);
+    assert_cannot(&sa, &["delete", cex, "-n", &other]);
+    assert_cannot(&sa, &["update", "leases.coordination.k8s.io/someone-else", "-n", &ns]);
+    assert_cannot(&sa, &["create", "leases.coordination.k8s.io", "-n", &other]);
+    assert_cannot(&sa, &["list", "secrets", "--all-namespaces"]);
+    assert_cannot(&sa, &["get", "secrets", "-n", &ns]);
+
+    // Uninstall removes the cluster-scoped objects too.
+    succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
+    let gone = Api::<ClusterRole>::all(client.clone()).get_opt(&cluster_name).await.expect("get ClusterRole");
+    assert!(gone.is_none(), "ClusterRole {cluster_name} left behind");
+}
+
+#[tokio::test]
+async fn helm_install_with_watch_namespace_is_confined_to_it() {
+    install_crd_if_present();
+    let client = testbed().client().await;
+    let ns = namespace(&client, "chart-ns").await;
+    let watch = namespace(&client, "chart-watched").await;
+    let other = namespace(&client, "chart-unwatched").await;
+    let chart = chart_dir();
+    let release = "scoped";
+    let fullname = "scoped-ads-export-operator";
+
+    succeed(
+        helm(&[
+            "install",
+            release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            &ns,
+            "--set",
+            &format!("watchNamespace={watch}"),
+            "--set",
+            "replicaCount=1",
+        ]),
+        None,
+    );
+    let status: Value =
+        serde_json::from_str(&succeed(helm(&["status", release, "--namespace", &ns, "-o", "json"]), None))
+            .expect("helm status JSON");
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+
+    let role_name = format!("{ns}-{fullname}");
+    Api::<Role>::namespaced(client.clone(), &watch).get(&role_name).await.expect("Role in the watched namespace");
+    Api::<RoleBinding>::namespaced(client.clone(), &watch)
+        .get(&role_name)
+        .await
+        .expect("RoleBinding in the watched namespace");
+    assert!(
+        Api::<ClusterRole>::all(client.clone()).get_opt(&role_name).await.expect("get ClusterRole").is_none(),
+        "no ClusterRole with watchNamespace"
+    );
+    assert!(
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns).get_opt(fullname).await.expect("get PDB").is_none(),
+        "no PDB for a single replica"
+    );
+
+    let sa = format!("system:serviceaccount:{ns}:{fullname}");
+    let cex = "continuousexports.adsexport.io";
+    assert_can(&sa, &["watch", cex, "-n", &watch]);
+    assert_can(&sa, &["update", cex, "--subresource=status", "-n", &watch]);
+    assert_can(&sa, &["create", "events", "-n", &watch]);
+    assert_can(&sa, &["create", "leases.coordination.k8s.io", "-n", &ns]);
+    assert_cannot(&sa, &["list", cex, "--all-namespaces"]);
+    assert_cannot(&sa, &["list", cex, "-n", &other]);
+    assert_cannot(&sa, &["create", "events", "-n", &other]);
+
+    succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
+}
+
+#[tokio::test]
+async fn gitops_example_renders_and_validates() {
+    install_crd_if_present();
+    // kustomize only loads files from outside a kustomization's folder through
+    // another kustomization, so the example references crds/ as a directory.
+    let crds_kustomization = repo_root().join("crds").join("kustomization.yaml");
+    assert!(
+        crds_kustomization.is_file(),
+        "{} missing: examples/gitops references ../../crds, which needs a kustomization \
+         listing {CRD_FILE}",
+        crds_kustomization.display()
+    );
+    let example = repo_root().join("examples").join("gitops");
+    let rendered = succeed(kubectl(&["kustomize", example.to_str().unwrap()]), None);
+    let docs = documents(&rendered);
+    assert_eq!(kinds(&docs), ["ContinuousExport", "CustomResourceDefinition", "Namespace"]);
+    assert_eq!(find(&docs, "CustomResourceDefinition")["metadata"]["name"], CRD_NAME);
+    let cex = find(&docs, "ContinuousExport");
+    assert_eq!(cex["apiVersion"], "adsexport.io/v1alpha1");
+    assert_eq!(cex["metadata"]["name"], "inventory-export");
+    assert_eq!(cex["metadata"]["namespace"], "discovery");
+    assert_eq!(find(&docs, "Namespace")["metadata"]["name"], "discovery");
+
+    // The export validates against the installed CRD (schema and CEL rules),
+    // dry-run in a scratch namespace so no operator in the bed reconciles it.
+    let client = testbed().client().await;
+    let ns = namespace(&client, "gitops").await;
+    let mut cex = cex.clone();
+    cex["metadata"]["namespace"] = json!(ns);
+    let out = succeed(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&cex.to_string()));
+    assert!(out.contains("inventory-export"), "{out}");
+}

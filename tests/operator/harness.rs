@@ -1,0 +1,307 @@
+//! Per-test fixture: a namespace on the bed, an ADS emulator, and the operator
+//! (in-process or as its binary), plus waits with deadlines.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use ads_export_operator::ads::aws::AwsExportService;
+use ads_export_operator::api::{CONDITION_READY, ContinuousExport, ContinuousExportStatus};
+use ads_export_operator::controller::{self, Settings};
+use ads_export_operator::emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{REGION, support};
+
+/// The emulator settings most tests use: home region [`REGION`], no delays.
+pub fn cfg() -> EmulatorConfig {
+    EmulatorConfig { home_region: Some(REGION.into()), ..EmulatorConfig::default() }
+}
+
+/// Deadline for ordinary waits (generous: 2 cores, many tests at once).
+pub const DEADLINE: Duration = Duration::from_secs(45);
+
+/// One test's world.
+pub struct Test {
+    pub client: Client,
+    pub ns: String,
+    pub api: Api<ContinuousExport>,
+    pub emu: RunningEmulator,
+}
+
+/// The operator running in this process; stopped (aborted) on drop.
+pub struct InProcess {
+    _stop: oneshot::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// The operator binary; SIGKILLed on drop.
+pub struct Process(tokio::process::Child);
+
+impl Process {
+    /// SIGKILL, as a node failure or OOM kill would: no clean-up code runs.
+    pub async fn kill(&mut self) {
+        self.0.kill().await.expect("kill the operator process");
+    }
+}
+
+impl Test {
+    /// A fresh namespace (prefix `prefix`) and an emulator configured by `cfg`.
+    pub async fn new(prefix: &str, cfg: EmulatorConfig) -> Test {
+        ads_export_operator::install_crypto_provider();
+        let bed = support::testbed();
+        let client = bed.client().await;
+        support::apply_crd(&client, &ads_export_operator::api::crd()).await;
+        let ns = support::namespace(&client, prefix).await;
+        let emu = Emulator::new(cfg).spawn("127.0.0.1:0").await.expect("start the emulator");
+        let api = Api::namespaced(client.clone(), &ns);
+        Test { client, ns, api, emu }
+    }
+
+    /// Starts the controller in-process for this namespace; `tweak` adjusts settings
+    /// (defaults here: region [`REGION`], resync 10 min, backoff 500 ms to 5 s).
+    pub async fn operator(&self, tweak: impl FnOnce(&mut Settings)) -> InProcess {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.emu.endpoint_url())
+            .credentials_provider(aws_credential_types::Credentials::new("AKIDTEST", "test-secret", None, None, "test"))
+            // one attempt per call, so emulator call counters count reconciles
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        let mut settings = Settings {
+            default_region: Some(REGION.into()),
+            namespace: Some(self.ns.clone()),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(5),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let (tx, rx) = oneshot::channel::<()>();
+        let client = self.client.clone();
+        let ads = AwsExportService::from_sdk_config(sdk);
+        let handle = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = controller::run(client, ads, settings, None, shutdown).await {
+                panic!("controller failed: {e:#}");
+            }
+        });
+        InProcess { _stop: tx, handle }
+    }
+
+    /// Starts the operator binary for this namespace (logs to `target/test-logs/`).
+    pub async fn operator_process(&self) -> Process {
+        let bed = support::testbed();
+        let logs = support::repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("operator-{}.log", self.ns)))
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-export-operator"))
+            .args(["run", "--namespace", &self.ns, "--aws-region", REGION])
+            .args(["--aws-endpoint-url", &self.emu.endpoint_url(), "--backoff-base", "500ms", "--backoff-max", "5s"])
+            .env("KUBECONFIG", bed.kubeconfig_path())
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the operator binary");
+        Process(child)
+    }
+
+    /// Creates an object from raw JSON (so even values our types reject reach the
+    /// apiserver); the apiserver's error message on rejection.
+    pub async fn try_create(&self, name: &str, spec: Value) -> Result<ContinuousExport, String> {
+        let body = json!({
+            "apiVersion": "adsexport.io/v1alpha1",
+            "kind": "ContinuousExport",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": spec,
+        });
+        let req = kube::core::Request::new(self.api.resource_url())
+            .create(&PostParams::default(), serde_json::to_vec(&body).unwrap())
+            .map_err(|e| e.to_string())?;
+        self.client.request::<ContinuousExport>(req).await.map_err(|e| e.to_string())
+    }
+
+    /// Creates an object or panics.
+    pub async fn create(&self, name: &str, spec: Value) -> ContinuousExport {
+        self.try_create(name, spec).await.unwrap_or_else(|e| panic!("create {name}: {e}"))
+    }
+
+    /// Merge-patches the spec; the apiserver's error message on rejection.
+    pub async fn try_patch_spec(&self, name: &str, spec: Value) -> Result<ContinuousExport, String> {
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Merge-patches the spec or panics.
+    pub async fn patch_spec(&self, name: &str, spec: Value) -> ContinuousExport {
+        self.try_patch_spec(name, spec).await.unwrap_or_else(|e| panic!("patch {name}: {e}"))
+    }
+
+    /// Reads an object or panics.
+    pub async fn get(&self, name: &str) -> ContinuousExport {
+        self.api.get(name).await.unwrap_or_else(|e| panic!("get {name}: {e}"))
+    }
+
+    /// Waits until the status satisfies `pred`; panics with the last status on timeout.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&ContinuousExportStatus) -> bool,
+    ) -> ContinuousExport {
+        support::wait_for_ok(&format!("{}/{name}: {what}", self.ns), DEADLINE, || async {
+            let o = self.api.get(name).await.map_err(|e| e.to_string())?;
+            match o.status.as_ref() {
+                Some(s) if pred(s) => Ok(o),
+                s => Err(format!("{s:#?}")),
+            }
+        })
+        .await
+    }
+
+    /// Waits for `Ready=True` observed on the current generation.
+    pub async fn wait_ready(&self, name: &str) -> ContinuousExport {
+        support::wait_for_ok(&format!("{}/{name}: Ready=True on the current generation", self.ns), DEADLINE, || async {
+            let o = self.api.get(name).await.map_err(|e| e.to_string())?;
+            let ready = o.status.as_ref().and_then(|s| s.condition(CONDITION_READY)).cloned();
+            match ready {
+                Some(c) if c.status == "True" && c.observed_generation == o.metadata.generation => Ok(o),
+                _ => Err(format!("generation {:?}, status {:#?}", o.metadata.generation, o.status)),
+            }
+        })
+        .await
+    }
+
+    /// Waits until the object no longer exists.
+    pub async fn wait_gone(&self, name: &str) {
+        support::wait_for_ok(&format!("{}/{name} to be deleted", self.ns), DEADLINE, || async {
+            match self.api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(o)) => Err(format!("still there: {:#?}", o.status)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    }
+
+    /// Waits for an event with `reason` about object `name`.
+    pub async fn expect_event(&self, name: &str, reason: &str) {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        support::wait_for_ok(&format!("event {reason} on {name}"), DEADLINE, || async {
+            let list = events.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let seen: Vec<_> = list
+                .items
+                .iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                .map(|e| e.reason.clone().unwrap_or_default())
+                .collect();
+            if seen.iter().any(|r| r == reason) { Ok(()) } else { Err(format!("events: {seen:?}")) }
+        })
+        .await;
+    }
+
+    /// `kubectl apply`s `examples/<file>` into this namespace, after `tweak` edits it
+    /// (and renames it when `rename` is not empty). Returns the object's name.
+    pub async fn apply_example(&self, file: &str, rename: &str, tweak: impl FnOnce(&mut Value)) -> String {
+        let path = support::repo_root().join("examples").join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if !rename.is_empty() {
+            doc["metadata"]["name"] = json!(rename);
+        }
+        tweak(&mut doc);
+        let name = doc["metadata"]["name"].as_str().expect("example has a name").to_owned();
+        let bed = support::testbed();
+        let mut cmd = bed.command(bed.kubectl());
+        cmd.args(["apply", "-n", &self.ns, "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("kubectl");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(serde_yaml::to_string(&doc).unwrap().as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl apply {file}: {}", String::from_utf8_lossy(&out.stderr));
+        name
+    }
+
+    /// The emulator's status of export `id`.
+    pub fn export_status(&self, id: &str) -> String {
+        let e = self.emu.emulator.exports().into_iter().find(|e| e.export_id == id).expect("export in emulator");
+        serde_json::to_value(e.status).unwrap().as_str().unwrap().to_owned()
+    }
+
+    /// Starts an export directly through the SDK (as the console would) and waits
+    /// until it is ACTIVE. Returns its ID.
+    pub async fn start_export_out_of_band(&self) -> String {
+        let conf = aws_sdk_applicationdiscovery::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.emu.endpoint_url())
+            .credentials_provider(aws_credential_types::Credentials::new("AKIDTEST", "s", None, None, "test"))
+            .build();
+        let out = aws_sdk_applicationdiscovery::Client::from_conf(conf).start_continuous_export().send().await.unwrap();
+        let id = out.export_id().unwrap().to_owned();
+        support::wait_for("out-of-band export ACTIVE", DEADLINE, || async {
+            (self.export_status(&id) == "ACTIVE").then_some(())
+        })
+        .await;
+        id
+    }
+}
+
+/// Milliseconds since the epoch as `status` formats times (RFC 3339, UTC, ms).
+pub fn format_ms(ms: u64) -> String {
+    let t = k8s_openapi::jiff::Timestamp::from_millisecond(ms as i64).unwrap();
+    ads_export_operator::ads::format_time(t)
+}
+
+/// Asserts `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn assert_rfc3339_ms(s: &str) {
+    let ok = s.len() == 24
+        && s.ends_with('Z')
+        && s.as_bytes()[19] == b'.'
+        && s.parse::<k8s_openapi::jiff::Timestamp>().is_ok();
+    assert!(ok, "{s:?} is not RFC 3339 UTC with milliseconds");
+}
+
+/// The most calls an exponential backoff (`base` doubling to `max`, jitter shortening
+/// each delay by at most 20 %) can make in `window`, counting the first call.
+pub fn max_calls(base: Duration, max: Duration, window: Duration) -> u64 {
+    let mut at = Duration::ZERO;
+    let mut calls = 1;
+    for attempt in 0.. {
+        let delay = ads_export_operator::controller::backoff::exponential(base, max, attempt, 1.0);
+        at += delay;
+        if at > window {
+            break;
+        }
+        calls += 1;
+    }
+    calls
+}

@@ -1,0 +1,398 @@
+//! End-to-end tests of the operator on the real bed: kube-apiserver + etcd, the ADS
+//! emulator on loopback, the controller in-process (or as its binary for the crash
+//! test). Each test has its own namespace and its own emulator; every wait has a
+//! deadline.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;
+
+use std::time::Duration;
+
+use ads_export_operator::ads::aws::op;
+use ads_export_operator::api::{CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED};
+use ads_export_operator::emulator::{EmulatorConfig, Fault, FaultKind};
+use harness::*;
+use kube::api::DeleteParams;
+use serde_json::json;
+
+const REGION: &str = "us-west-2";
+
+#[tokio::test]
+async fn create_starts_an_export_and_fills_status() {
+    let t = Test::new("create", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    let obj = t.wait_ready("inv").await;
+    let st = obj.status.clone().unwrap();
+    let id = st.export_id.clone().expect("exportId");
+    assert_eq!(st.export_status.as_deref(), Some("ACTIVE"));
+    assert!(st.s3_bucket.as_deref().is_some_and(|b| !b.is_empty()), "{st:?}");
+    assert_eq!(st.database_name.as_deref(), Some("application_discovery_service_database"));
+    assert_eq!(st.data_source.as_deref(), Some("AGENT"));
+    assert_rfc3339_ms(st.start_time.as_deref().expect("startTime"));
+    assert_eq!(st.observed_generation, obj.metadata.generation);
+    for c in &st.conditions {
+        assert_eq!(c.observed_generation, obj.metadata.generation, "{c:?}");
+    }
+    assert!(st.is_true(CONDITION_SYNCED));
+    assert!(!st.is_true(CONDITION_RECONCILING) && !st.is_true(CONDITION_STALLED), "{:?}", st.conditions);
+    // the emulator agrees: exactly one ACTIVE export with that ID and start time
+    let exports = t.emu.emulator.exports();
+    assert_eq!(exports.len(), 1);
+    assert_eq!(exports[0].export_id, id);
+    assert_eq!(st.start_time.as_deref(), Some(format_ms(exports[0].start_time_ms).as_str()));
+    assert_eq!(t.emu.emulator.calls(op::START), 1);
+    // finalizer present
+    assert!(obj.metadata.finalizers.unwrap_or_default().contains(&"adsexport.io/stop-export".to_string()));
+    t.expect_event("inv", "Started").await;
+}
+
+#[tokio::test]
+async fn stopping_writes_stop_time_also_with_a_slow_stop() {
+    let t = Test::new("stop", EmulatorConfig { stop_delay: Duration::from_secs(3), ..cfg() }).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    t.wait_ready("inv").await;
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    let mid = t
+        .wait_status("inv", "STOP_IN_PROGRESS with Ready=False", |s| {
+            s.export_status.as_deref() == Some("STOP_IN_PROGRESS") && !s.is_true(CONDITION_READY)
+        })
+        .await;
+    assert!(mid.status.unwrap().is_true(CONDITION_RECONCILING));
+    let done = t
+        .wait_status("inv", "INACTIVE and Ready", |s| {
+            s.export_status.as_deref() == Some("INACTIVE") && s.is_true(CONDITION_READY)
+        })
+        .await;
+    let st = done.status.unwrap();
+    assert_rfc3339_ms(st.stop_time.as_deref().expect("stopTime"));
+    assert_rfc3339_ms(st.start_time.as_deref().expect("startTime"));
+    let e = &t.emu.emulator.exports()[0];
+    assert_eq!(st.stop_time.as_deref(), Some(format_ms(e.stop_time_ms.unwrap()).as_str()));
+    assert_eq!(t.emu.emulator.calls(op::STOP), 1);
+    t.expect_event("inv", "Stopped").await;
+}
+
+#[tokio::test]
+async fn stop_without_times_in_the_answer_falls_back_on_describe() {
+    let t = Test::new("sample", cfg()).await;
+    t.emu.emulator.set_stop_sample_response(true);
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    t.wait_ready("inv").await;
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    let done = t.wait_status("inv", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    let st = done.status.unwrap();
+    let e = &t.emu.emulator.exports()[0];
+    assert_eq!(st.stop_time.as_deref(), Some(format_ms(e.stop_time_ms.unwrap()).as_str()));
+    assert_eq!(st.start_time.as_deref(), Some(format_ms(e.start_time_ms).as_str()));
+}
+
+#[tokio::test]
+async fn delete_with_delete_policy_stops_the_export() {
+    let t = Test::new("del", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    t.api.delete("inv", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("inv").await;
+    assert_eq!(t.emu.emulator.exports()[0].export_id, id);
+    assert_eq!(t.export_status(&id), "INACTIVE");
+}
+
+#[tokio::test]
+async fn delete_with_retain_policy_leaves_the_export_running() {
+    let t = Test::new("retain", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.apply_example("retain.yaml", "inv", |_| {}).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    t.api.delete("inv", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("inv").await;
+    assert_eq!(t.export_status(&id), "ACTIVE");
+    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+}
+
+#[tokio::test]
+async fn delete_after_out_of_band_stop_or_of_unknown_id_still_completes() {
+    let t = Test::new("delgone", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    t.emu.emulator.stop_out_of_band(&id).unwrap();
+    t.api.delete("inv", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("inv").await;
+    assert_eq!(t.emu.emulator.calls(op::STOP), 0, "an INACTIVE export is not stopped again");
+
+    t.create("ghost", json!({"exportId": "export-does-not-exist"})).await;
+    t.wait_status("ghost", "Stalled NotFound", |s| s.is_true(CONDITION_STALLED)).await;
+    t.api.delete("ghost", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("ghost").await;
+}
+
+#[tokio::test]
+async fn adopt_existing_export_without_starting_one() {
+    let t = Test::new("adopt", cfg()).await;
+    let id = t.start_export_out_of_band().await;
+    let starts_before = t.emu.emulator.calls(op::START);
+    let _op = t.operator(|_| {}).await;
+    t.apply_example("adopt.yaml", "adopted", |o| o["spec"]["exportId"] = json!(id)).await;
+    let st = t.wait_ready("adopted").await.status.unwrap();
+    assert_eq!(st.export_id.as_deref(), Some(id.as_str()));
+    assert_eq!(st.export_status.as_deref(), Some("ACTIVE"));
+    let e = &t.emu.emulator.exports()[0];
+    assert_eq!(st.s3_bucket.as_deref(), Some(e.s3_bucket.as_str()));
+    assert_eq!(st.start_time.as_deref(), Some(format_ms(e.start_time_ms).as_str()));
+    assert_eq!(t.emu.emulator.calls(op::START), starts_before, "adoption must not call Start");
+    t.expect_event("adopted", "Adopted").await;
+}
+
+#[tokio::test]
+async fn adopt_unknown_id_stalls_without_a_retry_storm() {
+    let t = Test::new("adoptnf", cfg()).await;
+    let _op = t.operator(|s| s.backoff_base = Duration::from_millis(200)).await;
+    t.create("ghost", json!({"exportId": "export-0000"})).await;
+    let obj = t.wait_status("ghost", "Stalled", |s| s.is_true(CONDITION_STALLED)).await;
+    let st = obj.status.unwrap();
+    let stalled = st.condition(CONDITION_STALLED).unwrap();
+    assert_eq!(stalled.reason, "NotFound");
+    assert!(stalled.message.contains("export-0000"), "{}", stalled.message);
+    assert_eq!(st.condition(CONDITION_SYNCED).unwrap().status, "False");
+    let describes = t.emu.emulator.calls(op::DESCRIBE);
+    // With a 200 ms backoff base a retry loop would call Describe many times in 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(t.emu.emulator.calls(op::DESCRIBE), describes, "a stalled object is not retried");
+    assert_eq!(t.emu.emulator.calls(op::START), 0);
+}
+
+#[tokio::test]
+async fn home_region_not_set_backs_off_and_recovers() {
+    let t = Test::new("homeregion", EmulatorConfig { home_region: None, ..cfg() }).await;
+    recoverable_error_backs_off_then_recovers(t, "HomeRegionNotSet", |t| {
+        t.emu.emulator.set_home_region(Some(REGION.into()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn authorization_error_backs_off_and_recovers() {
+    let t = Test::new("authz", cfg()).await;
+    t.emu.emulator.inject_fault(Fault::new(
+        None,
+        FaultKind::Error { name: "AuthorizationErrorException".into(), message: Some("not authorized".into()) },
+    ));
+    recoverable_error_backs_off_then_recovers(t, "AuthorizationError", |t| t.emu.emulator.clear_faults()).await;
+}
+
+/// The shared body of the two backoff tests: the reason shows in conditions, the
+/// number of Start calls over 30 s stays within what the backoff schedule allows, and
+/// clearing the fault makes the object Ready with no user action.
+async fn recoverable_error_backs_off_then_recovers(t: Test, reason: &str, clear: impl FnOnce(&Test)) {
+    let base = Duration::from_secs(1);
+    let max = Duration::from_secs(8);
+    let _op = t
+        .operator(|s| {
+            s.backoff_base = base;
+            s.backoff_max = max;
+        })
+        .await;
+    t.create("inv", json!({})).await;
+    let obj = t.wait_status("inv", reason, |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == reason)).await;
+    let st = obj.status.unwrap();
+    let synced = st.condition(CONDITION_SYNCED).unwrap();
+    assert_eq!(synced.status, "False");
+    let reconciling = st.condition(CONDITION_RECONCILING).unwrap();
+    assert_eq!((reconciling.status.as_str(), reconciling.reason.as_str()), ("True", reason));
+    assert!(
+        reconciling.message.contains("retry") && reconciling.message.contains(" (at 20"),
+        "{}",
+        reconciling.message
+    );
+    assert!(!st.is_true(CONDITION_READY) && !st.is_true(CONDITION_STALLED));
+    assert!(!obj.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending"));
+
+    let window = Duration::from_secs(30);
+    let before = t.emu.emulator.calls(op::START);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(window).await;
+    let calls = t.emu.emulator.calls(op::START) - before;
+    let bound = max_calls(base, max, started.elapsed());
+    assert!(calls <= bound, "{calls} Start calls in {window:?}, backoff allows at most {bound}");
+    assert!(calls >= 2, "only {calls} Start calls in {window:?}: not retrying");
+    assert!(t.emu.emulator.exports().is_empty());
+
+    clear(&t);
+    let obj = t.wait_ready("inv").await;
+    assert!(obj.status.unwrap().is_true(CONDITION_SYNCED));
+    assert_eq!(t.emu.emulator.exports().len(), 1);
+    t.expect_event("inv", reason).await;
+}
+
+#[tokio::test]
+async fn second_export_conflicts_and_names_the_active_one() {
+    let t = Test::new("conflict", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("first", json!({})).await;
+    let id = t.wait_ready("first").await.status.unwrap().export_id.unwrap();
+    t.create("second", json!({})).await;
+    let obj = t
+        .wait_status("second", "Conflict", |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "Conflict"))
+        .await;
+    let st = obj.status.unwrap();
+    let msg = &st.condition(CONDITION_SYNCED).unwrap().message;
+    assert!(msg.contains(&id), "message should name {id}: {msg}");
+    assert!(st.is_true(CONDITION_RECONCILING), "Conflict is recoverable");
+    assert_eq!(t.emu.emulator.exports().len(), 1);
+}
+
+#[tokio::test]
+async fn out_of_band_stop_shows_after_resync() {
+    let t = Test::new("oob", cfg()).await;
+    let _op = t.operator(|s| s.resync_period = Duration::from_secs(2)).await;
+    t.create("inv", json!({})).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    t.emu.emulator.stop_out_of_band(&id).unwrap();
+    let obj = t.wait_status("inv", "INACTIVE after resync", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    let st = obj.status.unwrap();
+    assert!(!st.is_true(CONDITION_READY), "spec still wants it running");
+    assert_eq!(st.condition(CONDITION_STALLED).unwrap().reason, "StoppedOutsideKubernetes");
+    // acknowledging the stop makes it Ready again without calling Stop
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    t.wait_ready("inv").await;
+    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+}
+
+#[tokio::test]
+async fn apiserver_rejects_invalid_changes() {
+    let t = Test::new("cel", cfg()).await;
+    // exportId with whitespace, and over 200 characters
+    let err = t.try_create("spaced", json!({"exportId": "export 1"})).await.unwrap_err();
+    assert!(err.contains("spec.exportId"), "{err}");
+    let err = t.try_create("long", json!({"exportId": "x".repeat(201)})).await.unwrap_err();
+    assert!(err.contains("spec.exportId"), "{err}");
+    // stopped true -> false
+    t.create("stopped", json!({"stopped": true})).await;
+    let err = t.try_patch_spec("stopped", json!({"stopped": false})).await.unwrap_err();
+    assert!(err.contains("a stopped export cannot be resumed; create a new ContinuousExport"), "{err}");
+    // exportId changed, and removed
+    t.create("adopt", json!({"exportId": "export-a"})).await;
+    let err = t.try_patch_spec("adopt", json!({"exportId": "export-b"})).await.unwrap_err();
+    assert!(err.contains("spec.exportId is immutable"), "{err}");
+    let err = t.try_patch_spec("adopt", json!({"exportId": null})).await.unwrap_err();
+    assert!(err.contains("cannot be removed"), "{err}");
+    // a bad deletionPolicy names the allowed values
+    let err = t.try_create("policy", json!({"deletionPolicy": "Keep"})).await.unwrap_err();
+    assert!(err.contains("deletionPolicy") && err.contains("Retain"), "{err}");
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_writes_and_no_start_or_stop() {
+    let t = Test::new("steady", cfg()).await;
+    let _op = t.operator(|s| s.resync_period = Duration::from_secs(1)).await;
+    t.create("inv", json!({})).await;
+    t.wait_ready("inv").await;
+    // let the first transition polls finish: Reconciling settles False
+    let settled =
+        t.wait_status("inv", "settled", |s| s.is_true(CONDITION_READY) && !s.is_true(CONDITION_RECONCILING)).await;
+    let rv = settled.metadata.resource_version.clone();
+    let (starts, stops) = (t.emu.emulator.calls(op::START), t.emu.emulator.calls(op::STOP));
+    let describes = t.emu.emulator.calls(op::DESCRIBE);
+    // wait for two resyncs to have happened (each Describes once)
+    support::wait_for("two resyncs", Duration::from_secs(15), || async {
+        (t.emu.emulator.calls(op::DESCRIBE) >= describes + 2).then_some(())
+    })
+    .await;
+    let now = t.get("inv").await;
+    assert!(
+        now.metadata.resource_version == rv,
+        "no write in steady state:\nbefore {}\nafter {}",
+        serde_json::to_string_pretty(&settled).unwrap(),
+        serde_json::to_string_pretty(&now).unwrap()
+    );
+    assert_eq!((t.emu.emulator.calls(op::START), t.emu.emulator.calls(op::STOP)), (starts, stops));
+}
+
+#[tokio::test]
+async fn examples_basic_then_stopped() {
+    let t = Test::new("examples", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    let name = t.apply_example("basic.yaml", "", |_| {}).await;
+    t.wait_ready(&name).await;
+    let stopped_name = t.apply_example("stopped.yaml", "", |_| {}).await;
+    assert_eq!(stopped_name, name, "stopped.yaml stops the export basic.yaml started");
+    t.wait_status(&name, "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE") && s.is_true(CONDITION_READY))
+        .await;
+}
+
+#[tokio::test]
+async fn stopped_on_creation_starts_nothing() {
+    let t = Test::new("nostart", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("idle", json!({"stopped": true})).await;
+    let st = t.wait_ready("idle").await.status.unwrap();
+    assert_eq!(st.condition(CONDITION_READY).unwrap().reason, "NotStarted");
+    assert_eq!(t.emu.emulator.calls(op::START), 0);
+}
+
+#[tokio::test]
+async fn crash_between_start_and_status_write_leaves_one_export() {
+    let t = Test::new("crash", cfg()).await;
+    // Start takes effect at once but answers after 5 s: the operator is killed meanwhile.
+    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Latency { ms: 5000 }).times(1));
+    let mut first = t.operator_process().await;
+    t.create("inv", json!({})).await;
+    support::wait_for("start-pending annotation", Duration::from_secs(30), || async {
+        let o = t.get("inv").await;
+        o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending").then_some(())
+    })
+    .await;
+    support::wait_for("the Start call to take effect", Duration::from_secs(10), || async {
+        (t.emu.emulator.exports().len() == 1).then_some(())
+    })
+    .await;
+    first.kill().await;
+    let o = t.get("inv").await;
+    assert!(o.status.and_then(|s| s.export_id).is_none(), "killed before status was written");
+
+    let _second = t.operator_process().await;
+    let st = t.wait_ready("inv").await.status.unwrap();
+    let exports = t.emu.emulator.exports();
+    assert_eq!(exports.len(), 1, "exactly one export: {exports:?}");
+    assert_eq!(st.export_id.as_deref(), Some(exports[0].export_id.as_str()));
+    // The emulator counts a call when it answers; the first Start's answer was cut
+    // off by the kill, so a second Start would show as a counted call.
+    assert_eq!(t.emu.emulator.calls(op::START), 0, "no second Start");
+    let o = t.get("inv").await;
+    assert!(!o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending"));
+    t.expect_event("inv", "Recovered").await;
+}
+
+#[tokio::test]
+async fn crd_file_matches_generated() {
+    let path = support::repo_root().join("crds/continuousexports.adsexport.io.yaml");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = ads_export_operator::api::crd_yaml().unwrap();
+    assert!(
+        committed == generated,
+        "{} is out of date: run `cargo run -- crd > crds/continuousexports.adsexport.io.yaml`",
+        path.display()
+    );
+    let chart = support::repo_root().join("charts/ads-export-operator/crds/continuousexports.adsexport.io.yaml");
+    assert!(
+        std::fs::read_to_string(&chart).unwrap_or_default() == generated,
+        "{} is out of date: copy crds/continuousexports.adsexport.io.yaml there",
+        chart.display()
+    );
+}
+
+#[tokio::test]
+async fn unknown_region_in_spec_is_rejected_by_schema() {
+    let t = Test::new("region", cfg()).await;
+    let err = t.try_create("bad", json!({"region": "Mars 1"})).await.unwrap_err();
+    assert!(err.contains("spec.region"), "{err}");
+    t.create("ok", json!({"region": REGION})).await;
+    let err = t.try_patch_spec("ok", json!({"region": "eu-west-1"})).await.unwrap_err();
+    assert!(err.contains("spec.region is immutable"), "{err}");
+}
