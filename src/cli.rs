@@ -25,7 +25,7 @@ pub struct Cli {
 impl Cli {
     /// The subcommand, `run` with the top-level flags when none was named.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Run(self.run))
+        self.command.unwrap_or(Command::Run(Box::new(self.run)))
     }
 }
 
@@ -33,7 +33,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the ContinuousExport CRD as YAML (what `crds/` holds).
     Crd,
 }
@@ -106,6 +106,33 @@ pub struct RunArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Address of the HTTP server for `/metrics` (Prometheus), `/healthz` and `/readyz`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Run only while holding a coordination.k8s.io Lease, so that several replicas
+    /// can run with one active (`LEADER_ELECT=true|false`).
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "ads-export-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the pod's namespace from the service account,
+    /// else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a lease is valid without renewal (whole seconds, at least 2s); a
+    /// standby takes over at most this long after the leader dies.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How often the leader renews the lease (whole seconds, shorter than --lease-duration).
+    #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub lease_renew_interval: Duration,
+
     /// This replica's name in events and the lease (set from the downward API).
     #[arg(long, env = "POD_NAME", hide = true)]
     pub pod_name: Option<String>,
@@ -126,7 +153,35 @@ impl RunArgs {
         if self.namespace.as_deref() == Some("") {
             return Err("--namespace is empty: omit it to watch all namespaces".into());
         }
+        if self.leader_elect {
+            self.lease_settings().validate()?;
+        }
         Ok(())
+    }
+
+    /// The Lease settings these flags describe. The identity is the pod name (or
+    /// host name) plus a random suffix, so a restarted pod never reuses a stale holder.
+    pub fn lease_settings(&self) -> crate::leader::LeaseSettings {
+        let namespace = self.lease_namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_owned())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into())
+        });
+        let base = self
+            .pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "ads-export-operator".into());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        crate::leader::LeaseSettings {
+            name: self.lease_name.clone(),
+            namespace,
+            identity: format!("{base}-{}", &suffix[..8]),
+            duration: self.lease_duration,
+            renew_interval: self.lease_renew_interval,
+        }
     }
 
     /// The controller settings these flags describe.
@@ -166,6 +221,13 @@ mod tests {
         assert_eq!(a.backoff_base, Duration::from_millis(250));
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(matches!(parse(&["crd"]).unwrap(), Command::Crd));
+        let Command::Run(a) = parse(&["--leader-elect", "--metrics-addr", "127.0.0.1:9090"]).unwrap() else {
+            panic!("not run")
+        };
+        assert!(a.leader_elect);
+        assert_eq!(a.metrics_addr.port(), 9090);
+        assert_eq!(a.lease_duration, Duration::from_secs(15));
+        assert!(a.validate().is_ok());
     }
 
     #[test]
@@ -180,5 +242,12 @@ mod tests {
         assert!(parse(&["--backoff-base", "0s"]).is_err());
         let Command::Run(a) = parse(&["--backoff-base", "10m", "--backoff-max", "1m"]).unwrap() else { panic!() };
         assert!(a.validate().unwrap_err().contains("--backoff-max"));
+        let Command::Run(a) =
+            parse(&["--leader-elect", "--lease-duration", "5s", "--lease-renew-interval", "5s"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(a.validate().unwrap_err().contains("--lease-renew-interval"));
+        assert!(parse(&["--metrics-addr", "nowhere"]).unwrap_err().to_string().contains("--metrics-addr"));
     }
 }

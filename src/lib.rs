@@ -12,6 +12,10 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod emulator;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
 pub mod telemetry;
 
 /// Selects aws-lc-rs as the process-wide rustls crypto provider (the AWS SDK's

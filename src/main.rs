@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use ads_export_operator::ads::aws::{AwsExportService, AwsSettings};
-use ads_export_operator::cli::{Cli, Command, RunArgs};
-use ads_export_operator::{api, controller, telemetry};
+use ads_export_operator::cli::{Cli, Command};
+use ads_export_operator::{api, operator, telemetry};
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,7 +28,15 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             telemetry::init(args.log_format);
-            match run(args).await {
+            let shutdown = CancellationToken::new();
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    shutdown_signal().await;
+                    shutdown.cancel();
+                }
+            });
+            match operator::run(*args, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -38,23 +46,6 @@ async fn main() -> ExitCode {
             }
         }
     }
-}
-
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
-    let ads = AwsExportService::load(AwsSettings {
-        region: args.aws_region.clone(),
-        endpoint_url: args.aws_endpoint_url.clone(),
-    })
-    .await;
-    let mut settings = args.settings();
-    settings.default_region = ads.default_region();
-    if settings.default_region.is_none() {
-        tracing::warn!("no default AWS region (--aws-region, AWS_REGION or profile): objects need spec.region");
-    }
-    controller::run(client, ads, settings, None, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

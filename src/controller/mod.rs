@@ -89,6 +89,8 @@ pub trait ReconcileObserver: Send + Sync + 'static {
     /// An object's `exportStatus` as last written (`None`: no export), keyed by UID;
     /// `deleted` once the object is gone.
     fn export_status(&self, uid: &str, status: Option<&str>, deleted: bool);
+    /// The watch cache has its first full list: the controller is serving.
+    fn synced(&self) {}
 }
 
 /// Shared state of all reconciles.
@@ -196,6 +198,15 @@ pub async fn run<S: ExportService>(
     preflight(&client, settings.namespace.as_deref()).await?;
     let api = scoped_api(&client, settings.namespace.as_deref());
     let (reader, writer) = reflector::store();
+    if let Some(o) = observer.clone() {
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            if reader.wait_until_ready().await.is_ok() {
+                tracing::info!("watch cache synced");
+                o.synced();
+            }
+        });
+    }
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)

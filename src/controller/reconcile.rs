@@ -32,10 +32,11 @@ const PENDING_SKEW: SignedDuration = SignedDuration::from_secs(300);
 pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Context<S>>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = obj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    // `object`, not `name`: the JSON log format already uses `name` for the span's name.
     let span = tracing::info_span!(
         "reconcile",
         namespace = %ns,
-        name = %obj.name_any(),
+        object = %obj.name_any(),
         export_id = obj.status.as_ref().and_then(|s| s.export_id.as_deref()).unwrap_or(""),
     );
     let api: Api<ContinuousExport> = Api::namespaced(ctx.client.clone(), &ns);
@@ -419,6 +420,7 @@ async fn sync<S: ExportService>(
     };
     copy_description(status, &described);
     let id = described.export_id.clone();
+    tracing::Span::current().record("export_id", id.as_str());
 
     if obj.spec.stopped {
         match described.status.as_str() {

@@ -46,20 +46,56 @@ impl Drop for InProcess {
     }
 }
 
-/// The operator binary; SIGKILLed on drop.
-pub struct Process(tokio::process::Child);
+/// The operator binary; SIGKILLed on drop. Its stdout and stderr go to `log`.
+pub struct Process {
+    child: tokio::process::Child,
+    /// The log file.
+    pub log: std::path::PathBuf,
+}
 
 impl Process {
     /// SIGKILL, as a node failure or OOM kill would: no clean-up code runs.
     pub async fn kill(&mut self) {
-        self.0.kill().await.expect("kill the operator process");
+        self.child.kill().await.expect("kill the operator process");
     }
+
+    /// SIGTERM, then wait for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exit after SIGTERM").unwrap()
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The base URL of the metrics server, from its start-up log line.
+    pub async fn metrics_url(&self) -> String {
+        support::wait_for_ok(&format!("metrics address in {}", self.log.display()), DEADLINE, || async {
+            let text = self.log_text();
+            let line = text.lines().find(|l| l.contains("serving /metrics")).ok_or_else(|| tail(&text))?;
+            let addr = line
+                .split(['=', ' ', '"', ','])
+                .skip_while(|w| !w.ends_with("addr") && *w != "addr")
+                .find(|w| w.starts_with("127.0.0.1:"))
+                .ok_or_else(|| line.to_owned())?;
+            Ok::<_, String>(format!("http://{addr}"))
+        })
+        .await
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<_> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 impl Test {
     /// A fresh namespace (prefix `prefix`) and an emulator configured by `cfg`.
     pub async fn new(prefix: &str, cfg: EmulatorConfig) -> Test {
-        ads_export_operator::install_crypto_provider();
         let bed = support::testbed();
         let client = bed.client().await;
         support::apply_crd(&client, &ads_export_operator::api::crd()).await;
@@ -104,29 +140,51 @@ impl Test {
 
     /// Starts the operator binary for this namespace (logs to `target/test-logs/`).
     pub async fn operator_process(&self) -> Process {
-        let bed = support::testbed();
+        self.spawn_operator("operator", &self.operator_args(), &[], support::testbed().kubeconfig_path()).await
+    }
+
+    /// The `run` flags [`operator_process`](Self::operator_process) uses: this namespace,
+    /// the emulator, fast backoff, metrics on a free port.
+    pub fn operator_args(&self) -> Vec<String> {
+        let url = self.emu.endpoint_url();
+        ["run", "--namespace", &self.ns, "--aws-region", REGION, "--aws-endpoint-url", &url]
+            .into_iter()
+            .chain(["--backoff-base", "500ms", "--backoff-max", "5s", "--metrics-addr", "127.0.0.1:0"])
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Starts the operator binary with `args` and extra `env`, as `kubeconfig`'s user,
+    /// with dummy AWS credentials; logs to `target/test-logs/<ns>-<label>.log`.
+    pub async fn spawn_operator(
+        &self,
+        label: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        kubeconfig: &std::path::Path,
+    ) -> Process {
         let logs = support::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&logs).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join(format!("operator-{}.log", self.ns)))
-            .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-export-operator"))
-            .args(["run", "--namespace", &self.ns, "--aws-region", REGION])
-            .args(["--aws-endpoint-url", &self.emu.endpoint_url(), "--backoff-base", "500ms", "--backoff-max", "5s"])
-            .env("KUBECONFIG", bed.kubeconfig_path())
+        let path = logs.join(format!("{}-{label}.log", self.ns));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-export-operator"));
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info")
+            .env("POD_NAME", label)
+            .env_remove("AWS_PROFILE")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the operator binary");
-        Process(child)
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the operator binary");
+        Process { child, log: path }
     }
 
     /// Creates an object from raw JSON (so even values our types reject reach the

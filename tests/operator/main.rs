@@ -7,6 +7,7 @@
 mod support;
 
 mod harness;
+mod packaging;
 
 use std::time::Duration;
 

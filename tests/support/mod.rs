@@ -150,9 +150,7 @@ impl TestBed {
 }
 
 async fn client_from(path: &Path) -> Client {
-    // rustls is built with both ring and aws-lc-rs (via other dependencies), so it
-    // cannot pick a process-wide provider by itself; the first install wins.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    ads_export_operator::install_crypto_provider();
     let kubeconfig =
         Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

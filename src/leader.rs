@@ -1,0 +1,167 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, with `kube-lease-manager`
+//! (a maintained crate on kube 5 that updates the Lease with server-side apply, so
+//! two replicas can never both take it).
+//!
+//! Only the holder runs the controller; a standby waits. Losing the lease ends the
+//! process with an error (as controller-runtime does), so the replica restarts with
+//! fresh caches; on shutdown the holder releases the Lease so a standby takes over at
+//! once instead of after the lease duration.
+
+use std::future::Future;
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+use tokio_util::sync::CancellationToken;
+
+/// Lease settings (`--lease-*` flags).
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    /// Lease name (`--lease-name`).
+    pub name: String,
+    /// Lease namespace (`--lease-namespace`, the pod's namespace in the chart).
+    pub namespace: String,
+    /// This replica's identity in `holderIdentity` (the pod name, plus a random suffix).
+    pub identity: String,
+    /// How long a lease stays valid without renewal (`--lease-duration`, whole
+    /// seconds, at least 2 s).
+    pub duration: Duration,
+    /// How often the holder renews (`--lease-renew-interval`, whole seconds, shorter
+    /// than the duration).
+    pub renew_interval: Duration,
+}
+
+impl LeaseSettings {
+    /// Checks the durations kube-lease-manager accepts (whole seconds, renew < duration).
+    ///
+    /// # Errors
+    /// A one-line message naming the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let (d, r) = (self.duration.as_secs(), self.renew_interval.as_secs());
+        if d < 2 {
+            return Err("--lease-duration must be at least 2s".into());
+        }
+        if r == 0 || r >= d {
+            return Err(format!(
+                "--lease-renew-interval ({r}s) must be at least 1s and shorter than --lease-duration ({d}s)"
+            ));
+        }
+        Ok(())
+    }
+
+    fn params(&self) -> LeaseParams {
+        let duration = self.duration.as_secs();
+        // kube-lease-manager renews `grace` seconds before expiry
+        let grace = duration - self.renew_interval.as_secs();
+        LeaseParams::new(self.identity.clone(), duration, grace)
+            .with_field_manager(format!("ads-export-operator-{}", self.identity))
+    }
+}
+
+/// Runs `work` while this replica holds the Lease.
+///
+/// Waits for the lease (or `shutdown`), then calls `on_leader(true)` and runs
+/// `work(stop)`, where `stop` is cancelled on shutdown or when the lease is lost.
+/// `on_standby` is called once the Lease is reachable (the replica is a healthy
+/// standby). Releases the Lease before returning.
+///
+/// # Errors
+/// The Lease API failed at start-up, or the lease was lost while working.
+pub async fn run_as_leader<W, Fut>(
+    client: Client,
+    lease: LeaseSettings,
+    shutdown: CancellationToken,
+    on_standby: impl FnOnce(),
+    on_leader: impl Fn(bool),
+    work: W,
+) -> anyhow::Result<()>
+where
+    W: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    lease.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let manager = LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_parameters(lease.params())
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot use Lease {}/{}: {e}", lease.namespace, lease.name))?;
+    let (mut is_leader, task) = manager.watch().await;
+    on_standby();
+    tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the leader lease");
+
+    let acquired = tokio::select! {
+        () = shutdown.cancelled() => false,
+        r = is_leader.wait_for(|l| *l) => r.is_ok(),
+    };
+    let mut result = Ok(());
+    if acquired {
+        tracing::info!(identity = %lease.identity, "acquired the leader lease");
+        on_leader(true);
+        let stop = shutdown.child_token();
+        let lost = {
+            let mut rx = is_leader.clone();
+            let stop = stop.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = rx.wait_for(|l| !*l) => {
+                        if !shutdown.is_cancelled() {
+                            tracing::error!("lost the leader lease; stopping");
+                        }
+                        stop.cancel();
+                        true
+                    }
+                    () = stop.cancelled() => false,
+                }
+            })
+        };
+        result = work(stop.clone()).await;
+        stop.cancel();
+        on_leader(false);
+        if lost.await.unwrap_or(false) && !shutdown.is_cancelled() && result.is_ok() {
+            result = Err(anyhow::anyhow!("lost the leader lease {}/{}", lease.namespace, lease.name));
+        }
+    } else {
+        tracing::info!("shutting down as standby");
+    }
+    // Closing the channel makes the manager release the Lease.
+    drop(is_leader);
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+        Err(_) => tracing::warn!("timed out releasing the leader lease"),
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(duration: u64, renew: u64) -> LeaseSettings {
+        LeaseSettings {
+            name: "l".into(),
+            namespace: "n".into(),
+            identity: "i".into(),
+            duration: Duration::from_secs(duration),
+            renew_interval: Duration::from_secs(renew),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_flags() {
+        assert!(s(15, 5).validate().is_ok());
+        assert!(s(1, 0).validate().unwrap_err().contains("--lease-duration"));
+        assert!(s(15, 15).validate().unwrap_err().contains("--lease-renew-interval"));
+        assert!(s(15, 0).validate().unwrap_err().contains("--lease-renew-interval"));
+    }
+
+    #[test]
+    fn renew_interval_maps_to_grace() {
+        // must not panic (kube-lease-manager panics on grace >= duration)
+        let _ = s(15, 5).params();
+        let _ = s(2, 1).params();
+    }
+}

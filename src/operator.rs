@@ -1,0 +1,100 @@
+//! The `run` subcommand as a library function: Kubernetes client, AWS client,
+//! metrics and health server, optional leader election, and the controller, all
+//! stopped by one [`CancellationToken`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ads::aws::{AwsExportService, AwsSettings};
+use crate::cli::RunArgs;
+use crate::controller::{self, ReconcileObserver};
+use crate::http::{self, Health};
+use crate::leader;
+use crate::metrics::Metrics;
+
+/// Feeds reconcile observations to the metrics and flips readiness once the watch
+/// cache is synced.
+struct Observers {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl ReconcileObserver for Observers {
+    fn reconciled(&self, result: &'static str, elapsed: Duration) {
+        self.metrics.reconciled(result, elapsed);
+    }
+
+    fn export_status(&self, uid: &str, status: Option<&str>, deleted: bool) {
+        self.metrics.export_status(uid, status, deleted);
+    }
+
+    fn synced(&self) {
+        self.health.set_ready(true);
+    }
+}
+
+/// Runs the operator until `shutdown` is cancelled (SIGTERM in the binary).
+///
+/// Start-up order: Kubernetes client and preflight (CRD installed, RBAC), the HTTP
+/// server on `--metrics-addr`, the AWS client, then the controller, behind the
+/// leader lease when `--leader-elect` is set. `/readyz` turns ready once the watch
+/// cache is synced, or, for a standby, once it is waiting on the Lease.
+///
+/// # Errors
+/// A one-line, actionable description: no cluster configuration, unreachable
+/// apiserver, CRD missing, forbidden, address in use, lease lost.
+pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    args.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
+    controller::preflight(&client, args.namespace.as_deref()).await?;
+
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
+    let server = {
+        let stop = shutdown.clone();
+        tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move { stop.cancelled().await }))
+    };
+
+    let ads = AwsExportService::load(AwsSettings {
+        region: args.aws_region.clone(),
+        endpoint_url: args.aws_endpoint_url.clone(),
+    })
+    .await
+    .with_observer(metrics.clone());
+    let mut settings = args.settings();
+    settings.default_region = ads.default_region();
+    if settings.default_region.is_none() {
+        tracing::warn!("no default AWS region (--aws-region, AWS_REGION or profile): objects need spec.region");
+    }
+    let observer: Arc<dyn ReconcileObserver> = Arc::new(Observers { metrics: metrics.clone(), health: health.clone() });
+
+    let result = if args.leader_elect {
+        leader::run_as_leader(
+            client.clone(),
+            args.lease_settings(),
+            shutdown.clone(),
+            || health.set_ready(true),
+            |leading| metrics.set_leader(leading),
+            |stop| controller::run(client, ads, settings, Some(observer), async move { stop.cancelled().await }),
+        )
+        .await
+    } else {
+        metrics.set_leader(true);
+        let stop = shutdown.clone();
+        controller::run(client, ads, settings, Some(observer), async move { stop.cancelled().await }).await
+    };
+    shutdown.cancel();
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
+        Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
+        Ok(Ok(())) => {}
+    }
+    result
+}

@@ -1,0 +1,260 @@
+//! Production packaging on the real bed: the chart's ServiceAccount runs the
+//! operator (and may do nothing more), leader election between two processes,
+//! `/metrics` and health endpoints, JSON logs without credentials.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ads_export_operator::ads::aws::op;
+use ads_export_operator::emulator::{Fault, FaultKind};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::config::Kubeconfig;
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+
+use super::harness::*;
+use super::support;
+
+/// The value of one sample of `name` with exactly `labels` in Prometheus/OpenMetrics
+/// text, or `None`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if metric != name {
+            return None;
+        }
+        let got: BTreeMap<&str, &str> = rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('=').map(|(k, v)| (k, v.trim_matches('"'))))
+            .collect();
+        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        (got == want).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Sum of every sample of `name`, whatever its labels.
+fn total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Checks every line is a comment or `series value` and that the families exist.
+fn assert_parses(text: &str) {
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+        assert!(series.chars().next().is_some_and(|c| c.is_ascii_alphabetic()), "bad series {line}");
+    }
+    for family in ["reconciles", "aws_calls", "leader", "objects", "reconcile_duration_seconds"] {
+        assert!(text.contains(&format!("# TYPE ads_export_operator_{family} ")), "no family {family}:\n{text}");
+    }
+}
+
+async fn scrape(base: &str) -> String {
+    let r = reqwest::get(format!("{base}/metrics")).await.expect("GET /metrics");
+    assert!(r.status().is_success());
+    let text = r.text().await.unwrap();
+    assert_parses(&text);
+    text
+}
+
+async fn status_of(base: &str, path: &str) -> u16 {
+    reqwest::get(format!("{base}{path}")).await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn leader_election_one_reconciles_and_the_standby_takes_over() {
+    let t = Test::new("leader", cfg()).await;
+    let mut args = t.operator_args();
+    args.extend(
+        ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
+            .map(str::to_owned),
+    );
+    let kubeconfig = support::testbed().kubeconfig_path().to_owned();
+    let mut ops = [
+        t.spawn_operator("replica-a", &args, &[], &kubeconfig).await,
+        t.spawn_operator("replica-b", &args, &[], &kubeconfig).await,
+    ];
+    let urls = [ops[0].metrics_url().await, ops[1].metrics_url().await];
+    // both report ready: the leader once synced, the standby while waiting
+    for u in &urls {
+        support::wait_for("readyz 200", DEADLINE, || async { (status_of(u, "/readyz").await == 200).then_some(()) })
+            .await;
+    }
+
+    t.create("inv", json!({})).await;
+    t.wait_ready("inv").await;
+    assert_eq!(t.emu.emulator.calls(op::START), 1);
+    let leader_flags = [scrape(&urls[0]).await, scrape(&urls[1]).await]
+        .map(|m| (sample(&m, "ads_export_operator_leader", &[]), total(&m, "ads_export_operator_reconciles_total")));
+    let leader = match leader_flags {
+        [(Some(1.0), a), (Some(0.0), 0.0)] if a > 0.0 => 0,
+        [(Some(0.0), 0.0), (Some(1.0), b)] if b > 0.0 => 1,
+        other => panic!("exactly one replica must lead and reconcile: {other:?}"),
+    };
+    let standby = 1 - leader;
+
+    // The leader is killed while the stop cannot succeed yet; the standby finishes it.
+    t.emu.emulator.inject_fault(Fault::new(
+        Some(op::STOP),
+        FaultKind::Error { name: "ServerInternalErrorException".into(), message: None },
+    ));
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    support::wait_for("the leader to try Stop", DEADLINE, || async {
+        (t.emu.emulator.calls(op::STOP) > 0).then_some(())
+    })
+    .await;
+    ops[leader].kill().await;
+    t.emu.emulator.clear_faults();
+    let killed = Instant::now();
+    t.wait_status("inv", "INACTIVE after fail-over", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    eprintln!("fail-over: stop finished {:.1}s after the leader was killed (lease 4s)", killed.elapsed().as_secs_f64());
+    let m = scrape(&urls[standby]).await;
+    assert_eq!(sample(&m, "ads_export_operator_leader", &[]), Some(1.0));
+    assert!(total(&m, "ads_export_operator_reconciles_total") > 0.0);
+    assert_eq!(t.emu.emulator.exports().len(), 1);
+
+    // SIGTERM: the new leader exits cleanly and releases the Lease.
+    let status = ops[standby].terminate().await;
+    assert!(status.success(), "exit status {status}");
+    assert!(ops[standby].log_text().contains("released the leader lease"), "{}", ops[standby].log_text());
+}
+
+/// A kubeconfig for `token` against the bed's apiserver.
+fn kubeconfig_with_token(token: &str, path: &std::path::Path) {
+    let mut kc = Kubeconfig::read_from(support::testbed().kubeconfig_path()).unwrap();
+    for a in &mut kc.auth_infos {
+        if let Some(info) = a.auth_info.as_mut() {
+            info.token = Some(token.to_owned().into());
+        }
+    }
+    std::fs::write(path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+}
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn chart_service_account_runs_the_operator_and_nothing_more() {
+    let t = Test::new("watched", cfg()).await;
+    let bed = support::testbed();
+    let release_ns = support::namespace(&t.client, "release").await;
+    let chart = support::repo_root().join("charts/ads-export-operator");
+    run(bed.command(bed.helm()).args(["install", "ads", chart.to_str().unwrap(), "-n", &release_ns]).args([
+        "--set",
+        &format!("watchNamespace={}", t.ns),
+        "--set",
+        "awsRegion=us-west-2",
+        "--set",
+        &format!("awsEndpointUrl={}", t.emu.endpoint_url()),
+        "--set",
+        "logFormat=text",
+    ]));
+
+    // The operator runs with the Deployment's own args, as its ServiceAccount.
+    let deploy: Api<Deployment> = Api::namespaced(t.client.clone(), &release_ns);
+    let d = deploy.list(&ListParams::default()).await.unwrap().items.pop().expect("the chart's Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let sa = pod.service_account_name.clone().expect("serviceAccountName");
+    let args: Vec<String> = pod.containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.replace("$(POD_NAMESPACE)", &release_ns))
+        .map(|a| if a.starts_with("--metrics-addr=") { "--metrics-addr=127.0.0.1:0".into() } else { a })
+        .collect();
+    assert!(args.contains(&"--leader-elect".to_string()), "chart default: leader election on: {args:?}");
+    let token = run(bed.command(bed.kubectl()).args(["create", "token", &sa, "-n", &release_ns]));
+    let kubeconfig = bed.dir.join(format!("kubeconfig-sa-{release_ns}"));
+    kubeconfig_with_token(token.trim(), &kubeconfig);
+    let op = t.spawn_operator("chart-sa", &args, &[], &kubeconfig).await;
+    let url = op.metrics_url().await;
+
+    t.create("inv", json!({})).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    let m = scrape(&url).await;
+    assert_eq!(
+        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", op::START), ("outcome", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, "ads_export_operator_objects", &[("export_status", "ACTIVE")]), Some(1.0));
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    t.wait_status("inv", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    assert_eq!(t.export_status(&id), "INACTIVE");
+    t.expect_event("inv", "Stopped").await;
+    let m = scrape(&url).await;
+    assert_eq!(
+        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", op::STOP), ("outcome", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, "ads_export_operator_objects", &[("export_status", "INACTIVE")]), Some(1.0));
+    assert_eq!(sample(&m, "ads_export_operator_objects", &[("export_status", "ACTIVE")]), Some(0.0));
+    assert!(sample(&m, "ads_export_operator_reconciles_total", &[("result", "ok")]).unwrap_or(0.0) >= 2.0);
+    assert_eq!(status_of(&url, "/healthz").await, 200);
+    assert_eq!(status_of(&url, "/readyz").await, 200);
+
+    // The same token is denied what the chart does not grant.
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sa_client = Client::try_from(config).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(sa_client.clone(), &release_ns);
+    let denied = secrets.list(&ListParams::default()).await.unwrap_err();
+    assert!(matches!(&denied, kube::Error::Api(s) if s.code == 403), "{denied}");
+    let elsewhere: Api<ads_export_operator::api::ContinuousExport> = Api::namespaced(sa_client, &release_ns);
+    let denied = elsewhere.list(&ListParams::default()).await.unwrap_err();
+    assert!(matches!(&denied, kube::Error::Api(s) if s.code == 403), "outside watchNamespace: {denied}");
+    assert!(!op.log_text().contains("forbidden"), "the operator hit a permission error:\n{}", op.log_text());
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_object_and_never_credentials() {
+    let t = Test::new("logs", cfg()).await;
+    let mut args = t.operator_args();
+    args.extend(["--log-format", "json"].map(str::to_owned));
+    const SECRET: &str = "wJalrXUtnFEMI-test-secret-never-logged";
+    const SESSION: &str = "FwoGZXIvYXdz-test-session-never-logged";
+    let env = [("AWS_SECRET_ACCESS_KEY", SECRET), ("AWS_SESSION_TOKEN", SESSION), ("RUST_LOG", "debug")];
+    let mut op = t.spawn_operator("json", &args, &env, support::testbed().kubeconfig_path()).await;
+    t.create("inv", json!({})).await;
+    let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    t.patch_spec("inv", json!({"stopped": true})).await;
+    t.wait_status("inv", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    assert!(op.terminate().await.success());
+
+    let text = op.log_text();
+    for needle in [SECRET, SESSION, "Signature=", "AWS4-HMAC-SHA256", "x-amz-security-token"] {
+        assert!(!text.contains(needle), "the log contains {needle:?}");
+    }
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let in_reconcile: Vec<&Value> = lines.iter().filter(|l| l["span"]["name"] == "reconcile").collect();
+    assert!(!in_reconcile.is_empty(), "no reconcile span in the log");
+    for l in &in_reconcile {
+        for field in ["namespace", "object", "export_id"] {
+            assert!(l["span"].get(field).is_some(), "reconcile span without {field}: {l}");
+        }
+        assert_eq!(l["span"]["namespace"], t.ns.as_str());
+        assert_eq!(l["span"]["object"], "inv");
+    }
+    assert!(in_reconcile.iter().any(|l| l["span"]["export_id"] == id.as_str()), "no reconcile line names export {id}");
+    assert!(lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+}
