@@ -242,13 +242,13 @@ spawn ads-export-operator env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONF
 show AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ads-export-operator run --aws-region "$region" \
   --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port"
 deadline=$((SECONDS + timeout))
-until curl -sf --max-time 2 "$metrics/readyz" >/dev/null 2>&1; do
+until curl -sf --max-time 2 "$metrics/healthz" >/dev/null 2>&1; do
   live_pid ads-export-operator "$operator_bin" >/dev/null || die "the operator exited"
-  ((SECONDS < deadline)) || die "the operator is not ready ($metrics/readyz) after ${timeout}s"
+  ((SECONDS < deadline)) || die "the operator does not answer $metrics/healthz after ${timeout}s"
   sleep 0.2
 done
 echo "$metrics" >"$dir/metrics.url"
-say "operator ready ($metrics/readyz), log $logs/ads-export-operator.log"
+say "operator up ($metrics/healthz), log $logs/ads-export-operator.log"
 
 step "start an export: examples/basic.yaml"
 k create namespace "$ns" >/dev/null

@@ -6,6 +6,9 @@
 //! - [`ads`]: the export-service seam, its `aws-sdk-applicationdiscovery`
 //!   implementation and error classification;
 //! - [`emulator`]: a wire-accurate ADS emulator for tests and demos;
+//! - [`operator`]: the `run` subcommand (clients, HTTP server, leader election, controller);
+//! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
+//! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`;
 //! - [`cli`] and [`telemetry`]: the operator binary's flags and logging.
 pub mod ads;
 pub mod api;

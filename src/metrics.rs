@@ -114,39 +114,39 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
-            "Reconciles of ContinuousExport objects finished, by result (ok, error).",
+            "Reconciles of ContinuousExport objects finished, by result (ok, error)",
             reconciles.clone(),
         );
         let reconcile_duration = duration_histogram();
         registry.register_with_unit(
             "reconcile_duration",
-            "Wall-clock duration of one reconcile, in seconds.",
+            "Wall-clock duration of one reconcile, in seconds",
             Unit::Seconds,
             reconcile_duration.clone(),
         );
         let aws_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "aws_calls",
-            "Application Discovery Service calls, by operation and outcome (ok or the condition reason of the error).",
+            "Application Discovery Service calls, by operation and outcome (ok or the condition reason of the error)",
             aws_calls.clone(),
         );
         let aws_call_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "aws_call_duration",
-            "Wall-clock duration of one Application Discovery Service call including SDK retries, in seconds.",
+            "Wall-clock duration of one Application Discovery Service call including SDK retries, in seconds",
             Unit::Seconds,
             aws_call_duration.clone(),
         );
         let objects = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "objects",
-            "Watched ContinuousExport objects by last written exportStatus (NONE: no export yet).",
+            "Watched ContinuousExport objects by last written exportStatus (NONE: no export yet)",
             objects.clone(),
         );
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "leader",
-            "1 when this replica holds the leader lease and runs the controller, 0 on standby.",
+            "1 when this replica holds the leader lease and runs the controller, 0 on standby",
             leader.clone(),
         );
 
@@ -426,7 +426,7 @@ pub(crate) mod tests {
             let f = family(&families, name);
             assert_eq!(f.kind, kind, "{name}");
             assert_eq!(f.unit.as_deref(), unit, "{name}");
-            assert!(f.help.as_deref().is_some_and(|h| !h.is_empty()), "{name} has HELP");
+            assert!(f.help.as_deref().is_some_and(|h| !h.is_empty() && !h.ends_with("..")), "{name} has HELP");
             assert!(!f.samples.is_empty(), "{name} has samples from the start");
             assert!(text.contains(&format!("# HELP {name} ")) && text.contains(&format!("# TYPE {name} {kind}\n")));
         }
