@@ -8,6 +8,8 @@
 pub mod backoff;
 pub mod conditions;
 mod reconcile;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,8 +173,7 @@ fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
 
 /// The error policy: requeue after the object's next backoff delay.
 pub fn error_policy<S: ExportService>(obj: Arc<ContinuousExport>, err: &Error, ctx: Arc<Context<S>>) -> Action {
-    let key = obj.uid().unwrap_or_default();
-    let delay = ctx.backoff.next_failure_delay(&key);
+    let delay = ctx.backoff.next_failure_delay(&reconcile::key(&obj));
     tracing::warn!(
         namespace = obj.namespace().unwrap_or_default(),
         name = obj.name_any(),

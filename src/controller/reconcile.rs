@@ -65,7 +65,12 @@ enum Phase {
     Failed { reason: &'static str, message: String },
 }
 
-fn key(obj: &ContinuousExport) -> String {
+fn has_export(obj: &ContinuousExport) -> bool {
+    obj.status.as_ref().is_some_and(|s| s.export_id.is_some())
+}
+
+/// The per-object key of backoff state and metrics: the UID (namespace/name if none).
+pub(super) fn key(obj: &ContinuousExport) -> String {
     obj.uid().unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
 }
 
@@ -193,12 +198,22 @@ async fn explain_conflict<S: ExportService>(ctx: &Context<S>, region: &str, mut 
 
 /// The apply branch: drive the export towards the spec, then write status and requeue.
 async fn apply<S: ExportService>(
-    obj: &ContinuousExport,
+    cached: &ContinuousExport,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
-    let name = obj.name_any();
-    let key = key(obj);
+    let name = cached.name_any();
+    let key = key(cached);
+    let region = region(cached, ctx);
+    // No export recorded yet: the cache may lag behind our own writes (an export just
+    // started, a pending start), and starting twice must not happen. Decide on a fresh read.
+    let fresh;
+    let obj = if region.is_some() && cached.spec.export_id.is_none() && !has_export(cached) {
+        fresh = api.get(&name).await?;
+        &fresh
+    } else {
+        cached
+    };
     let generation = obj.metadata.generation.unwrap_or(0);
     let old = obj.status.clone().unwrap_or_default();
 
@@ -211,7 +226,7 @@ async fn apply<S: ExportService>(
 
     let mut status = old.clone();
     let mut pending = obj.annotations().contains_key(START_PENDING_ANNOTATION);
-    let outcome = match region(obj, ctx) {
+    let outcome = match region {
         Some(region) => sync(obj, api, ctx, &region, &mut status, &mut pending).await,
         None => Err(SyncError::Ads(no_region_error())),
     };
@@ -269,7 +284,7 @@ fn evaluate<S: ExportService>(
     let ready = match (export_status, stopped) {
         (Some(ads::ACTIVE), false) => Desired::new(CONDITION_READY, true, "Active", "the export is active"),
         (Some(ads::INACTIVE), true) => Desired::new(CONDITION_READY, true, "Stopped", "the export is stopped"),
-        (None, true) if status.export_id.is_none() => {
+        (None, true) if status.export_id.is_none() && outcome.is_ok() => {
             Desired::new(CONDITION_READY, true, "NotStarted", "spec.stopped is true: no export was started")
         }
         (Some(s), _) => Desired::new(
@@ -293,8 +308,9 @@ fn evaluate<S: ExportService>(
                 }
                 Phase::Transition => {
                     let delay = ctx.backoff.next_poll_delay(key);
-                    let msg =
-                        format!("export is {}; checking again in {}", export_status.unwrap_or("pending"), human(delay));
+                    // No delay in the message: it would rewrite the status on every poll.
+                    let want = if stopped { ads::INACTIVE } else { ads::ACTIVE };
+                    let msg = format!("export is {}; polling until it is {want}", export_status.unwrap_or("pending"));
                     let busy = Desired::new(CONDITION_RECONCILING, true, "Transitioning", msg);
                     (vec![ready, synced, busy, not_stalled], Action::requeue(delay))
                 }
@@ -424,7 +440,7 @@ async fn sync<S: ExportService>(
 
     if obj.spec.stopped {
         match described.status.as_str() {
-            ads::ACTIVE | ads::ERROR => stop(obj, ctx, region, &id, status).await?,
+            ads::ACTIVE | ads::ERROR => stop(obj, ctx, region, &id, status, true).await?,
             ads::START_IN_PROGRESS => return Ok(Phase::Transition), // stop once it is ACTIVE
             _ => {}
         }
@@ -498,15 +514,9 @@ async fn find_or_start<S: ExportService>(
         return Ok(Some(d));
     }
 
-    // The cache may lag behind our own writes: decide on a fresh read.
+    // `obj` is a fresh read here (see `apply`).
     let name = obj.name_any();
-    let fresh = api.get(&name).await?;
-    *pending = fresh.annotations().contains_key(START_PENDING_ANNOTATION);
-    if let Some(id) = fresh.status.as_ref().and_then(|s| s.export_id.clone()) {
-        status.export_id = Some(id.clone());
-        return Ok(Some(describe_managed(ctx, region, &id).await?));
-    }
-    if let Some(since) = pending_since(&fresh) {
+    if let Some(since) = pending_since(obj) {
         if let Some(d) = resolve_pending(ctx, obj, region, since).await? {
             publish(
                 ctx,
@@ -557,13 +567,15 @@ async fn find_or_start<S: ExportService>(
 }
 
 /// Stops an ACTIVE (or ERROR) export and records the times: from the Stop answer,
-/// else from Describe (the documented sample response carries neither).
+/// else (when `want_times`) from Describe, since the documented sample response
+/// carries neither.
 async fn stop<S: ExportService>(
     obj: &ContinuousExport,
     ctx: &Context<S>,
     region: &str,
     id: &str,
     status: &mut ContinuousExportStatus,
+    want_times: bool,
 ) -> Result<(), AdsError> {
     match ctx.ads.stop(region, id).await {
         Ok(times) => {
@@ -576,7 +588,7 @@ async fn stop<S: ExportService>(
             }
             info!(export_id = id, "stopped export");
             publish(ctx, obj, false, "Stopped", format!("stopped export {id}")).await;
-            if times.start_time.is_none() || times.stop_time.is_none() {
+            if want_times && (times.start_time.is_none() || times.stop_time.is_none()) {
                 copy_description(status, &describe_managed(ctx, region, id).await?);
             }
             Ok(())
@@ -666,8 +678,9 @@ async fn stop_for_delete<S: ExportService>(
         }
         other => return Ok(format!("export {id} is {other}")),
     }
+    // The object is going away: its status times are not needed.
     let mut scratch = status.clone();
-    match stop(obj, ctx, region, &id, &mut scratch).await {
+    match stop(obj, ctx, region, &id, &mut scratch, false).await {
         Ok(()) => Ok(format!("stopped export {id}")),
         Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),
         Err(e) => Err(e),
