@@ -90,12 +90,17 @@ stop_everything() {
 # the trap stops it in order), stdio to logs/<name>.log. Unless --keep, it also gets
 # SIGTERM should this script die without running its trap (SIGKILL); the bed has
 # its own watchdog for that.
-spawn() { # <name> <cmd...>
-  local name="$1" guard=()
-  shift
+spawn() { # <name> <binary> <cmd...>: <cmd> runs <binary>
+  local name="$1" binary="$2" guard=() i
+  shift 2
   [[ "$mode" == keep ]] || guard=(setpriv --pdeathsig TERM --)
   setsid "${guard[@]}" "$@" </dev/null >>"$logs/$name.log" 2>&1 8>&- &
   echo $! >"$dir/$name.pid"
+  for ((i = 0; i < 50; i++)); do # until the fork has exec'd, so live_pid knows it
+    live_pid "$name" "$binary" >/dev/null && return 0
+    sleep 0.1
+  done
+  die "$name did not start (log: $logs/$name.log)"
 }
 
 # ---------------------------------------------------------------- --down
@@ -118,11 +123,11 @@ done
 on_exit() {
   local rc=$?
   trap - EXIT INT TERM HUP
-  if ((rc != 0)); then
-    for f in ads-export-operator ads-emulator; do
-      if [[ -s "$logs/$f.log" ]]; then
-        printf '\n---- tail of %s ----\n' "$logs/$f.log" >&2
-        tail -n 30 "$logs/$f.log" >&2 || true
+  if ((rc != 0 && rc != 129 && rc != 130 && rc != 143)); then # failed, not interrupted
+    for f in ads-export-operator:30 ads-emulator:10; do
+      if [[ -s "$logs/${f%:*}.log" ]]; then
+        printf '\n---- tail of %s ----\n' "$logs/${f%:*}.log" >&2
+        tail -n "${f#*:}" "$logs/${f%:*}.log" >&2 || true
         printf -- '----\n' >&2
       fi
     done
@@ -132,7 +137,11 @@ on_exit() {
     stop_everything
     [[ -d "$logs" ]] && echo "demo: logs kept in $logs" >&2
   fi
-  ((rc == 0)) || echo "demo: FAILED (exit $rc)" >&2
+  if ((rc == 130 || rc == 143 || rc == 129)); then
+    echo "demo: interrupted" >&2
+  elif ((rc != 0)); then
+    echo "demo: FAILED (exit $rc)" >&2
+  fi
   exit "$rc"
 }
 trap on_exit EXIT
@@ -173,6 +182,9 @@ watch_until() { # <exportStatus>
   while :; do
     live_pid ads-export-operator "$operator_bin" >/dev/null ||
       die "the operator exited (log: $logs/ads-export-operator.log)"
+    # State first, then the table: a table read after the state is never older.
+    state="$(k get cex -n "$ns" "$name" \
+      -o jsonpath='{.status.exportStatus}/{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
     out="$(k get cex -n "$ns" 2>&1)" || die "kubectl get cex failed: $out"
     key="$(awk 'NR > 1 { $NF = ""; print }' <<<"$out")" # all columns but Age
     if [[ "$key" != "$last" ]]; then
@@ -185,8 +197,6 @@ watch_until() { # <exportStatus>
       fi
       last="$key"
     fi
-    state="$(k get cex -n "$ns" "$name" \
-      -o jsonpath='{.status.exportStatus}/{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
     [[ "$state" == "$want/True" ]] && return 0
     ((SECONDS < deadline)) ||
       die "no $want with Ready=True after ${timeout}s (now: ${state:-nothing})"
@@ -216,7 +226,7 @@ k apply --server-side -f crds/continuousexports.adsexport.io.yaml
 k wait --for condition=Established crd/continuousexports.adsexport.io --timeout="${timeout}s"
 
 step "start the ADS emulator (home region $region)"
-spawn ads-emulator "$emulator_bin" --listen 127.0.0.1:0 --home-region "$region" \
+spawn ads-emulator "$emulator_bin" "$emulator_bin" --listen 127.0.0.1:0 --home-region "$region" \
   --start-delay 2s --stop-delay 3s
 url=""
 deadline=$((SECONDS + 20))
@@ -234,7 +244,7 @@ metrics_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 metrics="http://127.0.0.1:$metrics_port"
 # A clean environment: dummy credentials (the emulator wants signed requests but
 # does not check signatures), no profile, no instance metadata.
-spawn ads-export-operator env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONFIG" \
+spawn ads-export-operator "$operator_bin" env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONFIG" \
   ${RUST_LOG:+"RUST_LOG=$RUST_LOG"} \
   AWS_ACCESS_KEY_ID=AKIDEMOEXAMPLE AWS_SECRET_ACCESS_KEY=demo-secret-not-checked \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \

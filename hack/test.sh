@@ -35,10 +35,8 @@ cargo test --all-targets --no-fail-fast
 step "cargo test --doc"
 cargo test --doc
 
-# ---------------------------------------------------------------------------
-# HOOK: further checks go here (they can use the running bed, kubectl and helm
-# on PATH, and $KUBECONFIG), e.g. `helm lint --strict charts/...` and the CRD
-# drift check.
-# ---------------------------------------------------------------------------
+# Chart checks (helm lint --strict, helm template + server-side dry run, helm install)
+# live in tests/chart.rs, and the CRD drift check (crds/ and the chart's crds/ against
+# `ads-export-operator crd`) in tests/operator: both ran above against the bed.
 
 step "all checks passed in $((SECONDS - start))s"

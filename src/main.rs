@@ -51,7 +51,10 @@ async fn main() -> ExitCode {
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            // no SIGINT handler could be installed: rely on SIGTERM alone
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {

@@ -47,27 +47,22 @@ impl ReconcileObserver for Observers {
 /// apiserver, CRD missing, forbidden, address in use, lease lost.
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     args.validate().map_err(|e| anyhow::anyhow!(e))?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
-    controller::preflight(&client, args.namespace.as_deref()).await?;
+    // A shutdown during start-up (e.g. while the apiserver does not answer) ends it there.
+    let Started { client, listener, ads } = tokio::select! {
+        started = start(&args) => started?,
+        () = shutdown.cancelled() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
 
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
     let server = {
         let stop = shutdown.clone();
         tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move { stop.cancelled().await }))
     };
-
-    let ads = AwsExportService::load(AwsSettings {
-        region: args.aws_region.clone(),
-        endpoint_url: args.aws_endpoint_url.clone(),
-    })
-    .await
-    .with_observer(metrics.clone());
+    let ads = ads.with_observer(metrics.clone());
     let mut settings = args.settings();
     settings.default_region = ads.default_region();
     if settings.default_region.is_none() {
@@ -97,4 +92,28 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
         Ok(Ok(())) => {}
     }
     result
+}
+
+/// What start-up produced.
+struct Started {
+    client: kube::Client,
+    listener: tokio::net::TcpListener,
+    ads: AwsExportService,
+}
+
+/// Kubernetes client and preflight, the HTTP listener, the AWS client.
+async fn start(args: &RunArgs) -> anyhow::Result<Started> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
+    controller::preflight(&client, args.namespace.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;
+    let ads = AwsExportService::load(AwsSettings {
+        region: args.aws_region.clone(),
+        endpoint_url: args.aws_endpoint_url.clone(),
+    })
+    .await;
+    Ok(Started { client, listener, ads })
 }

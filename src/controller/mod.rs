@@ -199,18 +199,18 @@ pub async fn run<S: ExportService>(
     preflight(&client, settings.namespace.as_deref()).await?;
     let api = scoped_api(&client, settings.namespace.as_deref());
     let (reader, writer) = reflector::store();
-    if let Some(o) = observer.clone() {
-        let reader = reader.clone();
-        tokio::spawn(async move {
-            if reader.wait_until_ready().await.is_ok() {
-                tracing::info!("watch cache synced");
-                o.synced();
-            }
-        });
-    }
+    // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
+    // waiter, and the controller is already one.
+    let on_synced = observer.clone();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if let (Ok(watcher::Event::InitDone), Some(o)) = (event, &on_synced) {
+                tracing::info!("watch cache synced");
+                o.synced();
+            }
+        })
         .applied_objects()
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);

@@ -232,6 +232,10 @@ async fn json_logs_carry_the_object_and_never_credentials() {
     const SESSION: &str = "FwoGZXIvYXdz-test-session-never-logged";
     let env = [("AWS_SECRET_ACCESS_KEY", SECRET), ("AWS_SESSION_TOKEN", SESSION), ("RUST_LOG", "debug")];
     let mut op = t.spawn_operator("json", &args, &env, support::testbed().kubeconfig_path()).await;
+    let url = op.metrics_url().await;
+    // without leader election, ready once the watch cache is synced
+    support::wait_for("readyz 200", DEADLINE, || async { (status_of(&url, "/readyz").await == 200).then_some(()) })
+        .await;
     t.create("inv", json!({})).await;
     let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
     t.patch_spec("inv", json!({"stopped": true})).await;
@@ -257,4 +261,34 @@ async fn json_logs_carry_the_object_and_never_credentials() {
     }
     assert!(in_reconcile.iter().any(|l| l["span"]["export_id"] == id.as_str()), "no reconcile line names export {id}");
     assert!(lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+}
+
+#[tokio::test]
+async fn sigterm_during_start_up_exits_at_once() {
+    let t = Test::new("startup", cfg()).await;
+    // An "apiserver" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (reached, mut reached_rx) = tokio::sync::watch::channel(false);
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+            let _ = reached.send(true);
+        }
+    });
+    let mut kc = Kubeconfig::read_from(support::testbed().kubeconfig_path()).unwrap();
+    for c in &mut kc.clusters {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.server = Some(format!("https://127.0.0.1:{port}"));
+        }
+    }
+    let path = support::testbed().dir.join(format!("kubeconfig-silent-{}", t.ns));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    let mut op = t.spawn_operator("silent", &t.operator_args(), &[], &path).await;
+    // connected: it is in start-up (preflight), waiting for an answer
+    tokio::time::timeout(DEADLINE, reached_rx.wait_for(|r| *r)).await.expect("a connection").unwrap();
+    let status = op.terminate().await;
+    assert!(status.success(), "exit status {status}: {}", op.log_text());
+    assert!(op.log_text().contains("stopped during start-up"), "{}", op.log_text());
 }
