@@ -220,6 +220,7 @@ async fn recoverable_error_backs_off_then_recovers(t: Test, reason: &str, clear:
     tokio::time::sleep(window).await;
     let calls = t.emu.emulator.calls(op::START) - before;
     let bound = max_calls(base, max, started.elapsed());
+    eprintln!("{reason}: {calls} Start calls in {:?}; the backoff allows at most {bound}", started.elapsed());
     assert!(calls <= bound, "{calls} Start calls in {window:?}, backoff allows at most {bound}");
     assert!(calls >= 2, "only {calls} Start calls in {window:?}: not retrying");
     assert!(t.emu.emulator.exports().is_empty());
