@@ -10,6 +10,8 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
 //! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`;
 //! - [`cli`] and [`telemetry`]: the operator binary's flags and logging.
+#![warn(missing_docs)]
+
 pub mod ads;
 pub mod api;
 pub mod cli;
