@@ -301,7 +301,11 @@ cmd_up() {
   cp -f "$dir/kubeconfig-admin" "$dir/kubeconfig.tmp" && mv -f "$dir/kubeconfig.tmp" "$dir/kubeconfig"
 
   say "up in $((SECONDS - start))s: https://127.0.0.1:$api_port (etcd 127.0.0.1:$etcd_port) state $dir"
-  say "use it with: eval \"\$($self env)\""
+  if [[ -n "${TESTBED_DIR:-}" ]]; then
+    say "use it with: eval \"\$(TESTBED_DIR=$(printf %q "$dir") $self env)\""
+  else
+    say "use it with: eval \"\$($self env)\""
+  fi
 }
 
 cmd_down() {

@@ -89,8 +89,8 @@ pub const CONDITION_STALLED: &str = "Stalled";
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("has(self.exportId) || !has(oldSelf.exportId)")
-    .message("spec.exportId cannot be removed once set"))]
+#[x_kube(validation = Rule::new("has(self.exportId) == has(oldSelf.exportId)")
+    .message("spec.exportId can only be set when the ContinuousExport is created, and cannot be removed"))]
 #[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region)")
     .message("spec.region cannot be added or removed after creation; create a new ContinuousExport"))]
 #[serde(rename_all = "camelCase")]
@@ -105,10 +105,10 @@ pub struct ContinuousExportSpec {
     pub stopped: bool,
 
     /// ID of an existing continuous export to adopt instead of starting a new one
-    /// (as listed by `aws discovery describe-continuous-exports`). Immutable once set.
-    /// At most 200 characters, no whitespace.
+    /// (as listed by `aws discovery describe-continuous-exports`). Can only be set
+    /// when the object is created; immutable. 1 to 200 characters, no whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 200), pattern(r"^\S*$"))]
+    #[schemars(length(min = 1, max = 200), pattern(r"^\S*$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.exportId is immutable"))]
     pub export_id: Option<String>,
 
@@ -223,7 +223,7 @@ mod tests {
         for needle in [
             "a stopped export cannot be resumed; create a new ContinuousExport",
             "spec.exportId is immutable",
-            "spec.exportId cannot be removed once set",
+            "spec.exportId can only be set when the ContinuousExport is created, and cannot be removed",
             r#""maxLength":200"#,
             r#""pattern":"^\\S*$""#,
             "x-kubernetes-validations",

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use ads_export_operator::cli::{Cli, Command};
+use ads_export_operator::cli::{Cli, Command, LogFormat};
 use ads_export_operator::{api, operator, telemetry};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            let json = args.log_format == LogFormat::Json;
             telemetry::init(args.log_format);
             let shutdown = CancellationToken::new();
             tokio::spawn({
@@ -39,8 +40,12 @@ async fn main() -> ExitCode {
             match operator::run(*args, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("error: {e:#}");
+                    // once: as a JSON log line for log pipelines, else as a plain line
+                    if json {
+                        tracing::error!("{e:#}");
+                    } else {
+                        eprintln!("error: {e:#}");
+                    }
                     ExitCode::FAILURE
                 }
             }

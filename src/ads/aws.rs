@@ -285,7 +285,13 @@ impl AwsExportService {
 
 impl ExportService for AwsExportService {
     async fn start(&self, region: &str) -> Result<StartedExport, AdsError> {
-        let out = self.call(op::START, self.client(region).start_continuous_export().send()).await?;
+        // Start is not idempotent: an SDK retry after a lost answer would meet the
+        // export the first attempt created (ConflictErrorException). The controller
+        // retries instead, after checking for that export (`start-pending`).
+        let once = aws_sdk_applicationdiscovery::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        let send = self.client(region).start_continuous_export().customize().config_override(once).send();
+        let out = self.call(op::START, send).await?;
         Ok(StartedExport {
             export_id: out.export_id().unwrap_or_default().to_owned(),
             s3_bucket: out.s3_bucket().map(str::to_owned),

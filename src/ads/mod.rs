@@ -101,7 +101,8 @@ pub struct StopTimes {
 /// Implementations must be cheap to share across reconciles (`Send + Sync`), and
 /// return every failure as a classified [`AdsError`].
 pub trait ExportService: Send + Sync + 'static {
-    /// StartContinuousExport in `region`.
+    /// StartContinuousExport in `region`, sent once (never retried by the client:
+    /// Start is not idempotent).
     ///
     /// # Errors
     /// [`AdsError`] with reason e.g. `Conflict` when another export is active.

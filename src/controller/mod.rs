@@ -46,6 +46,22 @@ pub enum Error {
     /// The object lacks a namespace or name (never for objects read from the apiserver).
     #[error("object has no {0}")]
     MissingField(&'static str),
+    /// Deletion waits for the export to leave a transition (e.g. still starting):
+    /// not a failure; polled on the short transition schedule.
+    #[error("waiting: {0}")]
+    Waiting(String),
+}
+
+impl Error {
+    /// Whether this is a normal wait rather than a failure.
+    fn is_waiting(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Waiting(_) => true,
+            Error::Finalizer(f) => matches!(&**f, F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_waiting()),
+            _ => false,
+        }
+    }
 }
 
 /// Controller settings (the `run` flags that shape reconcile).
@@ -147,8 +163,8 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Resu
     match scoped_api(client, namespace).list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(anyhow::anyhow!(
-            "the CRD continuousexports.adsexport.io is not installed: run `ads-export-operator crd | kubectl apply -f -` \
-             (or `kubectl apply -f crds/`)"
+            "the CRD continuousexports.adsexport.io is not installed: run `ads-export-operator crd | kubectl apply \
+             --server-side -f -` (or `kubectl apply --server-side -f crds/continuousexports.adsexport.io.yaml`)"
         )),
         Err(kube::Error::Api(s)) if s.code == 403 => Err(anyhow::anyhow!(
             "forbidden to list continuousexports{}: {} (check the operator's RBAC)",
@@ -171,8 +187,14 @@ fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
     Some(h.finish())
 }
 
-/// The error policy: requeue after the object's next backoff delay.
+/// The error policy: requeue after the object's next backoff delay (or, for a
+/// normal wait, the next transition poll).
 pub fn error_policy<S: ExportService>(obj: Arc<ContinuousExport>, err: &Error, ctx: Arc<Context<S>>) -> Action {
+    if err.is_waiting() {
+        let delay = ctx.backoff.next_poll_delay(&reconcile::key(&obj));
+        tracing::info!(namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(), %err, retry_in = ?delay);
+        return Action::requeue(delay);
+    }
     let delay = ctx.backoff.next_failure_delay(&reconcile::key(&obj));
     tracing::warn!(
         namespace = obj.namespace().unwrap_or_default(),

@@ -63,6 +63,8 @@ enum Phase {
     Transition,
     /// The export is in a state that needs a human (failed, errored, stopped out of band).
     Failed { reason: &'static str, message: String },
+    /// `spec.stopped` and the export no longer exists in ADS: nothing left to stop.
+    Gone,
 }
 
 fn has_export(obj: &ContinuousExport) -> bool {
@@ -100,26 +102,32 @@ fn region<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Option<
     obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone())
 }
 
+/// Recoverable: restarting the operator with `--aws-region` fixes it (spec.region
+/// cannot be added to an existing object).
 fn no_region_error() -> AdsError {
     AdsError::new(
         "Configuration",
-        Reason::InvalidParameter,
-        "no AWS region: set spec.region to the Migration Hub home region, or start the operator with --aws-region",
+        Reason::Unknown,
+        "no AWS region: start the operator with --aws-region (or AWS_REGION), or recreate this ContinuousExport \
+         with spec.region set to the Migration Hub home region",
     )
 }
 
+/// Publishes an event. `action` is what the operator did (an ADS operation, or
+/// `Reconcile`): events are aggregated per reason *and* action, so failures of
+/// different operations stay apart.
 async fn publish<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
     warning: bool,
-    reason: &str,
+    (reason, action): (&str, &str),
     note: String,
 ) {
     let ev = KubeEvent {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.to_owned(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action: action.to_owned(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
@@ -148,19 +156,27 @@ async fn write_status(api: &Api<ContinuousExport>, name: &str, status: &Continuo
     }
 }
 
-/// The export IDs other objects in the controller's cache already manage.
-fn claimed_by_others<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<String> {
+/// The export IDs other objects in the controller's cache manage, with the
+/// `namespace/name` of the object managing each.
+fn claimed_by_others<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<(String, String)> {
     let me = obj.uid();
     ctx.store
         .as_ref()
         .map(|s| {
             s.state()
                 .iter()
-                .filter(|o| o.uid() != me)
-                .filter_map(|o| o.status.as_ref().and_then(|st| st.export_id.clone()).or(o.spec.export_id.clone()))
+                .filter(|o| o.uid() != me && o.meta().deletion_timestamp.is_none())
+                .filter_map(|o| {
+                    let id = o.status.as_ref().and_then(|st| st.export_id.clone()).or(o.spec.export_id.clone())?;
+                    Some((id, format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
+                })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn owner_of(claimed: &[(String, String)], id: &str) -> Option<String> {
+    claimed.iter().find(|(c, _)| c == id).map(|(_, owner)| owner.clone())
 }
 
 fn is_running(status: &str) -> bool {
@@ -178,20 +194,37 @@ async fn resolve_pending<S: ExportService>(
     let claimed = claimed_by_others(ctx, obj);
     let earliest = since.checked_sub(PENDING_SKEW).unwrap_or(since);
     let found = ctx.ads.list(region).await?.into_iter().find(|d| {
-        is_running(&d.status) && !claimed.contains(&d.export_id) && d.start_time.is_none_or(|t| t >= earliest)
+        is_running(&d.status)
+            && owner_of(&claimed, &d.export_id).is_none()
+            && d.start_time.is_none_or(|t| t >= earliest)
     });
     Ok(found)
 }
 
-/// On `ConflictErrorException`, names the active export so the user can adopt it.
-async fn explain_conflict<S: ExportService>(ctx: &Context<S>, region: &str, mut err: AdsError) -> AdsError {
+/// On `ConflictErrorException`, names the active export: the object managing it, or
+/// how to adopt it.
+async fn explain_conflict<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    region: &str,
+    mut err: AdsError,
+) -> AdsError {
     if let Ok(all) = ctx.ads.list(region).await
         && let Some(active) = all.iter().find(|d| is_running(&d.status))
     {
-        err.message = format!(
-            "export {} is already {} in {region}; set spec.exportId: {} to adopt it, or stop it first ({})",
-            active.export_id, active.status, active.export_id, err.message
-        );
+        let (id, state) = (&active.export_id, &active.status);
+        err.message = match owner_of(&claimed_by_others(ctx, obj), id) {
+            Some(owner) => format!(
+                "export {id} is already {state} in {region}, managed by ContinuousExport {owner}: ADS allows one \
+                 active export per region; stop that one first ({})",
+                err.message
+            ),
+            None => format!(
+                "export {id} is already {state} in {region}; recreate this ContinuousExport with spec.exportId: {id} \
+                 to adopt it, or stop it first ({})",
+                err.message
+            ),
+        };
     }
     err
 }
@@ -220,6 +253,9 @@ async fn apply<S: ExportService>(
     // Stalled for this very generation: wait for a spec change, make no AWS calls.
     if old.condition(CONDITION_STALLED).is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
     {
+        if let Some(o) = &ctx.observer {
+            o.export_status(&key, old.export_status.as_deref(), false);
+        }
         return Ok(Action::await_change());
     }
     ctx.backoff.observe_generation(&key, generation);
@@ -233,8 +269,15 @@ async fn apply<S: ExportService>(
     let outcome = match outcome {
         Ok(phase) => Ok(phase),
         Err(SyncError::Kube(e)) => return Err(e),
-        Err(SyncError::Ads(e)) => Err(e),
+        Err(SyncError::Ads(e)) => {
+            warn!(reason = %e.reason, operation = e.operation, message = %e.message, "AWS call failed");
+            Err(e)
+        }
     };
+    if status.export_status != old.export_status {
+        // A new state (e.g. starting -> stopping) polls from the shortest delay again.
+        ctx.backoff.settled(&key);
+    }
 
     let (desired, action) = evaluate(obj, ctx, &key, &status, &outcome);
     status.observed_generation = Some(generation);
@@ -254,21 +297,29 @@ async fn apply<S: ExportService>(
     Ok(action)
 }
 
-/// Emits a Warning event when `Synced` turns False or changes reason (not on every retry).
+/// Emits a Warning event when `Synced` turns False (or changes reason), and when
+/// `Stalled` turns True: once per change, not on every retry.
 async fn announce_sync_change<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
     old: &ContinuousExportStatus,
     new: &ContinuousExportStatus,
 ) {
-    let Some(now) = new.condition(CONDITION_SYNCED).filter(|c| c.status == "False") else {
-        return;
-    };
-    let before = old.condition(CONDITION_SYNCED);
-    if before.is_some_and(|b| b.status == "False" && b.reason == now.reason) {
-        return;
+    for (type_, bad) in [(CONDITION_SYNCED, "False"), (CONDITION_STALLED, "True")] {
+        let Some(now) = new.condition(type_).filter(|c| c.status == bad) else {
+            continue;
+        };
+        if old.condition(type_).is_some_and(|b| b.status == bad && b.reason == now.reason) {
+            continue;
+        }
+        if type_ == CONDITION_STALLED && new.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == now.reason) {
+            continue; // already announced as the Synced failure
+        }
+        // The message starts with the ADS operation ("StopContinuousExport: ...").
+        let action = now.message.split_once(':').map_or("Reconcile", |(op, _)| op);
+        let action = if action.contains(' ') { "Reconcile" } else { action };
+        publish(ctx, obj, true, (&now.reason, action), now.message.clone()).await;
     }
-    publish(ctx, obj, true, &now.reason, now.message.clone()).await;
 }
 
 /// Conditions and requeue for the outcome of [`sync`].
@@ -295,13 +346,23 @@ fn evaluate<S: ExportService>(
         ),
         (None, _) => Desired::new(CONDITION_READY, false, "Pending", "no export yet"),
     };
+    let ready = match outcome {
+        // the last known state may be stale: a terminal error needs a human first
+        Err(e) if e.class() == ErrorClass::Terminal => {
+            Desired::new(CONDITION_READY, false, e.reason.as_str(), "see the Stalled condition")
+        }
+        Ok(Phase::Gone) => {
+            Desired::new(CONDITION_READY, true, "ExportGone", "the export no longer exists in ADS: nothing to stop")
+        }
+        _ => ready,
+    };
     let not_stalled = Desired::new(CONDITION_STALLED, false, "NotStalled", "");
     match outcome {
         Ok(phase) => {
             ctx.backoff.succeeded(key);
             let synced = Desired::new(CONDITION_SYNCED, true, "Synced", "the last calls to AWS succeeded");
             match phase {
-                Phase::Steady => {
+                Phase::Steady | Phase::Gone => {
                     ctx.backoff.settled(key);
                     let done = Desired::new(CONDITION_RECONCILING, false, "Settled", "");
                     (vec![ready, synced, done, not_stalled], Action::requeue(ctx.settings.resync_period))
@@ -346,7 +407,7 @@ fn evaluate<S: ExportService>(
                         CONDITION_STALLED,
                         true,
                         e.reason.as_str(),
-                        format!("{}: {}; fix the spec to retry", e.operation, e.message),
+                        format!("{}: {} (no retries until the spec changes)", e.operation, e.message),
                     );
                     (vec![ready, synced, done, stalled], Action::await_change())
                 }
@@ -427,7 +488,10 @@ async fn sync<S: ExportService>(
                 )
                 .into());
             }
-            describe_managed(ctx, region, &id).await?
+            match describe_managed(ctx, region, &id).await {
+                Err(e) if e.reason == Reason::NotFound && obj.spec.stopped => return Ok(Phase::Gone),
+                described => described?,
+            }
         }
         None => match find_or_start(obj, api, ctx, region, status, pending).await? {
             Some(d) => d,
@@ -456,7 +520,8 @@ async fn describe_managed<S: ExportService>(
 ) -> Result<ExportDescription, AdsError> {
     ctx.ads.describe(region, id).await.map_err(|mut e| {
         if e.reason == Reason::NotFound {
-            e.message = format!("export {id} no longer exists in {region} ({})", e.message);
+            e.message =
+                format!("export {id} no longer exists in {region}: delete this ContinuousExport ({})", e.message);
         }
         e
     })
@@ -502,14 +567,27 @@ async fn find_or_start<S: ExportService>(
     pending: &mut bool,
 ) -> Result<Option<ExportDescription>, SyncError> {
     if let Some(id) = obj.spec.export_id.as_deref() {
+        if let Some(owner) = owner_of(&claimed_by_others(ctx, obj), id) {
+            return Err(AdsError::new(
+                "Configuration",
+                Reason::InvalidParameter,
+                format!(
+                    "export {id} is already managed by ContinuousExport {owner}; two objects must not manage one \
+                     export (deleting either would stop it): delete this one"
+                ),
+            )
+            .into());
+        }
         let d = ctx.ads.describe(region, id).await.map_err(|mut e| {
             if e.reason == Reason::NotFound {
-                e.message =
-                    format!("cannot adopt export {id}: not found in {region}; check spec.exportId and spec.region");
+                e.message = format!(
+                    "cannot adopt export {id}: not found in {region}; spec.exportId and spec.region are immutable, so \
+                     recreate this ContinuousExport with the right ones"
+                );
             }
             e
         })?;
-        publish(ctx, obj, false, "Adopted", format!("adopted export {id} ({}) in {region}", d.status)).await;
+        publish(ctx, obj, false, ("Adopted", "Adopt"), format!("adopted export {id} ({}) in {region}", d.status)).await;
         info!(export_id = id, "adopted export");
         return Ok(Some(d));
     }
@@ -522,7 +600,7 @@ async fn find_or_start<S: ExportService>(
                 ctx,
                 obj,
                 false,
-                "Recovered",
+                ("Recovered", "Adopt"),
                 format!("found export {} started by an interrupted reconcile; managing it", d.export_id),
             )
             .await;
@@ -539,22 +617,29 @@ async fn find_or_start<S: ExportService>(
         return Ok(None);
     }
 
-    patch_pending(api, &name, Some(format_time(Timestamp::now()))).await?;
-    *pending = true;
+    // An earlier attempt's time is kept: the export it may have created started after it.
+    let retrying = *pending;
+    if !retrying {
+        patch_pending(api, &name, Some(format_time(Timestamp::now()))).await?;
+        *pending = true;
+    }
     let started = match ctx.ads.start(region).await {
         Ok(s) => s,
         Err(e) => {
-            if !e.ambiguous {
-                // A definite failure: nothing was started.
+            // A definite failure started nothing. A conflict after an earlier attempt
+            // whose answer was lost may be that attempt's export, not yet listed when
+            // checked above: keep the annotation so the next pass looks again.
+            let maybe_ours = e.reason == Reason::Conflict && retrying;
+            if !e.ambiguous && !maybe_ours {
                 patch_pending(api, &name, None).await?;
                 *pending = false;
             }
-            let e = if e.reason == Reason::Conflict { explain_conflict(ctx, region, e).await } else { e };
+            let e = if e.reason == Reason::Conflict { explain_conflict(ctx, obj, region, e).await } else { e };
             return Err(e.into());
         }
     };
     info!(export_id = %started.export_id, "started export");
-    publish(ctx, obj, false, "Started", format!("started export {} in {region}", started.export_id)).await;
+    publish(ctx, obj, false, ("Started", "Start"), format!("started export {} in {region}", started.export_id)).await;
     // Remember the ID right away: if the Describe below fails, the status written
     // with the error still records which export this object owns.
     status.export_id = Some(started.export_id.clone());
@@ -587,7 +672,7 @@ async fn stop<S: ExportService>(
                 status.stop_time = Some(format_time(t));
             }
             info!(export_id = id, "stopped export");
-            publish(ctx, obj, false, "Stopped", format!("stopped export {id}")).await;
+            publish(ctx, obj, false, ("Stopped", "Stop"), format!("stopped export {id}")).await;
             if want_times && (times.start_time.is_none() || times.stop_time.is_none()) {
                 copy_description(status, &describe_managed(ctx, region, id).await?);
             }
@@ -621,7 +706,8 @@ async fn cleanup<S: ExportService>(
     };
     if obj.spec.deletion_policy == DeletionPolicy::Retain {
         if let Some(id) = &status.export_id {
-            publish(ctx, obj, false, "Retained", format!("deletionPolicy Retain: export {id} left running")).await;
+            let note = format!("deletionPolicy Retain: export {id} left running");
+            publish(ctx, obj, false, ("Retained", "Delete"), note).await;
         }
         return done("retained".into());
     }
@@ -632,16 +718,23 @@ async fn cleanup<S: ExportService>(
     match result {
         Ok(what) => done(what),
         Err(e) => {
-            // Best effort: say why deletion waits.
+            // Say why deletion waits: a starting export is a normal wait, not a failure.
+            let waiting = e.reason == Reason::ResourceInUse;
+            let mut desired = vec![Desired::new(CONDITION_RECONCILING, true, "Deleting", format!("deleting: {e}"))];
+            if !waiting {
+                desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("deleting: {e}")));
+            }
             let mut st = status.clone();
             let generation = obj.metadata.generation.unwrap_or(0);
-            let synced = Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("deleting: {e}"));
-            st.conditions = merge(&status.conditions, &[synced], generation, now_seconds());
+            st.conditions = merge(&status.conditions, &desired, generation, now_seconds());
             if st != status {
                 write_status(api, &obj.name_any(), &st).await?;
-                publish(ctx, obj, true, e.reason.as_str(), format!("cannot stop the export yet: {e}")).await;
+                if !waiting {
+                    let note = format!("cannot stop the export yet: {e}");
+                    publish(ctx, obj, true, (e.reason.as_str(), e.operation), note).await;
+                }
             }
-            Err(e.into())
+            Err(if waiting { Error::Waiting(e.message) } else { e.into() })
         }
     }
 }
@@ -652,7 +745,10 @@ async fn stop_for_delete<S: ExportService>(
     region: &str,
     status: &ContinuousExportStatus,
 ) -> Result<String, AdsError> {
-    let id = match status.export_id.clone().or_else(|| obj.spec.export_id.clone()) {
+    // Only an export this object manages (status.exportId, or its own pending start):
+    // a spec.exportId whose adoption never succeeded (unknown, or managed by another
+    // object) is not this object's to stop.
+    let id = match status.export_id.clone() {
         Some(id) => id,
         None => match pending_since(obj) {
             Some(since) => match resolve_pending(ctx, obj, region, since).await? {

@@ -366,8 +366,11 @@ async fn crash_between_start_and_status_write_leaves_one_export() {
     // The emulator counts a call when it answers; the first Start's answer was cut
     // off by the kill, so a second Start would show as a counted call.
     assert_eq!(t.emu.emulator.calls(op::START), 0, "no second Start");
-    let o = t.get("inv").await;
-    assert!(!o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending"));
+    support::wait_for("the start-pending annotation to go", DEADLINE, || async {
+        let o = t.get("inv").await;
+        (!o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending")).then_some(())
+    })
+    .await;
     t.expect_event("inv", "Recovered").await;
 }
 
@@ -397,4 +400,49 @@ async fn unknown_region_in_spec_is_rejected_by_schema() {
     t.create("ok", json!({"region": REGION})).await;
     let err = t.try_patch_spec("ok", json!({"region": "eu-west-1"})).await.unwrap_err();
     assert!(err.contains("spec.region is immutable"), "{err}");
+}
+
+#[tokio::test]
+async fn two_objects_cannot_manage_one_export() {
+    let t = Test::new("dup", cfg()).await;
+    let _op = t.operator(|_| {}).await;
+    t.create("first", json!({})).await;
+    let id = t.wait_ready("first").await.status.unwrap().export_id.unwrap();
+    t.create("second", json!({"exportId": id})).await;
+    let st = t.wait_status("second", "Stalled", |s| s.is_true(CONDITION_STALLED)).await.status.unwrap();
+    let msg = &st.condition(CONDITION_STALLED).unwrap().message;
+    assert!(msg.contains(&format!("already managed by ContinuousExport {}/first", t.ns)), "{msg}");
+    assert!(!st.is_true(CONDITION_READY));
+    // deleting the refused one leaves the export with its owner
+    t.api.delete("second", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("second").await;
+    assert_eq!(t.export_status(&id), "ACTIVE");
+    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    t.expect_event("second", "InvalidParameter").await;
+}
+
+#[tokio::test]
+async fn start_is_never_retried_by_the_sdk() {
+    // The binary uses the SDK's standard retry policy, except for Start: a retried
+    // Start after a lost answer would conflict with the export the first one created.
+    let t = Test::new("noretry", cfg()).await;
+    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Http { status: 503 }).times(1));
+    let _op = t.operator_process().await;
+    t.create("inv", json!({})).await;
+    t.wait_ready("inv").await;
+    // the 503 reached the controller (an SDK retry would have hidden it) ...
+    t.expect_event("inv", "ServerError").await;
+    // ... which started again itself, once
+    assert_eq!(t.emu.emulator.exports().len(), 1);
+    assert_eq!(t.emu.emulator.counters().get(op::START, "ok"), 1);
+}
+
+#[tokio::test]
+async fn export_id_can_only_be_set_at_creation() {
+    let t = Test::new("idlater", cfg()).await;
+    t.create("plain", json!({})).await;
+    let err = t.try_patch_spec("plain", json!({"exportId": "export-x"})).await.unwrap_err();
+    assert!(err.contains("can only be set when the ContinuousExport is created"), "{err}");
+    let err = t.try_create("empty", json!({"exportId": ""})).await.unwrap_err();
+    assert!(err.contains("spec.exportId"), "{err}");
 }
