@@ -29,11 +29,15 @@ hack/testbed.sh down >/dev/null 2>&1 || true # a fresh bed, not one left by an i
 hack/testbed.sh up
 eval "$(hack/testbed.sh env)" # KUBECONFIG, ADS_TESTBED_DIR, PATH (kubectl, helm)
 
-step "cargo test --all-targets --no-fail-fast"
-cargo test --all-targets --no-fail-fast
-
+results="$repo/target/test-results.txt"
 step "cargo test --doc"
-cargo test --doc
+cargo test --doc 2>&1 | tee "$results"
+
+step "cargo test --all-targets --no-fail-fast"
+cargo test --all-targets --no-fail-fast 2>&1 | tee -a "$results"
+
+# One closing line over every test binary (cargo prints one result line per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
 
 # Chart checks (helm lint --strict, helm template + server-side dry run, helm install)
 # live in tests/chart.rs, and the CRD drift check (crds/ and the chart's crds/ against
