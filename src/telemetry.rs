@@ -11,7 +11,11 @@ pub const DEFAULT_FILTER: &str = "info,hyper=warn,aws_config=warn,aws_smithy_run
 /// Installs the global subscriber. Safe to call more than once (later calls are
 /// ignored), so tests can call it too.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // An empty RUST_LOG counts as unset (it would otherwise silence everything).
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {

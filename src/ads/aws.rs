@@ -257,7 +257,7 @@ impl AwsExportService {
             observer.observe(operation, outcome, started.elapsed());
         }
         if let Err(e) = &result {
-            tracing::debug!(operation, reason = %e.reason, message = %e.message, "ADS call failed");
+            tracing::debug!(operation, reason = %e.reason, error = %e.message, "ADS call failed");
         }
         result
     }

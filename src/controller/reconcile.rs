@@ -24,6 +24,9 @@ use crate::api::{
 /// be taken as the one that start created (clock skew between this host and AWS).
 const PENDING_SKEW: SignedDuration = SignedDuration::from_secs(300);
 
+/// When a freshly adopted export is checked again for a second adopter.
+const ADOPTION_RECHECK: Duration = Duration::from_secs(2);
+
 /// Reconciles one `ContinuousExport`: the finalizer helper routes to apply or cleanup.
 ///
 /// # Errors
@@ -156,27 +159,60 @@ async fn write_status(api: &Api<ContinuousExport>, name: &str, status: &Continuo
     }
 }
 
-/// The export IDs other objects in the controller's cache manage, with the
-/// `namespace/name` of the object managing each.
-fn claimed_by_others<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<(String, String)> {
-    let me = obj.uid();
-    ctx.store
-        .as_ref()
-        .map(|s| {
-            s.state()
-                .iter()
-                .filter(|o| o.uid() != me && o.meta().deletion_timestamp.is_none())
-                .filter_map(|o| {
-                    let id = o.status.as_ref().and_then(|st| st.export_id.clone()).or(o.spec.export_id.clone())?;
-                    Some((id, format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Another object's claim on an export, from the controller's cache.
+struct Claim {
+    /// The export ID.
+    id: String,
+    /// `namespace/name` of the claiming object.
+    owner: String,
+    /// Claimed in `status.exportId` (it manages the export), not only in `spec.exportId`.
+    managed: bool,
+    /// The claiming object is older than this one (creation time, then name): the
+    /// tie-breaker when two objects adopted one export at the same moment.
+    older: bool,
 }
 
-fn owner_of(claimed: &[(String, String)], id: &str) -> Option<String> {
-    claimed.iter().find(|(c, _)| c == id).map(|(_, owner)| owner.clone())
+/// Claims of other objects (not being deleted) on exports.
+fn claims<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<Claim> {
+    let age = |o: &ContinuousExport| {
+        (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
+    };
+    let (me, my_age) = (obj.uid(), age(obj));
+    let Some(store) = ctx.store.as_ref() else { return Vec::new() };
+    store
+        .state()
+        .iter()
+        .filter(|o| o.uid() != me && o.meta().deletion_timestamp.is_none())
+        .filter_map(|o| {
+            let in_status = o.status.as_ref().and_then(|st| st.export_id.clone());
+            let managed = in_status.is_some();
+            let id = in_status.or(o.spec.export_id.clone())?;
+            let owner = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+            Some(Claim { id, owner, managed, older: age(o) < my_age })
+        })
+        .collect()
+}
+
+/// The object that already manages export `id` (and, with `only_older`, is older
+/// than `obj`), if any.
+fn managed_elsewhere<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    id: &str,
+    only_older: bool,
+) -> Option<String> {
+    claims(ctx, obj).into_iter().find(|c| c.id == id && c.managed && (c.older || !only_older)).map(|c| c.owner)
+}
+
+fn duplicate_error(id: &str, owner: &str) -> AdsError {
+    AdsError::new(
+        "Configuration",
+        Reason::InvalidParameter,
+        format!(
+            "export {id} is already managed by ContinuousExport {owner}; two objects must not manage one export \
+             (deleting either would stop it): delete this one"
+        ),
+    )
 }
 
 fn is_running(status: &str) -> bool {
@@ -191,11 +227,11 @@ async fn resolve_pending<S: ExportService>(
     region: &str,
     since: Timestamp,
 ) -> Result<Option<ExportDescription>, AdsError> {
-    let claimed = claimed_by_others(ctx, obj);
+    let claimed = claims(ctx, obj);
     let earliest = since.checked_sub(PENDING_SKEW).unwrap_or(since);
     let found = ctx.ads.list(region).await?.into_iter().find(|d| {
         is_running(&d.status)
-            && owner_of(&claimed, &d.export_id).is_none()
+            && !claimed.iter().any(|c| c.id == d.export_id)
             && d.start_time.is_none_or(|t| t >= earliest)
     });
     Ok(found)
@@ -213,7 +249,7 @@ async fn explain_conflict<S: ExportService>(
         && let Some(active) = all.iter().find(|d| is_running(&d.status))
     {
         let (id, state) = (&active.export_id, &active.status);
-        err.message = match owner_of(&claimed_by_others(ctx, obj), id) {
+        err.message = match claims(ctx, obj).into_iter().find(|c| c.id == *id).map(|c| c.owner) {
             Some(owner) => format!(
                 "export {id} is already {state} in {region}, managed by ContinuousExport {owner}: ADS allows one \
                  active export per region; stop that one first ({})",
@@ -270,7 +306,8 @@ async fn apply<S: ExportService>(
         Ok(phase) => Ok(phase),
         Err(SyncError::Kube(e)) => return Err(e),
         Err(SyncError::Ads(e)) => {
-            warn!(reason = %e.reason, operation = e.operation, message = %e.message, "AWS call failed");
+            // `error`, not `message`: JSON log lines already use `message` for the text.
+            warn!(reason = %e.reason, operation = e.operation, error = %e.message, "AWS call failed");
             Err(e)
         }
     };
@@ -279,7 +316,12 @@ async fn apply<S: ExportService>(
         ctx.backoff.settled(&key);
     }
 
-    let (desired, action) = evaluate(obj, ctx, &key, &status, &outcome);
+    let (desired, mut action) = evaluate(obj, ctx, &key, &status, &outcome);
+    if obj.spec.export_id.is_some() && old.export_id.is_none() && status.export_id.is_some() {
+        // Just adopted: another object may have adopted the same export at the same
+        // moment, unseen in the cache until now. Look again shortly (the older one keeps it).
+        action = Action::requeue(ADOPTION_RECHECK);
+    }
     status.observed_generation = Some(generation);
     status.conditions = merge(&old.conditions, &desired, generation, now_seconds());
     let status_changed = status != old;
@@ -488,8 +530,23 @@ async fn sync<S: ExportService>(
                 )
                 .into());
             }
+            if let Some(owner) = managed_elsewhere(ctx, obj, &id, true) {
+                // Adopted at the same moment as an older object: that one keeps it, and
+                // this status lets go of it, so deleting this object stops nothing.
+                *status =
+                    ContinuousExportStatus { conditions: std::mem::take(&mut status.conditions), ..Default::default() };
+                return Err(duplicate_error(&id, &owner).into());
+            }
             match describe_managed(ctx, region, &id).await {
-                Err(e) if e.reason == Reason::NotFound && obj.spec.stopped => return Ok(Phase::Gone),
+                Err(e) if e.reason == Reason::NotFound => {
+                    // the last known exportStatus is stale: ADS no longer has the export
+                    status.export_status = None;
+                    status.status_detail = Some("the export no longer exists in ADS".into());
+                    if obj.spec.stopped {
+                        return Ok(Phase::Gone);
+                    }
+                    return Err(e.into());
+                }
                 described => described?,
             }
         }
@@ -500,7 +557,9 @@ async fn sync<S: ExportService>(
     };
     copy_description(status, &described);
     let id = described.export_id.clone();
-    tracing::Span::current().record("export_id", id.as_str());
+    if obj.status.as_ref().and_then(|s| s.export_id.as_deref()) != Some(id.as_str()) {
+        tracing::Span::current().record("export_id", id.as_str()); // learned in this pass
+    }
 
     if obj.spec.stopped {
         match described.status.as_str() {
@@ -567,16 +626,8 @@ async fn find_or_start<S: ExportService>(
     pending: &mut bool,
 ) -> Result<Option<ExportDescription>, SyncError> {
     if let Some(id) = obj.spec.export_id.as_deref() {
-        if let Some(owner) = owner_of(&claimed_by_others(ctx, obj), id) {
-            return Err(AdsError::new(
-                "Configuration",
-                Reason::InvalidParameter,
-                format!(
-                    "export {id} is already managed by ContinuousExport {owner}; two objects must not manage one \
-                     export (deleting either would stop it): delete this one"
-                ),
-            )
-            .into());
+        if let Some(owner) = managed_elsewhere(ctx, obj, id, false) {
+            return Err(duplicate_error(id, &owner).into());
         }
         let d = ctx.ads.describe(region, id).await.map_err(|mut e| {
             if e.reason == Reason::NotFound {
@@ -758,6 +809,9 @@ async fn stop_for_delete<S: ExportService>(
             None => return Ok("no export was started".into()),
         },
     };
+    if let Some(owner) = managed_elsewhere(ctx, obj, &id, true) {
+        return Ok(format!("export {id} is managed by ContinuousExport {owner}: not stopped"));
+    }
     let d = match ctx.ads.describe(region, &id).await {
         Ok(d) => d,
         Err(e) if e.reason == Reason::NotFound => return Ok(format!("export {id} does not exist")),

@@ -859,7 +859,8 @@ async fn adopts_spec_export_id_without_a_fresh_read_or_start() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
+    // an adoption is checked again shortly for a second adopter
+    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(2)));
     assert_eq!(ads.take_calls(), [describe("e-adopt")]);
     assert_eq!(seen.requests[0].applied_status().export_id.as_deref(), Some("e-adopt"));
     assert_eq!(seen.event_reasons(), [("Normal".into(), "Adopted".into())]);
@@ -905,7 +906,7 @@ async fn stalled_on_current_generation_makes_no_calls() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
+    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(2)), "adoption recheck");
     assert_eq!(ads.take_calls(), [describe("e-missing")]);
     let status = seen.requests[0].applied_status();
     assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
@@ -1327,6 +1328,7 @@ async fn vanished_export_counts_as_stopped_when_stopped_is_asked() {
     assert_eq!(ads.take_calls(), [describe("e-1")], "no Stop");
     let status = seen.requests[0].applied_status();
     assert_cond(&status, CONDITION_READY, "True", "ExportGone");
+    assert_eq!(status.export_status, None, "no stale ACTIVE");
     assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
     assert_cond(&status, CONDITION_SYNCED, "True", "Synced");
 }

@@ -1,6 +1,6 @@
 //! The awsJson1.1 wire protocol of ADS (`AWSPoseidonService_V2015_11_01`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -114,13 +114,18 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .and_then(Operation::from_name);
     let op_name = operation.map_or(UNKNOWN_OPERATION, Operation::name);
-    let result = dispatch(&emulator, &headers, operation, &body).await;
+    let (result, latency) = dispatch(&emulator, &headers, operation, &body);
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.outcome.as_str(),
     };
+    // Counted when it takes effect: a client that gives up during the latency below
+    // (dropping this handler) still made the call.
     emulator.with_state(|s| s.counters.record(op_name, outcome));
     tracing::info!(operation = op_name, outcome, "ADS call");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err(e) => (e.status, e.body()),
@@ -135,17 +140,25 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
     response
 }
 
-async fn dispatch(
+/// Handles one call and returns its answer and the latency to add before sending it
+/// (latency faults delay the answer, not the effect).
+fn dispatch(
     emulator: &Emulator,
     headers: &HeaderMap,
     operation: Option<Operation>,
     body: &[u8],
-) -> Result<Value, AwsError> {
-    let region = signing_region(headers)?;
+) -> (Result<Value, AwsError>, Duration) {
+    let region = match signing_region(headers) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), Duration::ZERO),
+    };
     let Some(operation) = operation else {
         let target =
             headers.get("x-amz-target").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
-        return Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}")));
+        return (
+            Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}"))),
+            Duration::ZERO,
+        );
     };
 
     let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
@@ -165,10 +178,7 @@ async fn dispatch(
             })
         }),
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    result
+    (result, latency)
 }
 
 /// Extracts the region from the SigV4 credential scope

@@ -363,9 +363,9 @@ async fn crash_between_start_and_status_write_leaves_one_export() {
     let exports = t.emu.emulator.exports();
     assert_eq!(exports.len(), 1, "exactly one export: {exports:?}");
     assert_eq!(st.export_id.as_deref(), Some(exports[0].export_id.as_str()));
-    // The emulator counts a call when it answers; the first Start's answer was cut
-    // off by the kill, so a second Start would show as a counted call.
-    assert_eq!(t.emu.emulator.calls(op::START), 0, "no second Start");
+    // The emulator counts a call when it takes effect: the first Start is counted
+    // although its answer was cut off by the kill; a second would make it 2.
+    assert_eq!(t.emu.emulator.calls(op::START), 1, "no second Start");
     support::wait_for("the start-pending annotation to go", DEADLINE, || async {
         let o = t.get("inv").await;
         (!o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending")).then_some(())
@@ -445,4 +445,39 @@ async fn export_id_can_only_be_set_at_creation() {
     assert!(err.contains("can only be set when the ContinuousExport is created"), "{err}");
     let err = t.try_create("empty", json!({"exportId": ""})).await.unwrap_err();
     assert!(err.contains("spec.exportId"), "{err}");
+}
+
+#[tokio::test]
+async fn objects_adopting_one_export_at_once_leave_exactly_one_owner() {
+    let t = Test::new("adoptrace", cfg()).await;
+    let id = t.start_export_out_of_band().await;
+    let names = ["r1", "r2", "r3"];
+    for n in names {
+        t.create(n, json!({"exportId": id, "deletionPolicy": "Delete"})).await;
+    }
+    let _op = t.operator(|s| s.max_concurrent_reconciles = 3).await;
+    let (owner, others) = support::wait_for_ok("one owner, two stalled", DEADLINE, || async {
+        let mut ready = Vec::new();
+        let mut stalled = Vec::new();
+        for n in names {
+            let st = t.get(n).await.status.unwrap_or_default();
+            if st.is_true(CONDITION_READY) && st.export_id.as_deref() == Some(id.as_str()) {
+                ready.push(n);
+            } else if st.is_true(CONDITION_STALLED) && st.export_id.is_none() {
+                stalled.push(n);
+            }
+        }
+        match (ready.as_slice(), stalled.len()) {
+            ([owner], 2) => Ok((*owner, stalled)),
+            _ => Err(format!("ready {ready:?}, stalled {stalled:?}")),
+        }
+    })
+    .await;
+    for n in &others {
+        t.api.delete(n, &DeleteParams::default()).await.unwrap();
+        t.wait_gone(n).await;
+    }
+    assert_eq!(t.export_status(&id), "ACTIVE", "deleting the refused objects must not stop the owner's export");
+    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert!(t.get(owner).await.status.unwrap().is_true(CONDITION_READY));
 }
