@@ -239,6 +239,9 @@ fn schema_rejects_wrong_values() {
         ("watchNamespace=5", "/watchNamespace"),
         ("maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
         ("resyncPeriod=soon", "/resyncPeriod"),
+        ("resyncPeriod=0s", "/resyncPeriod"),
+        ("backoff.base=0ms", "/backoff/base"),
+        ("nameOverride=Foo_Bar", "/nameOverride"),
         ("leaderElection.enabled=maybe", "/leaderElection/enabled"),
         ("metrics.port=70000", "/metrics/port"),
         ("noSuchKey=1", "noSuchKey"),
@@ -263,6 +266,14 @@ fn templates_reject_inconsistent_values() {
             &["metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"][..],
             "requires metrics.service.enabled=true",
         ),
+        // combinations the operator refuses at start-up (a crash loop if rendered)
+        (&["backoff.base=10m", "backoff.max=5s"][..], "backoff.max (5s) must not be shorter than backoff.base (10m)"),
+        (
+            &["leaderElection.renewInterval=20s"][..],
+            "leaderElection.renewInterval (20s) must be at least 1s and shorter",
+        ),
+        (&["leaderElection.leaseDuration=1s"][..], "leaderElection.leaseDuration (1s) must be at least 2s"),
+        (&["leaderElection.renewInterval=500ms"][..], "must be at least 1s"),
     ] {
         let mut cmd = helm(&["template", "t", chart.to_str().unwrap()]);
         for set in sets {
@@ -427,7 +438,7 @@ fn every_run_flag_is_reachable_from_values() {
             "watchNamespace=team-b",
             "awsRegion=eu-west-1",
             "awsEndpointUrl=http://ads-emulator.ops.svc:4566",
-            "resyncPeriod=1h30m",
+            "resyncPeriod=90m",
             "maxConcurrentReconciles=8",
             "backoff.base=2s",
             "backoff.max=1m",
@@ -448,7 +459,7 @@ fn every_run_flag_is_reachable_from_values() {
             "--namespace=team-b",
             "--aws-region=eu-west-1",
             "--aws-endpoint-url=http://ads-emulator.ops.svc:4566",
-            "--resync-period=1h30m",
+            "--resync-period=90m",
             "--max-concurrent-reconciles=8",
             "--backoff-base=2s",
             "--backoff-max=1m",
@@ -718,4 +729,20 @@ async fn gitops_example_renders_and_validates() {
     cex["metadata"]["namespace"] = json!(ns);
     let out = succeed(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&cex.to_string()));
     assert!(out.contains("inventory-export"), "{out}");
+}
+
+#[test]
+fn long_release_names_fit_kubernetes_name_limits() {
+    // 53 characters: Helm's own limit for release names.
+    let release = "abcdefghij-abcdefghij-abcdefghij-abcdefghij-abcdefghi";
+    let docs = documents(&render(release, "ads", &["metrics.serviceMonitor.enabled=true"]));
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        // Services need DNS-1035 labels; every namespaced name here must be a DNS label.
+        if !kind.starts_with("Cluster") {
+            assert!(name.len() <= 63, "{kind} {name} has {} characters", name.len());
+        }
+    }
+    assert!(kinds(&docs).contains(&"Service".to_string()));
 }

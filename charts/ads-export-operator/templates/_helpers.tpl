@@ -85,9 +85,37 @@ Container image reference.
 {{- end }}
 
 {{/*
-Reject value combinations the schema cannot express.
+A one-unit duration (the schema's form: 500ms, 5s, 10m, 1h) in milliseconds.
+*/}}
+{{- define "ads-export-operator.ms" -}}
+{{- $d := toString . -}}
+{{- if hasSuffix "ms" $d }}{{ trimSuffix "ms" $d | int64 }}
+{{- else if hasSuffix "h" $d }}{{ mul (trimSuffix "h" $d | int64) 3600000 }}
+{{- else if hasSuffix "m" $d }}{{ mul (trimSuffix "m" $d | int64) 60000 }}
+{{- else }}{{ mul (trimSuffix "s" $d | int64) 1000 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Reject value combinations the schema cannot express (the operator would refuse
+them at start-up and the pods would crash-loop).
 */}}
 {{- define "ads-export-operator.validate" -}}
+{{- $base := include "ads-export-operator.ms" .Values.backoff.base | int64 }}
+{{- $max := include "ads-export-operator.ms" .Values.backoff.max | int64 }}
+{{- if gt $base $max }}
+{{- fail (printf "backoff.max (%s) must not be shorter than backoff.base (%s)" .Values.backoff.max .Values.backoff.base) }}
+{{- end }}
+{{- if .Values.leaderElection.enabled }}
+{{- $lease := div (include "ads-export-operator.ms" .Values.leaderElection.leaseDuration | int64) 1000 }}
+{{- $renew := div (include "ads-export-operator.ms" .Values.leaderElection.renewInterval | int64) 1000 }}
+{{- if lt $lease 2 }}
+{{- fail (printf "leaderElection.leaseDuration (%s) must be at least 2s" .Values.leaderElection.leaseDuration) }}
+{{- end }}
+{{- if or (lt $renew 1) (ge $renew $lease) }}
+{{- fail (printf "leaderElection.renewInterval (%s) must be at least 1s and shorter than leaderElection.leaseDuration (%s)" .Values.leaderElection.renewInterval .Values.leaderElection.leaseDuration) }}
+{{- end }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 requires leaderElection.enabled=true: without a leader every replica would reconcile the same exports" }}
 {{- end }}
