@@ -327,7 +327,8 @@ async fn apply<S: ExportService>(
     let status_changed = status != old;
     if status_changed {
         write_status(api, &name, &status).await?;
-        announce_sync_change(ctx, obj, &old, &status).await;
+        let action = outcome.as_ref().err().map_or("Reconcile", |e| e.operation);
+        announce_sync_change(ctx, obj, &old, &status, action).await;
     }
     if pending && status.export_id.is_some() {
         // status.exportId is stored: the start is no longer pending.
@@ -340,12 +341,14 @@ async fn apply<S: ExportService>(
 }
 
 /// Emits a Warning event when `Synced` turns False (or changes reason), and when
-/// `Stalled` turns True: once per change, not on every retry.
+/// `Stalled` turns True: once per change, not on every retry. `action` is the ADS
+/// operation that failed (`Reconcile` when none did).
 async fn announce_sync_change<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
     old: &ContinuousExportStatus,
     new: &ContinuousExportStatus,
+    action: &str,
 ) {
     for (type_, bad) in [(CONDITION_SYNCED, "False"), (CONDITION_STALLED, "True")] {
         let Some(now) = new.condition(type_).filter(|c| c.status == bad) else {
@@ -357,9 +360,6 @@ async fn announce_sync_change<S: ExportService>(
         if type_ == CONDITION_STALLED && new.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == now.reason) {
             continue; // already announced as the Synced failure
         }
-        // The message starts with the ADS operation ("StopContinuousExport: ...").
-        let action = now.message.split_once(':').map_or("Reconcile", |(op, _)| op);
-        let action = if action.contains(' ') { "Reconcile" } else { action };
         publish(ctx, obj, true, (&now.reason, action), now.message.clone()).await;
     }
 }
