@@ -82,7 +82,17 @@ spawn() { # <name> <cmd...>
   local name="$1"; shift
   # 9>&-: the daemons must not inherit the lock fd, or they would hold the lock forever.
   setsid "$@" </dev/null >>"$logs/$name.log" 2>&1 9>&- &
-  echo $! >"$dir/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$dir/$name.pid"
+  # Until the fork has exec'd, /proc/<pid>/cmdline is still this shell's, and
+  # live_pid would call a healthy daemon dead (seen on a slow CI machine: three
+  # "failed" etcd starts with empty logs). Wait for the exec, or for the exit.
+  for ((i = 0; i < 100; i++)); do # 10s
+    kill -0 "$pid" 2>/dev/null || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && return 0
+    sleep 0.1
+  done
+  say "$name (pid $pid) did not exec within 10s"
 }
 
 free_ports() { # <n>: n distinct free loopback ports
