@@ -29,6 +29,9 @@ pub enum Reason {
     NotFound,
     /// `ResourceInUseException`: the export is busy (e.g. still starting).
     ResourceInUse,
+    /// Not an ADS error: the export reports `STOP_FAILED`, so the operator sends
+    /// StopContinuousExport again, on the failure backoff schedule.
+    StopFailed,
     /// Anything else ADS or the SDK answered.
     Unknown,
 }
@@ -47,6 +50,7 @@ impl Reason {
             Reason::OperationNotPermitted => "OperationNotPermitted",
             Reason::NotFound => "NotFound",
             Reason::ResourceInUse => "ResourceInUse",
+            Reason::StopFailed => "StopFailed",
             Reason::Unknown => "UnknownError",
         }
     }
