@@ -40,6 +40,16 @@ pub enum Error {
     /// An AWS call failed while stopping the export of an object being deleted.
     #[error("{0}")]
     Ads(#[from] AdsError),
+    /// An AWS call failed while stopping the export of an object being deleted; retried
+    /// after `retry_in`, the failure backoff delay already stated in the object's
+    /// `Synced` condition.
+    #[error("{error}")]
+    Retry {
+        /// What failed.
+        error: AdsError,
+        /// When to try again (the error policy requeues after exactly this).
+        retry_in: Duration,
+    },
     /// The finalizer helper failed (adding or removing `adsexport.io/stop-export`).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -62,12 +72,27 @@ impl Error {
             _ => false,
         }
     }
+
+    /// The delay a [`Error::Retry`] (possibly inside a finalizer error) asks for.
+    fn retry_in(&self) -> Option<Duration> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Retry { retry_in, .. } => Some(*retry_in),
+            Error::Finalizer(f) => match &**f {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.retry_in(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// Controller settings (the `run` flags that shape reconcile).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Region for objects without `spec.region`; `None` makes such objects Stalled.
+    /// Region for objects without `spec.region`. `None`: such objects report a
+    /// recoverable `UnknownError` (retried with backoff, no AWS call) until the operator
+    /// is restarted with a region; deleting one keeps the finalizer while it manages an export.
     pub default_region: Option<String>,
     /// Steady-state resync period (default 10 min): catches out-of-band changes.
     pub resync_period: Duration,
@@ -195,7 +220,7 @@ pub fn error_policy<S: ExportService>(obj: Arc<ContinuousExport>, err: &Error, c
         tracing::info!(namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(), %err, retry_in = ?delay);
         return Action::requeue(delay);
     }
-    let delay = ctx.backoff.next_failure_delay(&reconcile::key(&obj));
+    let delay = err.retry_in().unwrap_or_else(|| ctx.backoff.next_failure_delay(&reconcile::key(&obj)));
     tracing::warn!(
         namespace = obj.namespace().unwrap_or_default(),
         name = obj.name_any(),

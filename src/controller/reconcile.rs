@@ -14,6 +14,7 @@ use tracing::{Instrument, info, warn};
 
 use super::conditions::{Desired, merge, now_seconds};
 use super::{Context, Error};
+use crate::ads::aws::op;
 use crate::ads::{AdsError, ErrorClass, ExportDescription, ExportService, Reason, format_time, status as ads};
 use crate::api::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExport,
@@ -57,6 +58,11 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
     }
     result
 }
+
+/// Stalled reasons that come from the export's state in ADS ([`Phase::Failed`]), not
+/// from a terminal error: such objects are still described every resync period.
+const EXPORT_STATE_STALLS: [&str; 5] =
+    ["StoppedOutsideKubernetes", "StartFailed", "StopFailed", "ExportError", "UnknownStatus"];
 
 /// What one pass of the AWS state machine concluded.
 enum Phase {
@@ -170,9 +176,12 @@ struct Claim {
     /// The claiming object is older than this one (creation time, then name): the
     /// tie-breaker when two objects adopted one export at the same moment.
     older: bool,
+    /// The claiming object is being deleted (its finalizer may still stop the export).
+    deleting: bool,
 }
 
-/// Claims of other objects (not being deleted) on exports.
+/// Claims of other objects on exports, those being deleted included (until their
+/// finalizer is gone they may still stop, or keep, their export).
 fn claims<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<Claim> {
     let age = |o: &ContinuousExport| {
         (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
@@ -182,26 +191,27 @@ fn claims<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<Cla
     store
         .state()
         .iter()
-        .filter(|o| o.uid() != me && o.meta().deletion_timestamp.is_none())
+        .filter(|o| o.uid() != me)
         .filter_map(|o| {
             let in_status = o.status.as_ref().and_then(|st| st.export_id.clone());
             let managed = in_status.is_some();
             let id = in_status.or(o.spec.export_id.clone())?;
             let owner = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-            Some(Claim { id, owner, managed, older: age(o) < my_age })
+            let deleting = o.meta().deletion_timestamp.is_some();
+            Some(Claim { id, owner, managed, older: age(o) < my_age, deleting })
         })
         .collect()
 }
 
-/// The object that already manages export `id` (and, with `only_older`, is older
-/// than `obj`), if any.
+/// The other object that already manages export `id` (and, with `only_older`, is
+/// older than `obj`), if any.
 fn managed_elsewhere<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
     id: &str,
     only_older: bool,
-) -> Option<String> {
-    claims(ctx, obj).into_iter().find(|c| c.id == id && c.managed && (c.older || !only_older)).map(|c| c.owner)
+) -> Option<Claim> {
+    claims(ctx, obj).into_iter().find(|c| c.id == id && c.managed && (c.older || !only_older))
 }
 
 fn duplicate_error(id: &str, owner: &str) -> AdsError {
@@ -286,9 +296,13 @@ async fn apply<S: ExportService>(
     let generation = obj.metadata.generation.unwrap_or(0);
     let old = obj.status.clone().unwrap_or_default();
 
-    // Stalled for this very generation: wait for a spec change, make no AWS calls.
-    if old.condition(CONDITION_STALLED).is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
-    {
+    // Stalled by a terminal error for this very generation: wait for a spec change, make
+    // no AWS calls. (A stall on the export's own state is looked at again every resync.)
+    if old.condition(CONDITION_STALLED).is_some_and(|c| {
+        c.status == "True"
+            && c.observed_generation == Some(generation)
+            && !EXPORT_STATE_STALLS.contains(&c.reason.as_str())
+    }) {
         if let Some(o) = &ctx.observer {
             o.export_status(&key, old.export_status.as_deref(), false);
         }
@@ -401,7 +415,12 @@ fn evaluate<S: ExportService>(
     let not_stalled = Desired::new(CONDITION_STALLED, false, "NotStalled", "");
     match outcome {
         Ok(phase) => {
-            ctx.backoff.succeeded(key);
+            if !matches!(phase, Phase::Transition) {
+                // Only a settled export clears the failure count: a transition between
+                // failures (STOP_FAILED, Stop again, STOP_IN_PROGRESS, STOP_FAILED...)
+                // must keep doubling the delay, not start again from the base.
+                ctx.backoff.succeeded(key);
+            }
             let synced = Desired::new(CONDITION_SYNCED, true, "Synced", "the last calls to AWS succeeded");
             match phase {
                 Phase::Steady | Phase::Gone => {
@@ -421,7 +440,9 @@ fn evaluate<S: ExportService>(
                     ctx.backoff.settled(key);
                     let done = Desired::new(CONDITION_RECONCILING, false, *reason, "");
                     let stalled = Desired::new(CONDITION_STALLED, true, *reason, message.clone());
-                    (vec![ready, synced, done, stalled], Action::await_change())
+                    // ADS may still move on (an ERROR export recovering, a new status):
+                    // keep resyncing, as for a steady export.
+                    (vec![ready, synced, done, stalled], Action::requeue(ctx.settings.resync_period))
                 }
             }
         }
@@ -530,12 +551,12 @@ async fn sync<S: ExportService>(
                 )
                 .into());
             }
-            if let Some(owner) = managed_elsewhere(ctx, obj, &id, true) {
+            if let Some(other) = managed_elsewhere(ctx, obj, &id, true) {
                 // Adopted at the same moment as an older object: that one keeps it, and
                 // this status lets go of it, so deleting this object stops nothing.
                 *status =
                     ContinuousExportStatus { conditions: std::mem::take(&mut status.conditions), ..Default::default() };
-                return Err(duplicate_error(&id, &owner).into());
+                return Err(duplicate_error(&id, &other.owner).into());
             }
             match describe_managed(ctx, region, &id).await {
                 Err(e) if e.reason == Reason::NotFound => {
@@ -562,10 +583,31 @@ async fn sync<S: ExportService>(
     }
 
     if obj.spec.stopped {
-        match described.status.as_str() {
-            ads::ACTIVE | ads::ERROR => stop(obj, ctx, region, &id, status, true).await?,
+        let stopping = match described.status.as_str() {
+            ads::ACTIVE | ads::ERROR | ads::STOP_FAILED => stop(obj, ctx, region, &id, status, true).await,
             ads::START_IN_PROGRESS => return Ok(Phase::Transition), // stop once it is ACTIVE
-            _ => {}
+            _ => Ok(()),
+        };
+        match stopping {
+            // Gone between Describe and Stop: nothing left to stop (DESIGN section 3).
+            Err(e) if e.reason == Reason::NotFound => {
+                status.export_status = None;
+                status.status_detail = Some("the export no longer exists in ADS".into());
+                return Ok(Phase::Gone);
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) if described.status == ads::STOP_FAILED => {
+                // Stop was sent again; whatever it leads to, the next look is on the
+                // failure backoff schedule, so a stop that keeps failing is no hot loop.
+                let detail = described.status_detail.as_deref().unwrap_or("no detail");
+                return Err(AdsError::new(
+                    op::STOP,
+                    Reason::StopFailed,
+                    format!("ADS reported STOP_FAILED ({detail}); StopContinuousExport sent again"),
+                )
+                .into());
+            }
+            Ok(()) => {}
         }
     }
     Ok(phase(obj.spec.stopped, status))
@@ -626,8 +668,21 @@ async fn find_or_start<S: ExportService>(
     pending: &mut bool,
 ) -> Result<Option<ExportDescription>, SyncError> {
     if let Some(id) = obj.spec.export_id.as_deref() {
-        if let Some(owner) = managed_elsewhere(ctx, obj, id, false) {
-            return Err(duplicate_error(id, &owner).into());
+        if let Some(other) = managed_elsewhere(ctx, obj, id, false) {
+            if other.deleting {
+                // Its finalizer decides the export's fate first; look again after it.
+                return Err(AdsError::new(
+                    "Configuration",
+                    Reason::ResourceInUse,
+                    format!(
+                        "export {id} is still managed by ContinuousExport {}, which is being deleted; adopting it \
+                         once that object is gone",
+                        other.owner
+                    ),
+                )
+                .into());
+            }
+            return Err(duplicate_error(id, &other.owner).into());
         }
         let d = ctx.ads.describe(region, id).await.map_err(|mut e| {
             if e.reason == Reason::NotFound {
@@ -699,7 +754,21 @@ async fn find_or_start<S: ExportService>(
     status.database_name = started.database_name.clone();
     status.start_time = started.start_time.map(format_time);
     status.export_status = Some(ads::START_IN_PROGRESS.into());
-    Ok(Some(describe_managed(ctx, region, &started.export_id).await?))
+    match describe_managed(ctx, region, &started.export_id).await {
+        Ok(d) => Ok(Some(d)),
+        // Not listed yet right after Start (eventual consistency): it is starting.
+        Err(e) if e.reason == Reason::NotFound => Ok(Some(ExportDescription {
+            export_id: started.export_id.clone(),
+            status: ads::START_IN_PROGRESS.into(),
+            status_detail: None,
+            s3_bucket: started.s3_bucket,
+            data_source: started.data_source,
+            database_name: started.database_name,
+            start_time: started.start_time,
+            stop_time: None,
+        })),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Stops an ACTIVE (or ERROR) export and records the times: from the Stop answer,
@@ -762,30 +831,47 @@ async fn cleanup<S: ExportService>(
         }
         return done("retained".into());
     }
-    let Some(region) = region(obj, ctx) else {
-        return done("no region: nothing could have been started".into());
+    let result = match region(obj, ctx) {
+        Some(region) => stop_for_delete(obj, ctx, &region, &status).await,
+        None if status.export_id.is_none() && pending_since(obj).is_none() => {
+            return done("no region: nothing could have been started".into());
+        }
+        // An export may be running, and only its region's endpoint can stop it.
+        None => Err(no_region_error()),
     };
-    let result = stop_for_delete(obj, ctx, &region, &status).await;
     match result {
         Ok(what) => done(what),
         Err(e) => {
-            // Say why deletion waits: a starting export is a normal wait, not a failure.
+            // Say why deletion waits: a starting export is a normal wait, not a failure
+            // (polled; no time in the message, which would rewrite the status every poll).
             let waiting = e.reason == Reason::ResourceInUse;
             let mut desired = vec![Desired::new(CONDITION_RECONCILING, true, "Deleting", format!("deleting: {e}"))];
+            let mut retry_in = None;
             if !waiting {
-                desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("deleting: {e}")));
+                let delay = ctx.backoff.next_failure_delay(&key);
+                let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
+                let failures = ctx.backoff.failures(&key);
+                let msg = format!("deleting: {e}; retry {failures} in {} (at {at})", human(delay));
+                desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), msg));
+                retry_in = Some(delay);
             }
             let mut st = status.clone();
             let generation = obj.metadata.generation.unwrap_or(0);
+            st.observed_generation = Some(generation);
             st.conditions = merge(&status.conditions, &desired, generation, now_seconds());
             if st != status {
                 write_status(api, &obj.name_any(), &st).await?;
-                if !waiting {
+                // One Warning per new reason, not one per retry.
+                let was = status.condition(CONDITION_SYNCED).filter(|c| c.status == "False").map(|c| c.reason.as_str());
+                if !waiting && was != Some(e.reason.as_str()) {
                     let note = format!("cannot stop the export yet: {e}");
                     publish(ctx, obj, true, (e.reason.as_str(), e.operation), note).await;
                 }
             }
-            Err(if waiting { Error::Waiting(e.message) } else { e.into() })
+            Err(match retry_in {
+                Some(retry_in) => Error::Retry { error: e, retry_in },
+                None => Error::Waiting(e.message),
+            })
         }
     }
 }
@@ -809,8 +895,8 @@ async fn stop_for_delete<S: ExportService>(
             None => return Ok("no export was started".into()),
         },
     };
-    if let Some(owner) = managed_elsewhere(ctx, obj, &id, true) {
-        return Ok(format!("export {id} is managed by ContinuousExport {owner}: not stopped"));
+    if let Some(other) = managed_elsewhere(ctx, obj, &id, true) {
+        return Ok(format!("export {id} is managed by ContinuousExport {}: not stopped", other.owner));
     }
     let d = match ctx.ads.describe(region, &id).await {
         Ok(d) => d,
@@ -818,10 +904,11 @@ async fn stop_for_delete<S: ExportService>(
         Err(e) => return Err(e),
     };
     match d.status.as_str() {
-        ads::ACTIVE | ads::ERROR => {}
+        // STOP_FAILED: the export may still be exporting; ask again.
+        ads::ACTIVE | ads::ERROR | ads::STOP_FAILED => {}
         ads::START_IN_PROGRESS => {
             return Err(AdsError::new(
-                "StopContinuousExport",
+                op::STOP,
                 Reason::ResourceInUse,
                 format!("export {id} is still starting; it is stopped once ACTIVE"),
             ));

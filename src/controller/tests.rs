@@ -979,7 +979,8 @@ async fn out_of_band_change_is_written() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::await_change(), "stopped out of band: needs a human");
+    // Stalled (needs a human), but still described every resync: ADS may move on.
+    assert_eq!(result.expect("reconcile"), Action::requeue(ctx.settings.resync_period));
     let status = seen.requests[0].applied_status();
     assert_eq!(status.stop_time.as_deref(), Some("2026-02-01T08:00:00.123Z"));
     assert_cond(&status, CONDITION_STALLED, "True", "StoppedOutsideKubernetes");
@@ -1331,4 +1332,263 @@ async fn vanished_export_counts_as_stopped_when_stopped_is_asked() {
     assert_eq!(status.export_status, None, "no stale ACTIVE");
     assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
     assert_cond(&status, CONDITION_SYNCED, "True", "Synced");
+}
+
+// ---------------------------------------------------------------------------
+// Paths found by review: deletion without a region, Stop/Describe NotFound,
+// STOP_FAILED, retry times while deleting, export-state stalls, deleting claimants
+// ---------------------------------------------------------------------------
+
+fn cleanup_error(result: Result<Action, Error>) -> Error {
+    match result.expect_err("cleanup must fail so the finalizer stays") {
+        Error::Finalizer(e) => match *e {
+            kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+            other => panic!("unexpected finalizer error {other:?}"),
+        },
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+/// A context whose controller cache holds `others` (for claims of other objects).
+fn context_with_cache(client: Client, ads: &FakeAds, others: Vec<ContinuousExport>) -> Arc<Context<FakeAds>> {
+    let (reader, mut writer) = kube::runtime::reflector::store::<ContinuousExport>();
+    for o in others {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+    }
+    Arc::new(Context { store: Some(reader), ..Context::new(client, ads.clone(), settings()) })
+}
+
+/// Another object, `name`, created before [`object`], managing export `id`.
+fn other_object(name: &str, id: &str) -> ContinuousExport {
+    let mut o = with_status(object(), managed(id, ads::ACTIVE));
+    o.metadata.name = Some(name.into());
+    o.metadata.uid = Some(format!("{name}-uid"));
+    o.metadata.creation_timestamp = Some(Time(ts("2025-12-01T00:00:00Z")));
+    o
+}
+
+#[tokio::test]
+async fn delete_without_a_region_keeps_the_finalizer_of_a_managed_export() {
+    let mut obj = deleting(with_status(object(), managed("e-1", ads::ACTIVE)), DeletionPolicy::Delete);
+    obj.metadata.generation = Some(2); // deletion bumped it
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = Arc::new(Context::new(client, ads.clone(), Settings { default_region: None, ..settings() }));
+    let err = cleanup_error(run(&obj, &ctx).await);
+    let seen = server.finish().await;
+    assert!(matches!(err, Error::Retry { .. }), "{err:?}");
+    assert_eq!(ads.take_calls(), [], "no region: no call, and no finalizer removal either");
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.observed_generation, Some(2));
+    assert_cond(&status, CONDITION_SYNCED, "False", "UnknownError");
+    let msg = &cond(&status, CONDITION_SYNCED).message;
+    assert!(msg.contains("--aws-region") && msg.contains("retry 1 in "), "{msg}");
+}
+
+#[tokio::test]
+async fn delete_without_a_region_or_an_export_releases_the_finalizer() {
+    let obj = deleting(object(), DeletionPolicy::Delete);
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    let ctx = Arc::new(Context::new(client, ads.clone(), Settings { default_region: None, ..settings() }));
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::await_change());
+    server.finish().await;
+    assert_eq!(ads.take_calls(), []);
+}
+
+#[tokio::test]
+async fn delete_failure_states_the_retry_time_and_warns_once_per_reason() {
+    let obj = deleting(with_status(object(), managed("e-1", ads::ACTIVE)), DeletionPolicy::Delete);
+    let ads = FakeAds::new();
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::ServerError, "try later")));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let before = Timestamp::now();
+    let err = cleanup_error(run(&obj, &ctx).await);
+    let seen = server.finish().await;
+    let Error::Retry { retry_in, .. } = &err else { panic!("{err:?}") };
+    let status = seen.requests[0].applied_status();
+    assert_cond(&status, CONDITION_SYNCED, "False", "ServerError");
+    let at = retry_at(&cond(&status, CONDITION_SYNCED).message);
+    let at_ms = at.duration_since(before).as_millis();
+    assert!((3_900..=5_100).contains(&at_ms), "retry time {at_ms} ms ahead, delay {retry_in:?}");
+    assert_eq!(seen.event_reasons(), [("Warning".into(), "ServerError".into())]);
+
+    // The error policy requeues after exactly the stated delay.
+    let ctx = reuse(ctx, apiserver(vec![]).0);
+    let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::CleanupFailed(err)));
+    let Error::Finalizer(inner) = &wrapped else { unreachable!() };
+    let kube::runtime::finalizer::Error::CleanupFailed(Error::Retry { retry_in, .. }) = &**inner else {
+        unreachable!()
+    };
+    assert_eq!(super::error_policy(Arc::new(obj.clone()), &wrapped, ctx.clone()), Action::requeue(*retry_in));
+
+    // The same failure again: a new retry time is written, but no second Warning.
+    let obj = with_status(obj, status);
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::ServerError, "try later")));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = reuse(ctx, client);
+    cleanup_error(run(&obj, &ctx).await);
+    let seen = server.finish().await;
+    assert!(cond(&seen.requests[0].applied_status(), CONDITION_SYNCED).message.contains("retry 2 in"));
+    assert!(seen.event_reasons().is_empty(), "{:?}", seen.event_reasons());
+}
+
+#[tokio::test]
+async fn delete_stops_a_stop_failed_export() {
+    let obj = deleting(with_status(object(), managed("e-1", ads::STOP_FAILED)), DeletionPolicy::Delete);
+    let ads = FakeAds::new();
+    ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(StopTimes::default()));
+    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::await_change());
+    server.finish().await;
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+}
+
+#[tokio::test]
+async fn stop_answering_not_found_counts_as_stopped() {
+    let obj = stopping_object();
+    let ads = FakeAds::new();
+    ads.on_describe(Ok(export("e-1", ads::ACTIVE))).on_stop(Err(ads_error(
+        "StopContinuousExport",
+        Reason::NotFound,
+        "no such export",
+    )));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(RESYNC));
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    let status = seen.requests[0].applied_status();
+    assert_cond(&status, CONDITION_READY, "True", "ExportGone");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+    assert_eq!(status.export_status, None);
+}
+
+#[tokio::test]
+async fn describe_not_found_right_after_start_is_a_transition() {
+    let obj = object();
+    let ads = FakeAds::new();
+    ads.on_start(Ok(started("e-1"))).on_describe(Err(ads_error(
+        "DescribeContinuousExports",
+        Reason::NotFound,
+        "not listed yet",
+    )));
+    let (client, server) = apiserver(vec![
+        Expect::get(&obj),
+        Expect::merge_patch(&obj),
+        Expect::apply_status(&obj),
+        Expect::merge_patch(&obj),
+    ]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(Duration::from_secs(1)));
+    let seen = server.finish().await;
+    let status = seen.requests[2].applied_status();
+    assert_eq!(status.export_id.as_deref(), Some("e-1"));
+    assert_eq!(status.export_status.as_deref(), Some(ads::START_IN_PROGRESS));
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+    assert_cond(&status, CONDITION_RECONCILING, "True", "Transitioning");
+}
+
+#[tokio::test]
+async fn stop_failed_export_is_stopped_again_on_a_doubling_schedule() {
+    let key = "0b5f5d3c-uid";
+    let mut obj = stopping_object();
+    obj.status = Some(managed("e-1", ads::STOP_FAILED));
+    let ads = FakeAds::new();
+    let times = StopTimes { start_time: Some(ts(SAMPLE_START)), stop_time: Some(ts("2026-02-01T08:00:00.000Z")) };
+    ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times.clone()));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let first = run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    requeue_delay_between(&first, Duration::from_secs(4), Duration::from_secs(5));
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
+    assert_cond(&status, CONDITION_SYNCED, "False", "StopFailed");
+    assert!(cond(&status, CONDITION_SYNCED).message.contains("STOP_FAILED detail"));
+    assert_cond(&status, CONDITION_RECONCILING, "True", "StopFailed");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+
+    // Stopping again: a successful poll does not reset the failure count ...
+    let obj = with_status(obj, status);
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = reuse(ctx, client);
+    run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_eq!(ctx.backoff.failures(key), 1);
+
+    // ... so a second STOP_FAILED waits twice as long before the next look.
+    let obj = with_status(obj, seen.requests[0].applied_status());
+    ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = reuse(ctx, client);
+    let third = run(&obj, &ctx).await.expect("reconcile");
+    server.finish().await;
+    requeue_delay_between(&third, Duration::from_secs(8), Duration::from_secs(10));
+    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1"), stop("e-1")]);
+}
+
+#[tokio::test]
+async fn stall_on_the_export_state_is_described_again_at_resync() {
+    let obj = with_status(object(), managed("e-1", ads::ACTIVE));
+    let ads = FakeAds::new();
+    ads.on_describe(Ok(export("e-1", ads::ERROR)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(RESYNC));
+    let seen = server.finish().await;
+    let status = seen.requests[0].applied_status();
+    assert_cond(&status, CONDITION_STALLED, "True", "ExportError");
+
+    // Same generation, still stalled: ADS is asked again, and a recovery shows.
+    let obj = with_status(obj, status);
+    ads.on_describe(Ok(export("e-1", ads::ACTIVE)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = reuse(ctx, client);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(RESYNC));
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1")]);
+    let status = seen.requests[0].applied_status();
+    assert_cond(&status, CONDITION_READY, "True", "Active");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+}
+
+#[tokio::test]
+async fn adopting_an_export_whose_manager_is_being_deleted_waits() {
+    let mut obj = object();
+    obj.spec.export_id = Some("e-1".into());
+    let leaving = deleting(other_object("old", "e-1"), DeletionPolicy::Retain);
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context_with_cache(client, &ads, vec![leaving]);
+    let action = run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_ne!(action, Action::await_change(), "retried, not stalled");
+    assert_eq!(ads.take_calls(), []);
+    let status = seen.requests[0].applied_status();
+    assert_cond(&status, CONDITION_SYNCED, "False", "ResourceInUse");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+    assert!(cond(&status, CONDITION_SYNCED).message.contains("team-a/old, which is being deleted"));
+}
+
+#[tokio::test]
+async fn pending_start_never_takes_the_export_of_an_object_being_deleted() {
+    // Crashed before Start, then deleted; meanwhile another object, itself being
+    // deleted with Retain, manages the only running export.
+    let mut obj = deleting(object(), DeletionPolicy::Delete);
+    obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2026-03-01T12:00:00.000Z".into())].into());
+    let mut theirs = export("e-theirs", ads::ACTIVE);
+    theirs.start_time = Some(ts("2026-03-01T12:00:00.300Z"));
+    let leaving = deleting(other_object("old", "e-theirs"), DeletionPolicy::Retain);
+    let ads = FakeAds::new();
+    ads.on_list(Ok(vec![theirs]));
+    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    let ctx = context_with_cache(client, &ads, vec![leaving]);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::await_change());
+    server.finish().await;
+    assert_eq!(ads.take_calls(), [Call::List], "no Stop of another object's export");
 }
