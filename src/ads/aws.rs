@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_applicationdiscovery::Client;
 use aws_sdk_applicationdiscovery::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_applicationdiscovery::operation::describe_continuous_exports::DescribeContinuousExportsError;
@@ -94,13 +95,36 @@ impl OperationError for StopContinuousExportError {
 /// Classifies any SDK failure of an ADS operation into an [`AdsError`]
 /// (reason, retry class via [`AdsError::class`], message), per DESIGN.md section 3.
 ///
-/// - service errors: by modeled variant, else by error code and HTTP status;
-/// - construction failures (credentials could not be loaded, request could not be
-///   signed, no region): `AuthorizationError`;
-/// - timeouts and dispatch failures (connection refused, DNS, reset): `Unreachable`,
-///   marked ambiguous because the request may have reached AWS;
-/// - unparseable responses: `ServerError` (HTTP 5xx) or `Unknown`, also ambiguous.
+/// What maps to what (`ambiguous` says whether the request may have reached AWS):
+///
+/// | [`SdkError`] variant | reason | `ambiguous` |
+/// |---|---|---|
+/// | `ServiceError` | the modeled variant's ([`OperationError::modeled_reason`]), else [`Reason::classify_code`] on the error code and HTTP status | `false` |
+/// | any variant whose [`std::error::Error::source`] chain holds an [`aws_credential_types::provider::error::CredentialsError`] (no credentials in the chain, provider failed or timed out) or an [`aws_sigv4::http_request::SigningError`] (the request could not be SigV4-signed) | `AuthorizationError` | `false` |
+/// | `ConstructionFailure` otherwise (the SDK rejected its configuration or the input before building a request) | `UnknownError` | `false` |
+/// | `TimeoutError` (attempt or operation timeout) | `Unreachable` | `true` |
+/// | `DispatchFailure` of a [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) the caller caused (`is_user`) | `Unreachable` | `false` |
+/// | `DispatchFailure` otherwise (connection refused or reset, DNS, endpoint resolution) | `Unreachable` | `true` |
+/// | `ResponseError` (an answer that could not be parsed) | [`Reason::classify_code`] on the HTTP status: `ServerError` for 5xx, `Throttled` for 429, `AuthorizationError` for 401/403, else `UnknownError` | `true` |
+///
+/// In `aws-smithy-runtime` the credentials are resolved and the request is signed in
+/// the before-transmit phase of each attempt, so credential and signing failures
+/// arrive as `DispatchFailure(ConnectorError::other(..))`, not as
+/// `ConstructionFailure`; nothing was sent, hence `ambiguous: false`. Two such
+/// failures cannot be recognised because their types are private to the SDK: the
+/// identity cache's own load timeout (`aws-smithy-runtime`'s `TimedOutError`) and
+/// `aws-runtime`'s `SigV4SigningError` (missing signing region or name); they map to
+/// `Unreachable`, ambiguous.
 pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AdsError {
+    if !matches!(err, SdkError::ServiceError(_))
+        && let Some(what) = auth_failure(err)
+    {
+        return AdsError::new(
+            operation,
+            Reason::AuthorizationError,
+            format!("{what}: {}", one_line(&DisplayErrorContext(err).to_string())),
+        );
+    }
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
@@ -113,9 +137,11 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
             };
             AdsError::new(operation, reason, message)
         }
-        SdkError::ConstructionFailure(_) => {
-            AdsError::new(operation, Reason::AuthorizationError, one_line(&DisplayErrorContext(err).to_string()))
-        }
+        SdkError::ConstructionFailure(_) => AdsError::new(
+            operation,
+            Reason::Unknown,
+            format!("could not build the request: {}", one_line(&DisplayErrorContext(err).to_string())),
+        ),
         SdkError::TimeoutError(_) => {
             AdsError { ambiguous: true, ..AdsError::new(operation, Reason::Unreachable, "timed out waiting for AWS") }
         }
@@ -136,6 +162,21 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
         }
         _ => AdsError::new(operation, Reason::Unknown, one_line(&DisplayErrorContext(err).to_string())),
     }
+}
+
+/// Walks `err`'s [`std::error::Error::source`] chain for a credentials failure
+/// ([`CredentialsError`]) or a SigV4 signing failure
+/// ([`aws_sigv4::http_request::SigningError`]), and says which it found.
+fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| {
+        if e.is::<CredentialsError>() {
+            Some("could not load AWS credentials")
+        } else if e.is::<aws_sigv4::http_request::SigningError>() {
+            Some("could not sign the request")
+        } else {
+            None
+        }
+    })
 }
 
 /// Collapses a multi-line error chain into one line, capped at 512 characters.
@@ -330,6 +371,7 @@ impl ExportService for AwsExportService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
     use aws_sdk_applicationdiscovery::types::error::*;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
@@ -421,9 +463,8 @@ mod tests {
     #[test]
     fn transport_failures() {
         type Err = SdkError<StartContinuousExportError, HttpResponse>;
-        let c = classify("Op", &Err::construction_failure("no credentials in the chain"));
-        assert_eq!(c.reason, Reason::AuthorizationError);
-        assert!(!c.ambiguous);
+        let c = classify("Op", &Err::construction_failure("input rejected"));
+        assert_eq!((c.reason, c.ambiguous), (Reason::Unknown, false));
         let t = classify("Op", &Err::timeout_error("slow"));
         assert_eq!((t.reason, t.ambiguous), (Reason::Unreachable, true));
         let io = aws_smithy_runtime_api::client::result::ConnectorError::io("connection refused".into());
@@ -431,6 +472,74 @@ mod tests {
         assert_eq!((d.reason, d.ambiguous), (Reason::Unreachable, true));
         let r = classify("Op", &Err::response_error("bad json", response(502)));
         assert_eq!((r.reason, r.ambiguous), (Reason::ServerError, true));
+    }
+
+    /// A credentials provider that always fails, as the default chain does when it
+    /// finds no credentials.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("no credentials in the test chain")))
+        }
+    }
+
+    /// A real SDK-backed service with `credentials`, pointed at a local listener that
+    /// never accepts; the listener's queue tells whether the SDK connected at all.
+    fn service_with(credentials: SharedCredentialsProvider) -> (AwsExportService, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(url)
+            .credentials_provider(credentials)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(10)).build())
+            .build();
+        (AwsExportService::from_sdk_config(config), listener)
+    }
+
+    fn assert_nothing_sent(listener: &std::net::TcpListener) {
+        let accepted = listener.accept().map(|(_, peer)| peer);
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the SDK connected although it had no usable credentials: {accepted:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_failure_through_the_sdk_is_authorization_error_and_unambiguous() {
+        let (ads, listener) = service_with(SharedCredentialsProvider::new(NoCredentials));
+        let start = ads.start("us-west-2").await.unwrap_err();
+        let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+            assert_eq!(err.operation, operation);
+            assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
+            assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
+            assert!(err.message.contains("no credentials in the test chain"), "{err}");
+        }
+        assert_nothing_sent(&listener);
+    }
+
+    #[tokio::test]
+    async fn signing_failure_through_the_sdk_is_authorization_error_and_unambiguous() {
+        // a session token that is no valid header value: SigV4 cannot sign with it
+        let creds = aws_credential_types::Credentials::new("AKIDTEST", "secret", Some("bad\ntoken".into()), None, "t");
+        let (ads, listener) = service_with(SharedCredentialsProvider::new(creds));
+        let start = ads.start("us-west-2").await.unwrap_err();
+        let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+            assert_eq!(err.operation, operation);
+            assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
+            assert!(err.message.starts_with("could not sign the request: "), "{err}");
+            assert!(!err.message.contains("secret") && !err.message.contains("bad"), "{err}");
+        }
+        assert_nothing_sent(&listener);
     }
 
     #[test]
