@@ -105,13 +105,16 @@ pub trait ExportService: Send + Sync + 'static {
     /// Start is not idempotent).
     ///
     /// # Errors
-    /// [`AdsError`] with reason e.g. `Conflict` when another export is active.
+    /// [`AdsError`] with reason e.g. `Conflict` when another export is active, or
+    /// `ServerError` with `ambiguous: true` when the answer carries no (or an empty)
+    /// `exportId`: an export may exist whose ID the caller must find by listing.
     fn start(&self, region: &str) -> impl Future<Output = Result<StartedExport, AdsError>> + Send;
 
     /// DescribeContinuousExports for one ID in `region`.
     ///
     /// # Errors
-    /// [`AdsError`] with reason `NotFound` when ADS does not know the ID.
+    /// [`AdsError`] with reason `NotFound` when ADS does not know the ID (or answers
+    /// only entries without an `exportId`, which are dropped).
     fn describe(
         &self,
         region: &str,
@@ -119,7 +122,8 @@ pub trait ExportService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExportDescription, AdsError>> + Send;
 
     /// DescribeContinuousExports without a filter in `region`, following `nextToken`
-    /// through every page.
+    /// through every page. Entries without an `exportId` (or with an empty one) are
+    /// dropped, so every returned [`ExportDescription::export_id`] is non-empty.
     ///
     /// # Errors
     /// [`AdsError`] from any page.
