@@ -244,6 +244,9 @@ fn schema_rejects_wrong_values() {
         ("nameOverride=Foo_Bar", "/nameOverride"),
         ("leaderElection.enabled=maybe", "/leaderElection/enabled"),
         ("metrics.port=70000", "/metrics/port"),
+        ("awsRegion=US-WEST-2", "/awsRegion"),
+        ("awsRegion=uswest2", "/awsRegion"),
+        ("awsRegion=europe-west-1", "/awsRegion"),
         ("noSuchKey=1", "noSuchKey"),
     ] {
         let out = run(helm(&["template", "t", chart.to_str().unwrap(), "--set", set]), None);
@@ -253,6 +256,15 @@ fn schema_rejects_wrong_values() {
             stderr.contains("schema") && stderr.contains(complaint),
             "--set {set}: expected a schema error about {complaint}, got: {stderr}"
         );
+    }
+}
+
+#[test]
+fn schema_accepts_regions_of_every_partition() {
+    // the same pattern as the CRD's spec.region (src/api.rs checks they agree)
+    for region in ["us-west-2", "us-gov-west-1", "cn-north-1", "eusc-de-east-1"] {
+        let docs = documents(&render("t", "ops", &[&format!("awsRegion={region}")]));
+        assert!(args(&docs).contains(&format!("--aws-region={region}")), "awsRegion={region}: {:?}", args(&docs));
     }
 }
 
