@@ -112,10 +112,12 @@ pub struct ContinuousExportSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.exportId is immutable"))]
     pub export_id: Option<String>,
 
-    /// AWS region to call, e.g. `us-west-2`. It must be the AWS Migration Hub home
-    /// region. Defaults to the operator's region (`--aws-region`). Immutable.
+    /// AWS region to call, e.g. `us-west-2`, `us-gov-west-1` or `eusc-de-east-1`
+    /// (lower case: a 2 to 4 letter prefix, one or more words, a number). It must be
+    /// the AWS Migration Hub home region. Defaults to the operator's region
+    /// (`--aws-region`). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable"))]
     pub region: Option<String>,
 
@@ -237,6 +239,31 @@ mod tests {
         for (name, prop) in spec.properties.as_ref().unwrap() {
             assert!(prop.description.is_some(), "spec.{name} has no description");
         }
+    }
+
+    /// The CRD's `spec.region` pattern, as generated.
+    fn region_pattern() -> String {
+        let crd = crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+        let spec = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["spec"];
+        spec.properties.as_ref().unwrap()["region"].pattern.clone().expect("spec.region has a pattern")
+    }
+
+    #[test]
+    fn region_pattern_admits_every_partition_prefix() {
+        // 2 to 4 letter prefixes: `us-west-2`, `us-gov-west-1`, `cn-north-1`,
+        // `eusc-de-east-1` (AWS European Sovereign Cloud). How the pattern matches
+        // (Go RE2, as the apiserver and helm use) is tested through helm in
+        // tests/chart.rs against the chart's values.schema.json, which must carry the
+        // same pattern for `awsRegion` (plus `^$|` for "unset").
+        assert_eq!(region_pattern(), r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$");
+        let values: serde_json::Value =
+            serde_json::from_str(include_str!("../charts/ads-export-operator/values.schema.json")).unwrap();
+        assert_eq!(
+            values["properties"]["awsRegion"]["pattern"].as_str(),
+            Some(format!("^$|{}", region_pattern()).as_str()),
+            "values.schema.json's awsRegion pattern must match the CRD's spec.region pattern"
+        );
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! (a maintained crate on kube 5 that updates the Lease with server-side apply, so
 //! two replicas can never both take it).
 //!
-//! Only the holder runs the controller; a standby waits. Losing the lease ends the
-//! process with an error (as controller-runtime does), so the replica restarts with
-//! fresh caches; on shutdown the holder releases the Lease so a standby takes over at
-//! once instead of after the lease duration.
+//! Only the holder runs the controller; a standby waits. Losing the lease stops the
+//! controller at once, in-flight reconciles included (another replica may already be
+//! acting on the same exports), and ends the process with an error, as
+//! controller-runtime's manager does (`leader election lost`), so the replica
+//! restarts with fresh caches and waits as a standby. On shutdown (SIGTERM) the holder
+//! lets in-flight reconciles finish, then releases the Lease so a standby takes over
+//! at once instead of after the lease duration.
 
 use std::future::Future;
 use std::time::Duration;
@@ -61,12 +64,20 @@ impl LeaseSettings {
 /// Runs `work` while this replica holds the Lease.
 ///
 /// Waits for the lease (or `shutdown`), then calls `on_leader(true)` and runs
-/// `work(stop)`, where `stop` is cancelled on shutdown or when the lease is lost.
-/// `on_standby` is called once the Lease is reachable (the replica is a healthy
-/// standby). Releases the Lease before returning.
+/// `work(stop)`, where `stop` is cancelled on `shutdown`: `work` should then wind
+/// down gracefully, still holding the Lease. If the lease is lost instead (another
+/// identity holds it, or the lease manager failed and can no longer renew it), the
+/// `work` future is dropped at once, without waiting for it, and an error line
+/// `leader election lost` is logged. `on_standby` is called once the Lease is
+/// reachable (the replica is a healthy standby). Calls `on_leader(false)` after
+/// `work` ends, and releases the Lease (if still held) before returning.
+///
+/// Dropping `work` must cancel everything it started: the controller's reconciles
+/// run in tasks that kube-runtime aborts when its stream is dropped.
 ///
 /// # Errors
-/// The Lease API failed at start-up, or the lease was lost while working.
+/// The Lease API failed at start-up; the lease was lost while working
+/// (`leader election lost: ...`); or `work`'s own error.
 pub async fn run_as_leader<W, Fut>(
     client: Client,
     lease: LeaseSettings,
@@ -95,39 +106,44 @@ where
         r = is_leader.wait_for(|l| *l) => r.is_ok(),
     };
     let mut result = Ok(());
+    let mut lost_lease = false;
     if acquired {
         tracing::info!(identity = %lease.identity, "acquired the leader lease");
         on_leader(true);
         let stop = shutdown.child_token();
-        let lost = {
-            let mut rx = is_leader.clone();
-            let stop = stop.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = rx.wait_for(|l| !*l) => {
-                        if !shutdown.is_cancelled() {
-                            tracing::error!("lost the leader lease; stopping");
-                        }
-                        stop.cancel();
-                        true
-                    }
-                    () = stop.cancelled() => false,
-                }
-            })
+        let mut watch = is_leader.clone();
+        // Ends when the lease is lost, or when the manager stopped (it cannot renew).
+        let lost = watch.wait_for(|l| !*l);
+        result = tokio::select! {
+            r = work(stop.clone()) => r,
+            _ = lost => {
+                // `work` is dropped here, before anything else: no reconcile of this
+                // replica continues while another may lead.
+                lost_lease = true;
+                tracing::error!(
+                    lease = %lease.name,
+                    namespace = %lease.namespace,
+                    identity = %lease.identity,
+                    "leader election lost; stopped the controller at once"
+                );
+                Err(anyhow::anyhow!(
+                    "leader election lost: Lease {}/{} is no longer held by {}",
+                    lease.namespace,
+                    lease.name,
+                    lease.identity
+                ))
+            }
         };
-        result = work(stop.clone()).await;
         stop.cancel();
         on_leader(false);
-        if lost.await.unwrap_or(false) && !shutdown.is_cancelled() && result.is_ok() {
-            result = Err(anyhow::anyhow!("lost the leader lease {}/{}", lease.namespace, lease.name));
-        }
     } else {
         tracing::info!("shutting down as standby");
     }
-    // Closing the channel makes the manager release the Lease.
+    // Closing the channel makes the manager release the Lease (a no-op when another
+    // identity holds it).
     drop(is_leader);
     match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) if lost_lease => tracing::info!("lease manager stopped"),
         Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
         Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),

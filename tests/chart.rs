@@ -132,8 +132,8 @@ fn operator_rules() -> Value {
           "verbs": ["get", "patch", "update"] },
         { "apiGroups": ["adsexport.io"], "resources": ["continuousexports/finalizers"],
           "verbs": ["update"] },
+        // kube-runtime's Recorder writes events.k8s.io/v1 Events only: no core ("") events
         { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
-        { "apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"] },
     ])
 }
 
@@ -244,6 +244,9 @@ fn schema_rejects_wrong_values() {
         ("nameOverride=Foo_Bar", "/nameOverride"),
         ("leaderElection.enabled=maybe", "/leaderElection/enabled"),
         ("metrics.port=70000", "/metrics/port"),
+        ("awsRegion=US-WEST-2", "/awsRegion"),
+        ("awsRegion=uswest2", "/awsRegion"),
+        ("awsRegion=europe-west-1", "/awsRegion"),
         ("noSuchKey=1", "noSuchKey"),
     ] {
         let out = run(helm(&["template", "t", chart.to_str().unwrap(), "--set", set]), None);
@@ -253,6 +256,15 @@ fn schema_rejects_wrong_values() {
             stderr.contains("schema") && stderr.contains(complaint),
             "--set {set}: expected a schema error about {complaint}, got: {stderr}"
         );
+    }
+}
+
+#[test]
+fn schema_accepts_regions_of_every_partition() {
+    // the same pattern as the CRD's spec.region (src/api.rs checks they agree)
+    for region in ["us-west-2", "us-gov-west-1", "cn-north-1", "eusc-de-east-1"] {
+        let docs = documents(&render("t", "ops", &[&format!("awsRegion={region}")]));
+        assert!(args(&docs).contains(&format!("--aws-region={region}")), "awsRegion={region}: {:?}", args(&docs));
     }
 }
 
@@ -624,7 +636,8 @@ async fn helm_install_creates_the_operator_with_least_privilege() {
     assert_can(&sa, &["patch", cex, "--subresource=status", "-n", &other]);
     assert_can(&sa, &["update", cex, "--subresource=finalizers", "-n", &other]);
     assert_can(&sa, &["create", "events.events.k8s.io", "-n", &other]);
-    assert_can(&sa, &["patch", "events", "-n", &other]);
+    assert_can(&sa, &["patch", "events.events.k8s.io", "-n", &other]);
+    assert_cannot(&sa, &["create", "events", "-n", &other]); // core v1 Events: not needed
     assert_can(&sa, &["create", "leases.coordination.k8s.io", "-n", &ns]);
     assert_can(&sa, &["update", &format!("leases.coordination.k8s.io/{fullname}"), "-n", &ns]);
     assert_cannot(&sa, &["create", cex, "-n", &other]);
@@ -689,11 +702,12 @@ async fn helm_install_with_watch_namespace_is_confined_to_it() {
     let cex = "continuousexports.adsexport.io";
     assert_can(&sa, &["watch", cex, "-n", &watch]);
     assert_can(&sa, &["update", cex, "--subresource=status", "-n", &watch]);
-    assert_can(&sa, &["create", "events", "-n", &watch]);
+    assert_can(&sa, &["create", "events.events.k8s.io", "-n", &watch]);
     assert_can(&sa, &["create", "leases.coordination.k8s.io", "-n", &ns]);
     assert_cannot(&sa, &["list", cex, "--all-namespaces"]);
     assert_cannot(&sa, &["list", cex, "-n", &other]);
-    assert_cannot(&sa, &["create", "events", "-n", &other]);
+    assert_cannot(&sa, &["create", "events.events.k8s.io", "-n", &other]);
+    assert_cannot(&sa, &["create", "events", "-n", &watch]); // core v1 Events: not needed
 
     succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
 }

@@ -6,10 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_applicationdiscovery::Client;
 use aws_sdk_applicationdiscovery::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_applicationdiscovery::operation::describe_continuous_exports::DescribeContinuousExportsError;
-use aws_sdk_applicationdiscovery::operation::start_continuous_export::StartContinuousExportError;
+use aws_sdk_applicationdiscovery::operation::start_continuous_export::{
+    StartContinuousExportError, StartContinuousExportOutput,
+};
 use aws_sdk_applicationdiscovery::operation::stop_continuous_export::StopContinuousExportError;
 use aws_sdk_applicationdiscovery::types::ContinuousExportDescription;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -94,13 +97,36 @@ impl OperationError for StopContinuousExportError {
 /// Classifies any SDK failure of an ADS operation into an [`AdsError`]
 /// (reason, retry class via [`AdsError::class`], message), per DESIGN.md section 3.
 ///
-/// - service errors: by modeled variant, else by error code and HTTP status;
-/// - construction failures (credentials could not be loaded, request could not be
-///   signed, no region): `AuthorizationError`;
-/// - timeouts and dispatch failures (connection refused, DNS, reset): `Unreachable`,
-///   marked ambiguous because the request may have reached AWS;
-/// - unparseable responses: `ServerError` (HTTP 5xx) or `Unknown`, also ambiguous.
+/// What maps to what (`ambiguous` says whether the request may have reached AWS):
+///
+/// | [`SdkError`] variant | reason | `ambiguous` |
+/// |---|---|---|
+/// | `ServiceError` | the modeled variant's ([`OperationError::modeled_reason`]), else [`Reason::classify_code`] on the error code and HTTP status | `false` |
+/// | any variant whose [`std::error::Error::source`] chain holds an [`aws_credential_types::provider::error::CredentialsError`] (no credentials in the chain, provider failed or timed out) or an [`aws_sigv4::http_request::SigningError`] (the request could not be SigV4-signed) | `AuthorizationError` | `false` |
+/// | `ConstructionFailure` otherwise (the SDK rejected its configuration or the input before building a request) | `UnknownError` | `false` |
+/// | `TimeoutError` (attempt or operation timeout) | `Unreachable` | `true` |
+/// | `DispatchFailure` of a [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) the caller caused (`is_user`) | `Unreachable` | `false` |
+/// | `DispatchFailure` otherwise (connection refused or reset, DNS, endpoint resolution) | `Unreachable` | `true` |
+/// | `ResponseError` (an answer that could not be parsed) | [`Reason::classify_code`] on the HTTP status: `ServerError` for 5xx, `Throttled` for 429, `AuthorizationError` for 401/403, else `UnknownError` | `true` |
+///
+/// In `aws-smithy-runtime` the credentials are resolved and the request is signed in
+/// the before-transmit phase of each attempt, so credential and signing failures
+/// arrive as `DispatchFailure(ConnectorError::other(..))`, not as
+/// `ConstructionFailure`; nothing was sent, hence `ambiguous: false`. Two such
+/// failures cannot be recognised because their types are private to the SDK: the
+/// identity cache's own load timeout (`aws-smithy-runtime`'s `TimedOutError`) and
+/// `aws-runtime`'s `SigV4SigningError` (missing signing region or name); they map to
+/// `Unreachable`, ambiguous.
 pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AdsError {
+    if !matches!(err, SdkError::ServiceError(_))
+        && let Some(what) = auth_failure(err)
+    {
+        return AdsError::new(
+            operation,
+            Reason::AuthorizationError,
+            format!("{what}: {}", one_line(&DisplayErrorContext(err).to_string())),
+        );
+    }
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
@@ -113,9 +139,11 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
             };
             AdsError::new(operation, reason, message)
         }
-        SdkError::ConstructionFailure(_) => {
-            AdsError::new(operation, Reason::AuthorizationError, one_line(&DisplayErrorContext(err).to_string()))
-        }
+        SdkError::ConstructionFailure(_) => AdsError::new(
+            operation,
+            Reason::Unknown,
+            format!("could not build the request: {}", one_line(&DisplayErrorContext(err).to_string())),
+        ),
         SdkError::TimeoutError(_) => {
             AdsError { ambiguous: true, ..AdsError::new(operation, Reason::Unreachable, "timed out waiting for AWS") }
         }
@@ -138,6 +166,21 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
     }
 }
 
+/// Walks `err`'s [`std::error::Error::source`] chain for a credentials failure
+/// ([`CredentialsError`]) or a SigV4 signing failure
+/// ([`aws_sigv4::http_request::SigningError`]), and says which it found.
+fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| {
+        if e.is::<CredentialsError>() {
+            Some("could not load AWS credentials")
+        } else if e.is::<aws_sigv4::http_request::SigningError>() {
+            Some("could not sign the request")
+        } else {
+            None
+        }
+    })
+}
+
 /// Collapses a multi-line error chain into one line, capped at 512 characters.
 fn one_line(s: &str) -> String {
     let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -157,9 +200,21 @@ fn database_name(cfg: Option<&HashMap<String, String>>) -> Option<String> {
     cfg.and_then(|m| m.get("databaseName")).cloned()
 }
 
-fn description(d: &ContinuousExportDescription) -> ExportDescription {
-    ExportDescription {
-        export_id: d.export_id().unwrap_or_default().to_owned(),
+/// Maps one `ContinuousExportDescription` of a DescribeContinuousExports answer.
+///
+/// Returns `None` (and logs a warning) when the entry has no `exportId` or an empty
+/// one: such an entry could not be told apart from any other, so the controller must
+/// never see it (an empty ID would be stored as the managed export's ID).
+fn description(d: &ContinuousExportDescription) -> Option<ExportDescription> {
+    let Some(export_id) = d.export_id().filter(|id| !id.is_empty()) else {
+        tracing::warn!(
+            status = d.status().map(|s| s.as_str()),
+            "ADS's DescribeContinuousExports answer held an export without exportId; ignoring it"
+        );
+        return None;
+    };
+    Some(ExportDescription {
+        export_id: export_id.to_owned(),
         status: d.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         status_detail: d.status_detail().map(str::to_owned),
         s3_bucket: d.s3_bucket().map(str::to_owned),
@@ -167,7 +222,34 @@ fn description(d: &ContinuousExportDescription) -> ExportDescription {
         database_name: database_name(d.schema_storage_config()),
         start_time: time(d.start_time()),
         stop_time: time(d.stop_time()),
-    }
+    })
+}
+
+/// Maps a StartContinuousExport answer.
+///
+/// # Errors
+/// An [`AdsError`] with reason `ServerError` and `ambiguous: true` when the answer
+/// has no `exportId` or an empty one: ADS may have started an export whose ID the
+/// operator did not learn, so the controller must look for it (`start-pending`)
+/// rather than store an empty ID.
+fn started_export(out: StartContinuousExportOutput) -> Result<StartedExport, AdsError> {
+    let Some(export_id) = out.export_id().filter(|id| !id.is_empty()) else {
+        return Err(AdsError {
+            ambiguous: true,
+            ..AdsError::new(
+                op::START,
+                Reason::ServerError,
+                "ADS's StartContinuousExport answer had no exportId; an export may have been started all the same",
+            )
+        });
+    };
+    Ok(StartedExport {
+        export_id: export_id.to_owned(),
+        s3_bucket: out.s3_bucket().map(str::to_owned),
+        data_source: out.data_source().map(|s| s.as_str().to_owned()),
+        database_name: database_name(out.schema_storage_config()),
+        start_time: time(out.start_time()),
+    })
 }
 
 /// Settings for [`AwsExportService::load`].
@@ -241,14 +323,20 @@ impl AwsExportService {
             .clone()
     }
 
-    /// Runs one SDK call, classifies its error and reports it to the observer.
-    async fn call<T, E, F>(&self, operation: &'static str, fut: F) -> Result<T, AdsError>
+    /// Runs one SDK call, classifies its error, checks its answer with `accept` and
+    /// reports the outcome (including an answer `accept` rejects) to the observer.
+    async fn call<T, U, E, F>(
+        &self,
+        operation: &'static str,
+        fut: F,
+        accept: impl FnOnce(T) -> Result<U, AdsError>,
+    ) -> Result<U, AdsError>
     where
         E: OperationError,
         F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
         let started = Instant::now();
-        let result = fut.await.map_err(|e| classify(operation, &e));
+        let result = fut.await.map_err(|e| classify(operation, &e)).and_then(accept);
         if let Some(observer) = &self.observer {
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -277,9 +365,10 @@ impl AwsExportService {
                     .set_next_token(next_token)
                     .max_results(100)
                     .send(),
+                Ok,
             )
             .await?;
-        Ok((out.descriptions().iter().map(description).collect(), out.next_token().map(str::to_owned)))
+        Ok((out.descriptions().iter().filter_map(description).collect(), out.next_token().map(str::to_owned)))
     }
 }
 
@@ -291,14 +380,7 @@ impl ExportService for AwsExportService {
         let once = aws_sdk_applicationdiscovery::config::Builder::default()
             .retry_config(aws_config::retry::RetryConfig::disabled());
         let send = self.client(region).start_continuous_export().customize().config_override(once).send();
-        let out = self.call(op::START, send).await?;
-        Ok(StartedExport {
-            export_id: out.export_id().unwrap_or_default().to_owned(),
-            s3_bucket: out.s3_bucket().map(str::to_owned),
-            data_source: out.data_source().map(|s| s.as_str().to_owned()),
-            database_name: database_name(out.schema_storage_config()),
-            start_time: time(out.start_time()),
-        })
+        self.call(op::START, send, started_export).await
     }
 
     async fn describe(&self, region: &str, export_id: &str) -> Result<ExportDescription, AdsError> {
@@ -322,7 +404,8 @@ impl ExportService for AwsExportService {
     }
 
     async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {
-        let out = self.call(op::STOP, self.client(region).stop_continuous_export().export_id(export_id).send()).await?;
+        let send = self.client(region).stop_continuous_export().export_id(export_id).send();
+        let out = self.call(op::STOP, send, Ok).await?;
         Ok(StopTimes { start_time: time(out.start_time()), stop_time: time(out.stop_time()) })
     }
 }
@@ -330,6 +413,7 @@ impl ExportService for AwsExportService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
     use aws_sdk_applicationdiscovery::types::error::*;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
@@ -421,9 +505,8 @@ mod tests {
     #[test]
     fn transport_failures() {
         type Err = SdkError<StartContinuousExportError, HttpResponse>;
-        let c = classify("Op", &Err::construction_failure("no credentials in the chain"));
-        assert_eq!(c.reason, Reason::AuthorizationError);
-        assert!(!c.ambiguous);
+        let c = classify("Op", &Err::construction_failure("input rejected"));
+        assert_eq!((c.reason, c.ambiguous), (Reason::Unknown, false));
         let t = classify("Op", &Err::timeout_error("slow"));
         assert_eq!((t.reason, t.ambiguous), (Reason::Unreachable, true));
         let io = aws_smithy_runtime_api::client::result::ConnectorError::io("connection refused".into());
@@ -431,6 +514,158 @@ mod tests {
         assert_eq!((d.reason, d.ambiguous), (Reason::Unreachable, true));
         let r = classify("Op", &Err::response_error("bad json", response(502)));
         assert_eq!((r.reason, r.ambiguous), (Reason::ServerError, true));
+    }
+
+    /// A credentials provider that always fails, as the default chain does when it
+    /// finds no credentials.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("no credentials in the test chain")))
+        }
+    }
+
+    /// A real SDK-backed service with `credentials`, pointed at a local listener that
+    /// never accepts; the listener's queue tells whether the SDK connected at all.
+    fn service_with(credentials: SharedCredentialsProvider) -> (AwsExportService, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(url)
+            .credentials_provider(credentials)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(10)).build())
+            .build();
+        (AwsExportService::from_sdk_config(config), listener)
+    }
+
+    fn assert_nothing_sent(listener: &std::net::TcpListener) {
+        let accepted = listener.accept().map(|(_, peer)| peer);
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the SDK connected although it had no usable credentials: {accepted:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_failure_through_the_sdk_is_authorization_error_and_unambiguous() {
+        let (ads, listener) = service_with(SharedCredentialsProvider::new(NoCredentials));
+        let start = ads.start("us-west-2").await.unwrap_err();
+        let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+            assert_eq!(err.operation, operation);
+            assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
+            assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
+            assert!(err.message.contains("no credentials in the test chain"), "{err}");
+        }
+        assert_nothing_sent(&listener);
+    }
+
+    #[tokio::test]
+    async fn signing_failure_through_the_sdk_is_authorization_error_and_unambiguous() {
+        // a session token that is no valid header value: SigV4 cannot sign with it
+        let creds = aws_credential_types::Credentials::new("AKIDTEST", "secret", Some("bad\ntoken".into()), None, "t");
+        let (ads, listener) = service_with(SharedCredentialsProvider::new(creds));
+        let start = ads.start("us-west-2").await.unwrap_err();
+        let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+            assert_eq!(err.operation, operation);
+            assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
+            assert!(err.message.starts_with("could not sign the request: "), "{err}");
+            assert!(!err.message.contains("secret") && !err.message.contains("bad"), "{err}");
+        }
+        assert_nothing_sent(&listener);
+    }
+
+    /// Serves canned awsJson1.1 answers, chosen by the operation in `X-Amz-Target`, on
+    /// a local port; returns the endpoint URL.
+    async fn stub_ads(answers: &[(&'static str, &'static str)]) -> String {
+        use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+        let answers: Arc<[(&'static str, &'static str)]> = answers.into();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |headers: HeaderMap| async move {
+                let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let operation = target.rsplit('.').next().unwrap_or_default();
+                let body = answers.iter().find(|(op, _)| *op == operation).map(|(_, body)| *body);
+                match body {
+                    Some(body) => (StatusCode::OK, [(CONTENT_TYPE, "application/x-amz-json-1.1")], body),
+                    None => (
+                        StatusCode::BAD_REQUEST,
+                        [(CONTENT_TYPE, "application/x-amz-json-1.1")],
+                        r#"{"__type":"UnknownOperationException"}"#,
+                    ),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// Records every observed call as `(operation, outcome)`.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(&'static str, String)>>);
+
+    impl CallObserver for Seen {
+        fn observe(&self, operation: &'static str, outcome: &str, _elapsed: Duration) {
+            self.0.lock().unwrap().push((operation, outcome.to_owned()));
+        }
+    }
+
+    async fn stubbed(answers: &[(&'static str, &'static str)]) -> (AwsExportService, Arc<Seen>) {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(stub_ads(answers).await)
+            .credentials_provider(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )))
+            .build();
+        let seen = Arc::new(Seen::default());
+        (AwsExportService::from_sdk_config(config).with_observer(seen.clone()), seen)
+    }
+
+    #[tokio::test]
+    async fn start_answer_without_export_id_is_an_ambiguous_server_error() {
+        for answer in [r#"{}"#, r#"{"exportId":"","s3Bucket":"b","dataSource":"AGENT"}"#] {
+            let (ads, seen) = stubbed(&[(op::START, answer)]).await;
+            let err = ads.start("us-west-2").await.unwrap_err();
+            assert_eq!((err.operation, err.reason, err.ambiguous), (op::START, Reason::ServerError, true), "{answer}");
+            assert_eq!(
+                err.message,
+                "ADS's StartContinuousExport answer had no exportId; an export may have been started all the same"
+            );
+            assert_eq!(*seen.0.lock().unwrap(), [(op::START, "ServerError".to_owned())], "{answer}");
+        }
+        let (ads, seen) = stubbed(&[(op::START, r#"{"exportId":"exp-1","s3Bucket":"b"}"#)]).await;
+        let started = ads.start("us-west-2").await.unwrap();
+        assert_eq!((started.export_id.as_str(), started.s3_bucket.as_deref()), ("exp-1", Some("b")));
+        assert_eq!(*seen.0.lock().unwrap(), [(op::START, "ok".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn describe_entries_without_export_id_are_dropped() {
+        let (ads, _) = stubbed(&[(
+            op::DESCRIBE,
+            r#"{"descriptions":[{"status":"ACTIVE"},{"exportId":"","status":"ACTIVE"},{"exportId":"exp-2","status":"INACTIVE"}]}"#,
+        )])
+        .await;
+        let all = ads.list("us-west-2").await.unwrap();
+        assert_eq!(
+            all.iter().map(|d| (d.export_id.as_str(), d.status.as_str())).collect::<Vec<_>>(),
+            [("exp-2", "INACTIVE")]
+        );
+        assert_eq!(ads.describe("us-west-2", "exp-2").await.unwrap().status, "INACTIVE");
+        assert_eq!(ads.describe("us-west-2", "").await.unwrap_err().reason, Reason::NotFound);
     }
 
     #[test]

@@ -122,7 +122,13 @@ pub enum ErrorClass {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{operation}: {reason}: {message}")]
 pub struct AdsError {
-    /// The ADS operation, e.g. `StartContinuousExport`.
+    /// The ADS operation that failed: `StartContinuousExport`,
+    /// `DescribeContinuousExports` or `StopContinuousExport` (see
+    /// [`crate::ads::aws::op`]). It may also be the pseudo-operation
+    /// `"Configuration"`: an error the controller finds before any call to AWS, such as
+    /// no region for the object (no `spec.region` and no `--aws-region`), an export
+    /// already managed by another object, or a `spec.exportId` that differs from the
+    /// export the object manages.
     pub operation: &'static str,
     /// Condition reason.
     pub reason: Reason,

@@ -12,7 +12,8 @@ pub use error::{AdsError, ErrorClass, Reason};
 
 use std::future::Future;
 
-/// An instant as ADS reports it: UTC, millisecond precision.
+/// An instant as ADS reports it: UTC, millisecond precision (ADS's awsJson1.1
+/// answers carry epoch seconds with a fraction; see [`timestamp_from_epoch`]).
 pub type Timestamp = k8s_openapi::jiff::Timestamp;
 
 /// Formats an instant as RFC 3339 UTC with exactly three fractional digits,
@@ -49,50 +50,85 @@ pub mod status {
     pub const INACTIVE: &str = "INACTIVE";
 }
 
-/// One continuous export as DescribeContinuousExports reports it.
+/// One continuous export as DescribeContinuousExports reports it: one
+/// `ContinuousExportDescription` member of the answer's `descriptions` list
+/// (AWS Application Discovery Service API reference, "ContinuousExportDescription").
+///
+/// Times are UTC instants converted from the epoch seconds with a fraction that the
+/// awsJson1.1 protocol carries (e.g. `1493405005.639`), rounded to the millisecond by
+/// [`timestamp_from_epoch`]. Any member AWS omits becomes `None` (for `status`: an
+/// empty string), except `exportId`: [`aws::AwsExportService`] drops an entry
+/// without one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExportDescription {
-    /// The export's ID.
+    /// `exportId`: the unique ID ADS assigned to the export. Never empty.
     pub export_id: String,
-    /// ADS status, one of [`status`]'s values (kept as a string so a value added by
-    /// AWS later passes through verbatim).
+    /// `status` (`ContinuousExportStatus`): one of [`status`]'s values, kept as a
+    /// string so that a value AWS adds later passes through verbatim; empty when AWS
+    /// omits it.
     pub status: String,
-    /// ADS `statusDetail`, verbatim.
+    /// `statusDetail`: what went wrong, if anything (e.g. `ACCESS_DENIED`,
+    /// `FIREHOSE_ROLE_MISSING`), verbatim; `None` when omitted.
     pub status_detail: Option<String>,
-    /// The S3 bucket the export writes to.
+    /// `s3Bucket`: name of the S3 bucket the export writes its Parquet files to;
+    /// `None` when omitted.
     pub s3_bucket: Option<String>,
-    /// Data source, e.g. `AGENT`.
+    /// `dataSource` (`DataSource`): the collector type, e.g. `AGENT`, verbatim; `None`
+    /// when omitted.
     pub data_source: Option<String>,
-    /// `schemaStorageConfig.databaseName`: the Athena database.
+    /// `schemaStorageConfig["databaseName"]`: the Glue database holding the schema
+    /// (queried with Athena); `None` when AWS omits `schemaStorageConfig` or the map
+    /// has no `databaseName` key.
     pub database_name: Option<String>,
-    /// Start time (UTC, ms precision).
+    /// `startTime`: when the export was started (UTC, millisecond precision); `None`
+    /// when omitted or outside [`Timestamp`]'s range.
     pub start_time: Option<Timestamp>,
-    /// Stop time (UTC, ms precision); set once a stop began.
+    /// `stopTime`: when the export was stopped (UTC, millisecond precision); `None`
+    /// when omitted (an export never stopped has none) or out of range.
     pub stop_time: Option<Timestamp>,
 }
 
-/// What StartContinuousExport returns.
+/// What StartContinuousExport returns: the members of its answer
+/// (`StartContinuousExportResponse`; AWS Application Discovery Service API reference,
+/// "StartContinuousExport", Response Elements).
+///
+/// The time is a UTC instant converted from epoch seconds with a fraction, rounded to
+/// the millisecond by [`timestamp_from_epoch`]. Optional members AWS omits become
+/// `None`; an answer without `exportId` is an error, never a `StartedExport` (see
+/// [`ExportService::start`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StartedExport {
-    /// The new export's ID.
+    /// `exportId`: the unique ID ADS assigned to the new export. Never empty.
     pub export_id: String,
-    /// The S3 bucket the export writes to.
+    /// `s3Bucket`: name of the S3 bucket the export writes its Parquet files to;
+    /// `None` when omitted.
     pub s3_bucket: Option<String>,
-    /// Data source, e.g. `AGENT`.
+    /// `dataSource` (`DataSource`): the collector type, e.g. `AGENT`, verbatim; `None`
+    /// when omitted.
     pub data_source: Option<String>,
-    /// `schemaStorageConfig.databaseName`: the Athena database.
+    /// `schemaStorageConfig["databaseName"]`: the Glue database holding the schema
+    /// (queried with Athena); `None` when AWS omits `schemaStorageConfig` or the map
+    /// has no `databaseName` key.
     pub database_name: Option<String>,
-    /// Start time (UTC, ms precision).
+    /// `startTime`: when the export started (UTC, millisecond precision); `None` when
+    /// omitted or outside [`Timestamp`]'s range.
     pub start_time: Option<Timestamp>,
 }
 
-/// What StopContinuousExport returns. Both fields are optional because the public
-/// docs show a sample response with neither; callers fall back to Describe.
+/// What StopContinuousExport returns: the members of its answer
+/// (`StopContinuousExportResponse`; AWS Application Discovery Service API reference,
+/// "StopContinuousExport", Response Elements).
+///
+/// Both are UTC instants converted from epoch seconds with a fraction, rounded to the
+/// millisecond by [`timestamp_from_epoch`]. Both are optional because the public docs
+/// show a sample response with neither; callers fall back to Describe.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StopTimes {
-    /// Start time of the stopped export (UTC, ms precision).
+    /// `startTime`: when the stopped export had started (UTC, millisecond
+    /// precision); `None` when omitted or out of range.
     pub start_time: Option<Timestamp>,
-    /// Stop time (UTC, ms precision).
+    /// `stopTime`: when the export was stopped (UTC, millisecond precision); `None`
+    /// when omitted or out of range.
     pub stop_time: Option<Timestamp>,
 }
 
@@ -105,13 +141,16 @@ pub trait ExportService: Send + Sync + 'static {
     /// Start is not idempotent).
     ///
     /// # Errors
-    /// [`AdsError`] with reason e.g. `Conflict` when another export is active.
+    /// [`AdsError`] with reason e.g. `Conflict` when another export is active, or
+    /// `ServerError` with `ambiguous: true` when the answer carries no (or an empty)
+    /// `exportId`: an export may exist whose ID the caller must find by listing.
     fn start(&self, region: &str) -> impl Future<Output = Result<StartedExport, AdsError>> + Send;
 
     /// DescribeContinuousExports for one ID in `region`.
     ///
     /// # Errors
-    /// [`AdsError`] with reason `NotFound` when ADS does not know the ID.
+    /// [`AdsError`] with reason `NotFound` when ADS does not know the ID (or answers
+    /// only entries without an `exportId`, which are dropped).
     fn describe(
         &self,
         region: &str,
@@ -119,7 +158,8 @@ pub trait ExportService: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExportDescription, AdsError>> + Send;
 
     /// DescribeContinuousExports without a filter in `region`, following `nextToken`
-    /// through every page.
+    /// through every page. Entries without an `exportId` (or with an empty one) are
+    /// dropped, so every returned [`ExportDescription::export_id`] is non-empty.
     ///
     /// # Errors
     /// [`AdsError`] from any page.

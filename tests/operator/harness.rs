@@ -67,6 +67,12 @@ impl Process {
         tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exit after SIGTERM").unwrap()
     }
 
+    /// Waits up to `limit` for the process to exit on its own; its exit status, or
+    /// `None` if it still runs.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait()).await.ok().map(|r| r.expect("wait for the operator"))
+    }
+
     /// The whole log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,15 +1,17 @@
 //! Production packaging on the real bed: the chart's ServiceAccount runs the
-//! operator (and may do nothing more), leader election between two processes,
-//! `/metrics` and health endpoints, JSON logs without credentials.
+//! operator (and may do nothing more), leader election between two processes and
+//! on lease loss, `/metrics` and health endpoints, JSON logs without credentials.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ads_export_operator::ads::aws::op;
 use ads_export_operator::emulator::{Fault, FaultKind};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ListParams;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::Kubeconfig;
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
@@ -127,6 +129,49 @@ async fn leader_election_one_reconciles_and_the_standby_takes_over() {
     let status = ops[standby].terminate().await;
     assert!(status.success(), "exit status {status}");
     assert!(ops[standby].log_text().contains("released the leader lease"), "{}", ops[standby].log_text());
+}
+
+#[tokio::test]
+async fn lease_loss_stops_reconciling_at_once_and_exits_non_zero() {
+    let t = Test::new("leaselost", cfg()).await;
+    let mut args = t.operator_args();
+    args.extend(
+        ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
+            .map(str::to_owned),
+    );
+    let mut op = t.spawn_operator("leader", &args, &[], support::testbed().kubeconfig_path()).await;
+    support::wait_for("the leader lease", DEADLINE, || async {
+        op.log_text().contains("acquired the leader lease").then_some(())
+    })
+    .await;
+
+    // A reconcile in flight: ADS takes 60 s to answer Start (the SDK gives up after
+    // 20 s). A graceful stop would wait for it.
+    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Latency { ms: 60_000 }));
+    t.create("inv", json!({})).await;
+    support::wait_for("Start in flight", DEADLINE, || async { (t.emu.emulator.calls(op::START) == 1).then_some(()) })
+        .await;
+
+    // Another replica takes the Lease (as after a network partition).
+    let leases: Api<Lease> = Api::namespaced(t.client.clone(), &t.ns);
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let steal =
+        json!({"spec": {"holderIdentity": "thief", "acquireTime": now, "renewTime": now, "leaseDurationSeconds": 60}});
+    leases.patch("ads-export-operator", &PatchParams::default(), &Patch::Merge(&steal)).await.expect("steal the Lease");
+    let stolen = Instant::now();
+
+    // Renewal (every 1 s) finds the new holder; the process stops at once, without
+    // waiting for the Start in flight, and fails.
+    let status = op.wait_exit(Duration::from_secs(10)).await;
+    let log = op.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after losing the lease:\n{log}"));
+    eprintln!("lease loss: exited {:.1}s after the Lease was taken", stolen.elapsed().as_secs_f64());
+    assert!(!status.success(), "exit status {status} after losing the lease:\n{log}");
+    assert!(log.contains("leader election lost"), "{log}");
+    assert!(!log.contains("released the leader lease"), "{log}");
+    // the loser left the Lease to its new holder
+    let lease = leases.get("ads-export-operator").await.unwrap();
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("thief"));
 }
 
 /// A kubeconfig for `token` against the bed's apiserver.
