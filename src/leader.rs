@@ -13,7 +13,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +68,8 @@ impl LeaseSettings {
 /// Waits for the lease (or `shutdown`), then calls `on_leader(true)` and runs
 /// `work(stop)`, where `stop` is cancelled on `shutdown`: `work` should then wind
 /// down gracefully, still holding the Lease. If the lease is lost instead (another
-/// identity holds it, or the lease manager failed and can no longer renew it), the
+/// identity holds it, the lease manager failed, or no renewal was seen within the
+/// renew deadline: see [`renew_deadline`]), the
 /// `work` future is dropped at once, without waiting for it, and an error line
 /// `leader election lost` is logged. `on_standby` is called once the Lease is
 /// reachable (the replica is a healthy standby). Calls `on_leader(false)` after
@@ -91,6 +94,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     lease.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
     let manager = LeaseManagerBuilder::new(client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_parameters(lease.params())
@@ -113,10 +117,15 @@ where
         let stop = shutdown.child_token();
         let mut watch = is_leader.clone();
         // Ends when the lease is lost, or when the manager stopped (it cannot renew).
-        let lost = watch.wait_for(|l| !*l);
+        let lost = async {
+            tokio::select! {
+                _ = watch.wait_for(|l| !*l) => format!("Lease {}/{} is no longer held by {}", lease.namespace, lease.name, lease.identity),
+                why = renew_deadline(&leases, &lease) => why,
+            }
+        };
         result = tokio::select! {
             r = work(stop.clone()) => r,
-            _ = lost => {
+            why = lost => {
                 // `work` is dropped here, before anything else: no reconcile of this
                 // replica continues while another may lead.
                 lost_lease = true;
@@ -124,14 +133,10 @@ where
                     lease = %lease.name,
                     namespace = %lease.namespace,
                     identity = %lease.identity,
+                    reason = %why,
                     "leader election lost; stopped the controller at once"
                 );
-                Err(anyhow::anyhow!(
-                    "leader election lost: Lease {}/{} is no longer held by {}",
-                    lease.namespace,
-                    lease.name,
-                    lease.identity
-                ))
+                Err(anyhow::anyhow!("leader election lost: {why}"))
             }
         };
         stop.cancel();
@@ -142,14 +147,66 @@ where
     // Closing the channel makes the manager release the Lease (a no-op when another
     // identity holds it).
     drop(is_leader);
+    if lost_lease {
+        // Nothing to release, and the manager may be sleeping between failed renewals.
+        task.abort();
+        return result;
+    }
     match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(_))) if lost_lease => tracing::info!("lease manager stopped"),
         Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
         Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
         Err(_) => tracing::warn!("timed out releasing the leader lease"),
     }
     result
+}
+
+/// Resolves, with the reason, once this replica can no longer count on holding the
+/// Lease: the newest renewal it has seen (`spec.renewTime` while `spec.holderIdentity`
+/// is this replica; at first, the moment of acquisition) is older than the lease
+/// duration less half a renew interval. A standby takes the Lease only after
+/// `renewTime + leaseDurationSeconds`, so the controller stops before another replica
+/// can start: controller-runtime's renew deadline, which kube-lease-manager lacks (it
+/// keeps reporting leadership while its renewals fail, e.g. with the apiserver out of
+/// reach or the Lease permission revoked). Looks at the Lease every half renew interval
+/// (at least every 250 ms); failed reads only age the last renewal seen.
+async fn renew_deadline(leases: &Api<Lease>, lease: &LeaseSettings) -> String {
+    let budget = lease.duration.saturating_sub(lease.renew_interval / 2);
+    let period = (lease.renew_interval / 2).max(Duration::from_millis(250));
+    let mut renewed = Timestamp::now();
+    loop {
+        let age = Timestamp::now().duration_since(renewed);
+        let left = Duration::try_from(SignedDuration::try_from(budget).unwrap_or(SignedDuration::MAX) - age)
+            .unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return format!(
+                "Lease {}/{} not renewed for {:.1}s (renew deadline {:.1}s: lease duration less half the renew \
+                 interval)",
+                lease.namespace,
+                lease.name,
+                age.as_secs_f64(),
+                budget.as_secs_f64()
+            );
+        }
+        // Never past the deadline, even if the apiserver does not answer at all.
+        let read = async {
+            tokio::time::sleep(period.min(left)).await;
+            leases.get(&lease.name).await
+        };
+        match tokio::time::timeout(left, read).await {
+            Ok(Ok(l)) => {
+                let spec = l.spec.unwrap_or_default();
+                // Another holder is reported by the lease manager's own watch.
+                if spec.holder_identity.as_deref() == Some(lease.identity.as_str())
+                    && let Some(t) = spec.renew_time
+                {
+                    renewed = renewed.max(t.0);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, lease = %lease.name, "cannot read the leader Lease"),
+            Err(_) => {} // the deadline passed while waiting
+        }
+    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,57 @@ async fn lease_loss_stops_reconciling_at_once_and_exits_non_zero() {
     assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("thief"));
 }
 
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_before_the_lease_expires() {
+    let t = Test::new("renew", cfg()).await;
+    let bed = support::testbed();
+    // A ServiceAccount with every right, through one binding we can take away.
+    let sa = "operator";
+    run(bed.command(bed.kubectl()).args(["create", "serviceaccount", sa, "-n", &t.ns]));
+    let binding = format!("{}-all", t.ns);
+    run(bed.command(bed.kubectl()).args([
+        "create",
+        "clusterrolebinding",
+        &binding,
+        "--clusterrole=cluster-admin",
+        &format!("--serviceaccount={}:{sa}", t.ns),
+    ]));
+    let token = run(bed.command(bed.kubectl()).args(["create", "token", sa, "-n", &t.ns]));
+    let kubeconfig = bed.dir.join(format!("kubeconfig-sa-{}", t.ns));
+    kubeconfig_with_token(token.trim(), &kubeconfig);
+    let mut args = t.operator_args();
+    args.extend(
+        ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
+            .map(str::to_owned),
+    );
+    let mut op = t.spawn_operator("leader", &args, &[], &kubeconfig).await;
+    support::wait_for("the leader lease", DEADLINE, || async {
+        op.log_text().contains("acquired the leader lease").then_some(())
+    })
+    .await;
+
+    // Renewals now fail (403), as with the apiserver out of reach; the lease manager
+    // keeps retrying and would keep calling itself the leader.
+    run(bed.command(bed.kubectl()).args(["delete", "clusterrolebinding", &binding]));
+    let revoked = Instant::now();
+    let status = op.wait_exit(Duration::from_secs(20)).await;
+    let log = op.log_text();
+    let status = status.unwrap_or_else(|| panic!("still leading 20 s after renewals began to fail:\n{log}"));
+    let after = revoked.elapsed();
+    eprintln!("renew deadline: exited {:.1}s after renewals began to fail (lease 4s)", after.as_secs_f64());
+    assert!(!status.success(), "exit status {status}:\n{log}");
+    assert!(log.contains("leader election lost") && log.contains("not renewed for"), "{log}");
+    // Before a standby could take over: the Lease still names this replica and was
+    // last renewed less than its duration before the exit.
+    let leases: Api<Lease> = Api::namespaced(t.client.clone(), &t.ns);
+    let spec = leases.get("ads-export-operator").await.unwrap().spec.unwrap();
+    let renewed = spec.renew_time.expect("renewTime").0;
+    let exited_at = k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::try_from(revoked.elapsed() - after).unwrap();
+    let held_for = exited_at.duration_since(renewed).as_secs_f64();
+    assert!(held_for < 4.0, "exited {held_for:.1}s after the last renewal, lease 4s:\n{log}");
+}
+
 /// A kubeconfig for `token` against the bed's apiserver.
 fn kubeconfig_with_token(token: &str, path: &std::path::Path) {
     let mut kc = Kubeconfig::read_from(support::testbed().kubeconfig_path()).unwrap();
