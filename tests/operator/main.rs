@@ -8,6 +8,7 @@ mod support;
 
 mod harness;
 mod packaging;
+mod recovery;
 
 use std::time::Duration;
 
