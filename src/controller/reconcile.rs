@@ -229,26 +229,60 @@ fn is_running(status: &str) -> bool {
     status == ads::ACTIVE || status == ads::START_IN_PROGRESS
 }
 
-/// Finds the export a crashed start may have created: running, started no earlier
-/// than the `start-pending` time (less [`PENDING_SKEW`]), and managed by no other object.
+/// The export a crashed or unanswered start may have created, among `exports`: running,
+/// started no earlier than the `start-pending` time (less [`PENDING_SKEW`]), and
+/// managed by no other object.
+fn pending_candidate<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    exports: &[ExportDescription],
+    since: Timestamp,
+) -> Option<ExportDescription> {
+    let claimed = claims(ctx, obj);
+    let earliest = since.checked_sub(PENDING_SKEW).unwrap_or(since);
+    exports
+        .iter()
+        .find(|d| {
+            is_running(&d.status)
+                && !claimed.iter().any(|c| c.id == d.export_id)
+                && d.start_time.is_none_or(|t| t >= earliest)
+        })
+        .cloned()
+}
+
+/// [`pending_candidate`] among the region's exports as listed now.
 async fn resolve_pending<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
     region: &str,
     since: Timestamp,
 ) -> Result<Option<ExportDescription>, AdsError> {
-    let claimed = claims(ctx, obj);
-    let earliest = since.checked_sub(PENDING_SKEW).unwrap_or(since);
-    let found = ctx.ads.list(region).await?.into_iter().find(|d| {
-        is_running(&d.status)
-            && !claimed.iter().any(|c| c.id == d.export_id)
-            && d.start_time.is_none_or(|t| t >= earliest)
-    });
-    Ok(found)
+    Ok(pending_candidate(ctx, obj, &ctx.ads.list(region).await?, since))
 }
 
-/// On `ConflictErrorException`, names the active export: the object managing it, or
-/// how to adopt it.
+/// Names the running export `active` that makes a Start conflict: the object managing
+/// it, or how to adopt it. `detail` (ADS's message, or why Start was not sent) is appended.
+fn conflict_message<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    region: &str,
+    active: &ExportDescription,
+    detail: &str,
+) -> String {
+    let (id, state) = (&active.export_id, &active.status);
+    match claims(ctx, obj).into_iter().find(|c| c.id == *id).map(|c| c.owner) {
+        Some(owner) => format!(
+            "export {id} is already {state} in {region}, managed by ContinuousExport {owner}: ADS allows one active \
+             export per region; stop that one first ({detail})"
+        ),
+        None => format!(
+            "export {id} is already {state} in {region}; recreate this ContinuousExport with spec.exportId: {id} to \
+             adopt it, or stop it first ({detail})"
+        ),
+    }
+}
+
+/// On `ConflictErrorException`, names the active export (see [`conflict_message`]).
 async fn explain_conflict<S: ExportService>(
     ctx: &Context<S>,
     obj: &ContinuousExport,
@@ -258,19 +292,7 @@ async fn explain_conflict<S: ExportService>(
     if let Ok(all) = ctx.ads.list(region).await
         && let Some(active) = all.iter().find(|d| is_running(&d.status))
     {
-        let (id, state) = (&active.export_id, &active.status);
-        err.message = match claims(ctx, obj).into_iter().find(|c| c.id == *id).map(|c| c.owner) {
-            Some(owner) => format!(
-                "export {id} is already {state} in {region}, managed by ContinuousExport {owner}: ADS allows one \
-                 active export per region; stop that one first ({})",
-                err.message
-            ),
-            None => format!(
-                "export {id} is already {state} in {region}; recreate this ContinuousExport with spec.exportId: {id} \
-                 to adopt it, or stop it first ({})",
-                err.message
-            ),
-        };
+        err.message = conflict_message(ctx, obj, region, active, &err.message);
     }
     err
 }
@@ -700,8 +722,16 @@ async fn find_or_start<S: ExportService>(
 
     // `obj` is a fresh read here (see `apply`).
     let name = obj.name_any();
-    if let Some(since) = pending_since(obj) {
-        if let Some(d) = resolve_pending(ctx, obj, region, since).await? {
+    let since = pending_since(obj);
+    if since.is_none() && obj.spec.stopped {
+        return Ok(None); // nothing started, nothing to start
+    }
+    // One look at the region's exports: the export of a pending start, or the running
+    // one that would make Start fail (StartContinuousExport is not idempotent, and an
+    // unanswered attempt must never be taken for another's running export).
+    let exports = ctx.ads.list(region).await?;
+    if let Some(since) = since {
+        if let Some(d) = pending_candidate(ctx, obj, &exports, since) {
             publish(
                 ctx,
                 obj,
@@ -713,7 +743,7 @@ async fn find_or_start<S: ExportService>(
             info!(export_id = %d.export_id, "resolved pending start");
             return Ok(Some(d));
         }
-        info!("pending start left no export; starting again");
+        info!("pending start left no export");
     }
     if obj.spec.stopped {
         if *pending {
@@ -721,6 +751,17 @@ async fn find_or_start<S: ExportService>(
             *pending = false;
         }
         return Ok(None);
+    }
+    if let Some(active) = exports.iter().find(|d| is_running(&d.status)) {
+        // Not this object's (see above): Start would answer ConflictErrorException.
+        if *pending {
+            patch_pending(api, &name, None).await?;
+            *pending = false;
+        }
+        let detail = "StartContinuousExport not sent: ADS allows one active export per region";
+        return Err(
+            AdsError::new(op::START, Reason::Conflict, conflict_message(ctx, obj, region, active, detail)).into()
+        );
     }
 
     // An earlier attempt's time is kept: the export it may have created started after it.

@@ -510,7 +510,7 @@ fn is_ms_rfc3339(s: &str) -> bool {
 async fn new_object_starts_once_and_records_status_before_clearing_pending() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::ACTIVE)));
+    ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::ACTIVE)));
     let (client, server) = apiserver(vec![
         Expect::get(&obj),
         Expect::merge_patch(&obj),
@@ -525,7 +525,7 @@ async fn new_object_starts_once_and_records_status_before_clearing_pending() {
     let action = result.expect("reconcile");
 
     assert_eq!(action, Action::requeue(RESYNC), "steady: resync period");
-    assert_eq!(ads.take_calls(), [Call::Start, describe("e-1")]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start, describe("e-1")]);
     ads.assert_drained();
 
     let r = &seen.requests;
@@ -562,7 +562,7 @@ async fn new_object_starts_once_and_records_status_before_clearing_pending() {
 async fn start_in_progress_polls_with_short_backoff() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::START_IN_PROGRESS)));
+    ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::START_IN_PROGRESS)));
     let (client, server) = apiserver(vec![
         Expect::get(&obj),
         Expect::merge_patch(&obj),
@@ -589,7 +589,7 @@ async fn start_in_progress_polls_with_short_backoff() {
     let result = run(&obj, &ctx2).await;
     let seen = server2.finish().await;
     assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
-    assert_eq!(ads.take_calls(), [Call::Start, describe("e-1"), describe("e-1")]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start, describe("e-1"), describe("e-1")]);
     assert_cond(&seen.requests[0].applied_status(), CONDITION_READY, "True", "Active");
 }
 
@@ -597,7 +597,11 @@ async fn start_in_progress_polls_with_short_backoff() {
 async fn start_with_home_region_not_set_clears_pending_and_backs_off() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Err(ads_error("StartContinuousExport", Reason::HomeRegionNotSet, "home region not set")));
+    ads.on_list(Ok(vec![])).on_start(Err(ads_error(
+        "StartContinuousExport",
+        Reason::HomeRegionNotSet,
+        "home region not set",
+    )));
     let (client, server) = apiserver(vec![
         Expect::get(&obj),
         Expect::merge_patch(&obj),
@@ -612,7 +616,7 @@ async fn start_with_home_region_not_set_clears_pending_and_backs_off() {
     let seen = server.finish().await;
     let action = result.expect("AWS errors become conditions, not reconcile errors");
 
-    assert_eq!(ads.take_calls(), [Call::Start]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start]);
     let r = &seen.requests;
     assert!(r[1].pending_value().is_string(), "annotation added before Start");
     assert_eq!(r[2].pending_value(), &Value::Null, "definite failure: annotation removed");
@@ -638,7 +642,11 @@ async fn start_with_home_region_not_set_clears_pending_and_backs_off() {
     // The retry fails the same way: the delay doubles, the status (message) is
     // rewritten, but no second Warning event.
     let obj = with_status(object(), status);
-    ads.on_start(Err(ads_error("StartContinuousExport", Reason::HomeRegionNotSet, "home region not set")));
+    ads.on_list(Ok(vec![])).on_start(Err(ads_error(
+        "StartContinuousExport",
+        Reason::HomeRegionNotSet,
+        "home region not set",
+    )));
     let (client, server) = apiserver(vec![
         Expect::get(&obj),
         Expect::merge_patch(&obj),
@@ -687,7 +695,7 @@ fn parse_debug_duration(dbg: &str) -> Option<Duration> {
 async fn ambiguous_start_keeps_pending_and_next_reconcile_adopts_without_starting() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Err(AdsError {
+    ads.on_list(Ok(vec![])).on_start(Err(AdsError {
         ambiguous: true,
         ..ads_error("StartContinuousExport", Reason::Unreachable, "operation timed out")
     }));
@@ -697,7 +705,7 @@ async fn ambiguous_start_keeps_pending_and_next_reconcile_adopts_without_startin
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     requeue_delay_between(&result.expect("reconcile"), Duration::from_secs(4), Duration::from_secs(5));
-    assert_eq!(ads.take_calls(), [Call::Start]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start]);
     let pending = seen.requests[1].pending_value().as_str().expect("pending time").to_owned();
     let status = seen.requests[2].applied_status();
     assert_cond(&status, CONDITION_SYNCED, "False", "Unreachable");
@@ -733,33 +741,34 @@ async fn ambiguous_start_keeps_pending_and_next_reconcile_adopts_without_startin
 #[tokio::test]
 async fn pending_start_ignores_exports_started_before_the_annotation() {
     // The annotation says a start began at 12:00; the only running export started at
-    // 10:00 (more than the 5 min skew earlier), so it is someone else's: start again,
-    // keeping the first attempt's time, and keep the annotation on the conflict (the
-    // earlier attempt's export may not have been listed yet).
+    // 10:00 (more than the 5 min skew earlier), so it is someone else's, and it made
+    // that start fail: no Start now either (it would conflict), annotation removed.
     let mut obj = object();
     obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2026-03-01T12:00:00.000Z".into())].into());
     let mut foreign = export("e-foreign", ads::ACTIVE);
     foreign.start_time = Some(ts("2026-03-01T10:00:00.000Z"));
     let ads = FakeAds::new();
-    ads.on_list(Ok(vec![foreign.clone()]))
-        .on_start(Err(ads_error("StartContinuousExport", Reason::Conflict, "an export is already active")))
-        .on_list(Ok(vec![foreign]));
-    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::apply_status(&obj)]);
+    ads.on_list(Ok(vec![foreign]));
+    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::merge_patch(&obj), Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     result.expect("reconcile");
-    assert_eq!(ads.take_calls(), [Call::List, Call::Start, Call::List]);
-    let status = seen.requests[1].applied_status();
+    assert_eq!(ads.take_calls(), [Call::List]);
+    assert_eq!(seen.requests[1].pending_value(), &Value::Null);
+    let status = seen.requests[2].applied_status();
     assert_eq!(status.export_id, None, "the foreign export is not adopted");
+    assert_cond(&status, CONDITION_SYNCED, "False", "Conflict");
     assert!(cond(&status, CONDITION_SYNCED).message.contains("e-foreign"));
 }
 
 #[tokio::test]
 async fn conflict_on_start_names_the_active_export() {
+    // Nothing running at the first look; another export started just before Start.
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Err(ads_error("StartContinuousExport", Reason::Conflict, "Conflict with an active export")))
+    ads.on_list(Ok(vec![]))
+        .on_start(Err(ads_error("StartContinuousExport", Reason::Conflict, "Conflict with an active export")))
         .on_list(Ok(vec![export("e-old", ads::INACTIVE), export("e-active", ads::ACTIVE)]));
     let (client, server) = apiserver(vec![
         Expect::get(&obj),
@@ -772,7 +781,7 @@ async fn conflict_on_start_names_the_active_export() {
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     requeue_delay_between(&result.expect("reconcile"), Duration::from_secs(4), Duration::from_secs(5));
-    assert_eq!(ads.take_calls(), [Call::Start, Call::List]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start, Call::List]);
     assert_eq!(seen.requests[2].pending_value(), &Value::Null, "nothing started: annotation removed");
     let status = seen.requests[3].applied_status();
     assert_cond(&status, CONDITION_SYNCED, "False", "Conflict");
@@ -786,10 +795,30 @@ async fn conflict_on_start_names_the_active_export() {
 }
 
 #[tokio::test]
+async fn running_export_found_before_start_is_a_conflict_without_start() {
+    let obj = object();
+    let ads = FakeAds::new();
+    ads.on_list(Ok(vec![export("e-old", ads::INACTIVE), export("e-active", ads::ACTIVE)]));
+    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let result = run(&obj, &ctx).await;
+    let seen = server.finish().await;
+    requeue_delay_between(&result.expect("reconcile"), Duration::from_secs(4), Duration::from_secs(5));
+    assert_eq!(ads.take_calls(), [Call::List], "no Start, no annotation");
+    let status = seen.requests[1].applied_status();
+    assert_cond(&status, CONDITION_SYNCED, "False", "Conflict");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+    let msg = &cond(&status, CONDITION_SYNCED).message;
+    assert!(msg.contains("export e-active is already ACTIVE in us-west-2"), "{msg}");
+    assert!(msg.contains("spec.exportId: e-active") && msg.contains("not sent"), "{msg}");
+    assert_eq!(seen.event_reasons(), [("Warning".into(), "Conflict".into())]);
+}
+
+#[tokio::test]
 async fn start_then_describe_failure_still_records_the_export_id() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Ok(started("e-1"))).on_describe(Err(ads_error(
+    ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Err(ads_error(
         "DescribeContinuousExports",
         Reason::Throttled,
         "Rate exceeded",
@@ -804,7 +833,7 @@ async fn start_then_describe_failure_still_records_the_export_id() {
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     requeue_delay_between(&result.expect("reconcile"), Duration::from_secs(4), Duration::from_secs(5));
-    assert_eq!(ads.take_calls(), [Call::Start, describe("e-1")]);
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start, describe("e-1")]);
     let status = seen.requests[2].applied_status();
     assert_eq!(status.export_id.as_deref(), Some("e-1"));
     assert_eq!(status.export_status.as_deref(), Some(ads::START_IN_PROGRESS));
@@ -1222,6 +1251,7 @@ async fn delete_with_a_pending_start_stops_the_export_it_created() {
 async fn failed_pending_patch_aborts_before_start() {
     let obj = object();
     let ads = FakeAds::new();
+    ads.on_list(Ok(vec![]));
     let (client, server) = apiserver(vec![Expect::get(&obj), Expect::merge_patch(&obj).fails(409, "Conflict")]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
@@ -1231,7 +1261,7 @@ async fn failed_pending_patch_aborts_before_start() {
         matches!(&err, Error::Finalizer(e) if matches!(**e, kube::runtime::finalizer::Error::ApplyFailed(Error::Kube(_)))),
         "{err:?}"
     );
-    assert_eq!(ads.take_calls(), [], "never Start without the pending annotation");
+    assert_eq!(ads.take_calls(), [Call::List], "never Start without the pending annotation");
 }
 
 #[tokio::test]
@@ -1470,7 +1500,7 @@ async fn stop_answering_not_found_counts_as_stopped() {
 async fn describe_not_found_right_after_start_is_a_transition() {
     let obj = object();
     let ads = FakeAds::new();
-    ads.on_start(Ok(started("e-1"))).on_describe(Err(ads_error(
+    ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Err(ads_error(
         "DescribeContinuousExports",
         Reason::NotFound,
         "not listed yet",
