@@ -189,7 +189,42 @@ impl ContinuousExportStatus {
 
 /// The generated CRD for `ContinuousExport`.
 pub fn crd() -> CustomResourceDefinition {
-    ContinuousExport::crd()
+    let mut crd = serde_json::to_value(ContinuousExport::crd()).expect("a CRD serializes");
+    unwrap_descriptions(&mut crd);
+    serde_json::from_value(crd).expect("the same CRD, re-read")
+}
+
+/// Joins the hard-wrapped lines of every `description` (rustdoc comments are wrapped
+/// at 90 columns) into one line per paragraph, so `kubectl explain` wraps them for its
+/// terminal instead of breaking mid-sentence. Paragraphs (blank lines) and list items
+/// (`- `) keep their line breaks.
+fn unwrap_descriptions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    serde_json::Value::String(text) if key == "description" => *text = unwrap_paragraphs(text),
+                    other => unwrap_descriptions(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
+}
+
+fn unwrap_paragraphs(text: &str) -> String {
+    let paragraphs = text.split("\n\n").map(|p| {
+        let mut out = String::new();
+        for line in p.lines() {
+            if !out.is_empty() {
+                out.push(if line.trim_start().starts_with("- ") { '\n' } else { ' ' });
+            }
+            out.push_str(line.trim_end());
+        }
+        out
+    });
+    paragraphs.collect::<Vec<_>>().join("\n\n")
 }
 
 /// The CRD as YAML, exactly as committed in `crds/continuousexports.adsexport.io.yaml`.
@@ -203,6 +238,16 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptions_are_one_line_per_paragraph() {
+        assert_eq!(
+            unwrap_paragraphs("adopts the\none named\n\nSecond\n- a\n- b"),
+            "adopts the one named\n\nSecond\n- a\n- b"
+        );
+        let yaml = crd_yaml().unwrap();
+        assert!(yaml.contains("adopts the one named by `spec.exportId`"), "{yaml}");
+    }
 
     #[test]
     fn crd_has_contract_names() {

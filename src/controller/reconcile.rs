@@ -413,6 +413,9 @@ fn evaluate<S: ExportService>(
     let ready = match (export_status, stopped) {
         (Some(ads::ACTIVE), false) => Desired::new(CONDITION_READY, true, "Active", "the export is active"),
         (Some(ads::INACTIVE), true) => Desired::new(CONDITION_READY, true, "Stopped", "the export is stopped"),
+        (Some(ads::START_FAILED), true) => {
+            Desired::new(CONDITION_READY, true, "StartFailed", "the export never started: nothing to stop")
+        }
         (None, true) if status.export_id.is_none() && outcome.is_ok() => {
             Desired::new(CONDITION_READY, true, "NotStarted", "spec.stopped is true: no export was started")
         }
@@ -478,7 +481,7 @@ fn evaluate<S: ExportService>(
                     let msg = format!(
                         "{}: {}; retry {} in {} (at {at})",
                         e.operation,
-                        e.message,
+                        e.message.trim_end_matches('.'),
                         ctx.backoff.failures(key),
                         human(delay)
                     );
@@ -654,17 +657,22 @@ fn phase(stopped: bool, status: &ContinuousExportStatus) -> Phase {
     let detail = status.status_detail.clone().unwrap_or_default();
     match (status.export_status.as_deref().unwrap_or_default(), stopped) {
         (ads::START_IN_PROGRESS | ads::STOP_IN_PROGRESS, _) | (ads::ACTIVE, true) => Phase::Transition,
-        (ads::ACTIVE, false) | (ads::INACTIVE, true) => Phase::Steady,
+        (ads::ACTIVE, false) | (ads::INACTIVE | ads::START_FAILED, true) => Phase::Steady,
         (ads::INACTIVE, false) => Phase::Failed {
             reason: "StoppedOutsideKubernetes",
             message: format!(
-                "the export was stopped outside Kubernetes and cannot be resumed; set spec.stopped: true to \
-                 acknowledge, or create a new ContinuousExport ({detail})"
+                "the export is INACTIVE (stopped, or adopted already stopped) while spec.stopped is false; an \
+                 export cannot be resumed: set spec.stopped: true to acknowledge, or create a new ContinuousExport \
+                 without spec.exportId ({detail})"
             ),
         },
-        (ads::START_FAILED, _) => {
-            Phase::Failed { reason: "StartFailed", message: format!("ADS could not start the export: {detail}") }
-        }
+        (ads::START_FAILED, _) => Phase::Failed {
+            reason: "StartFailed",
+            message: format!(
+                "ADS could not start the export: {detail}; set spec.stopped: true to acknowledge, or create a new \
+                 ContinuousExport"
+            ),
+        },
         (ads::STOP_FAILED, _) => {
             Phase::Failed { reason: "StopFailed", message: format!("ADS could not stop the export: {detail}") }
         }
@@ -867,7 +875,12 @@ async fn cleanup<S: ExportService>(
     };
     if obj.spec.deletion_policy == DeletionPolicy::Retain {
         if let Some(id) = &status.export_id {
-            let note = format!("deletionPolicy Retain: export {id} left running");
+            let state = status.export_status.as_deref().unwrap_or("in an unknown state");
+            let note = if is_running(state) {
+                format!("deletionPolicy Retain: export {id} left running")
+            } else {
+                format!("deletionPolicy Retain: export {id} left as it is ({state})")
+            };
             publish(ctx, obj, false, ("Retained", "Delete"), note).await;
         }
         return done("retained".into());
@@ -886,13 +899,14 @@ async fn cleanup<S: ExportService>(
             // Say why deletion waits: a starting export is a normal wait, not a failure
             // (polled; no time in the message, which would rewrite the status every poll).
             let waiting = e.reason == Reason::ResourceInUse;
-            let mut desired = vec![Desired::new(CONDITION_RECONCILING, true, "Deleting", format!("deleting: {e}"))];
+            let what = format!("deleting: {}: {}", e.operation, e.message.trim_end_matches('.'));
+            let mut desired = vec![Desired::new(CONDITION_RECONCILING, true, "Deleting", what.clone())];
             let mut retry_in = None;
             if !waiting {
                 let delay = ctx.backoff.next_failure_delay(&key);
                 let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
                 let failures = ctx.backoff.failures(&key);
-                let msg = format!("deleting: {e}; retry {failures} in {} (at {at})", human(delay));
+                let msg = format!("{what}; retry {failures} in {} (at {at})", human(delay));
                 desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), msg));
                 retry_in = Some(delay);
             }
@@ -982,7 +996,8 @@ mod tests {
         assert!(matches!(phase(true, &st(ads::STOP_IN_PROGRESS)), Phase::Transition));
         assert!(matches!(phase(false, &st(ads::INACTIVE)), Phase::Failed { reason: "StoppedOutsideKubernetes", .. }));
         assert!(matches!(phase(false, &st(ads::ERROR)), Phase::Failed { reason: "ExportError", .. }));
-        assert!(matches!(phase(true, &st(ads::START_FAILED)), Phase::Failed { reason: "StartFailed", .. }));
+        assert!(matches!(phase(false, &st(ads::START_FAILED)), Phase::Failed { reason: "StartFailed", .. }));
+        assert!(matches!(phase(true, &st(ads::START_FAILED)), Phase::Steady), "nothing runs: what stopped asks");
         assert!(matches!(phase(false, &st("NEW_THING")), Phase::Failed { reason: "UnknownStatus", .. }));
     }
 
