@@ -29,6 +29,10 @@ pub enum Reason {
     NotFound,
     /// `ResourceInUseException`: the export is busy (e.g. still starting).
     ResourceInUse,
+    /// Not an ADS error: `spec.exportId` names an export another `ContinuousExport`
+    /// already manages. Terminal (Stalled), but looked at again every resync period,
+    /// so the object adopts the export once the other object is gone.
+    AlreadyManaged,
     /// Not an ADS error: the export reports `STOP_FAILED`, so the operator sends
     /// StopContinuousExport again, on the failure backoff schedule.
     StopFailed,
@@ -51,6 +55,7 @@ impl Reason {
             Reason::NotFound => "NotFound",
             Reason::ResourceInUse => "ResourceInUse",
             Reason::StopFailed => "StopFailed",
+            Reason::AlreadyManaged => "AlreadyManaged",
             Reason::Unknown => "UnknownError",
         }
     }
@@ -58,7 +63,9 @@ impl Reason {
     /// Whether retrying can help without a change by a human.
     pub fn class(self) -> ErrorClass {
         match self {
-            Reason::InvalidParameter | Reason::OperationNotPermitted | Reason::NotFound => ErrorClass::Terminal,
+            Reason::InvalidParameter | Reason::OperationNotPermitted | Reason::NotFound | Reason::AlreadyManaged => {
+                ErrorClass::Terminal
+            }
             _ => ErrorClass::Recoverable,
         }
     }

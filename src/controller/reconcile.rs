@@ -59,10 +59,11 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
     result
 }
 
-/// Stalled reasons that come from the export's state in ADS ([`Phase::Failed`]), not
-/// from a terminal error: such objects are still described every resync period.
-const EXPORT_STATE_STALLS: [&str; 5] =
-    ["StoppedOutsideKubernetes", "StartFailed", "StopFailed", "ExportError", "UnknownStatus"];
+/// Stalled reasons that can clear without a spec change: the export's state in ADS
+/// ([`Phase::Failed`]), or another object's claim on the export (which may go away).
+/// Such objects are looked at again every resync period.
+const RECHECKED_STALLS: [&str; 6] =
+    ["StoppedOutsideKubernetes", "StartFailed", "StopFailed", "ExportError", "UnknownStatus", "AlreadyManaged"];
 
 /// What one pass of the AWS state machine concluded.
 enum Phase {
@@ -217,7 +218,7 @@ fn managed_elsewhere<S: ExportService>(
 fn duplicate_error(id: &str, owner: &str) -> AdsError {
     AdsError::new(
         "Configuration",
-        Reason::InvalidParameter,
+        Reason::AlreadyManaged,
         format!(
             "export {id} is already managed by ContinuousExport {owner}; two objects must not manage one export \
              (deleting either would stop it): delete this one"
@@ -323,7 +324,7 @@ async fn apply<S: ExportService>(
     if old.condition(CONDITION_STALLED).is_some_and(|c| {
         c.status == "True"
             && c.observed_generation == Some(generation)
-            && !EXPORT_STATE_STALLS.contains(&c.reason.as_str())
+            && !RECHECKED_STALLS.contains(&c.reason.as_str())
     }) {
         if let Some(o) = &ctx.observer {
             o.export_status(&key, old.export_status.as_deref(), false);
@@ -490,14 +491,28 @@ fn evaluate<S: ExportService>(
                 }
                 ErrorClass::Terminal => {
                     ctx.backoff.settled(key);
+                    let next = if RECHECKED_STALLS.contains(&e.reason.as_str()) {
+                        Action::requeue(ctx.settings.resync_period)
+                    } else {
+                        Action::await_change()
+                    };
                     let done = Desired::new(CONDITION_RECONCILING, false, e.reason.as_str(), "");
                     let stalled = Desired::new(
                         CONDITION_STALLED,
                         true,
                         e.reason.as_str(),
-                        format!("{}: {} (no retries until the spec changes)", e.operation, e.message),
+                        if RECHECKED_STALLS.contains(&e.reason.as_str()) {
+                            format!(
+                                "{}: {} (checked again every {})",
+                                e.operation,
+                                e.message,
+                                human(ctx.settings.resync_period)
+                            )
+                        } else {
+                            format!("{}: {} (no retries until the spec changes)", e.operation, e.message)
+                        },
                     );
-                    (vec![ready, synced, done, stalled], Action::await_change())
+                    (vec![ready, synced, done, stalled], next)
                 }
             }
         }

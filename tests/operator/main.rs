@@ -436,22 +436,27 @@ async fn unknown_region_in_spec_is_rejected_by_schema() {
 }
 
 #[tokio::test]
-async fn two_objects_cannot_manage_one_export() {
+async fn two_objects_cannot_manage_one_export_until_the_first_is_gone() {
     let t = Test::new("dup", cfg()).await;
-    let _op = t.operator(|_| {}).await;
-    t.create("first", json!({})).await;
+    let _op = t.operator(|s| s.resync_period = Duration::from_secs(2)).await;
+    t.create("first", json!({"deletionPolicy": "Retain"})).await;
     let id = t.wait_ready("first").await.status.unwrap().export_id.unwrap();
     t.create("second", json!({"exportId": id})).await;
     let st = t.wait_status("second", "Stalled", |s| s.is_true(CONDITION_STALLED)).await.status.unwrap();
-    let msg = &st.condition(CONDITION_STALLED).unwrap().message;
-    assert!(msg.contains(&format!("already managed by ContinuousExport {}/first", t.ns)), "{msg}");
+    let stalled = st.condition(CONDITION_STALLED).unwrap();
+    assert_eq!(stalled.reason, "AlreadyManaged");
+    assert!(stalled.message.contains(&format!("already managed by ContinuousExport {}/first", t.ns)), "{stalled:?}");
     assert!(!st.is_true(CONDITION_READY));
-    // deleting the refused one leaves the export with its owner
-    t.api.delete("second", &DeleteParams::default()).await.unwrap();
-    t.wait_gone("second").await;
+    t.expect_event("second", "AlreadyManaged").await;
+
+    // The first lets go (Retain): the second adopts the export at its next resync.
+    t.api.delete("first", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("first").await;
+    let st = t.wait_ready("second").await.status.unwrap();
+    assert_eq!(st.export_id.as_deref(), Some(id.as_str()));
+    assert!(!st.is_true(CONDITION_STALLED));
     assert_eq!(t.export_status(&id), "ACTIVE");
     assert_eq!(t.emu.emulator.calls(op::STOP), 0);
-    t.expect_event("second", "InvalidParameter").await;
 }
 
 #[tokio::test]
