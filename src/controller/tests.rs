@@ -462,6 +462,12 @@ fn deleting(mut o: ContinuousExport, policy: DeletionPolicy) -> ContinuousExport
     o
 }
 
+/// The requests of a pass that starts an export: the fresh read, the `start-pending`
+/// annotation, the status with the export's ID, the annotation's removal.
+fn starting(obj: &ContinuousExport) -> Vec<Expect> {
+    vec![Expect::get(obj), Expect::merge_patch(obj), Expect::apply_status(obj), Expect::merge_patch(obj)]
+}
+
 fn settings() -> Settings {
     Settings { default_region: Some(REGION.into()), ..Settings::default() }
 }
@@ -511,12 +517,7 @@ async fn new_object_starts_once_and_records_status_before_clearing_pending() {
     let obj = object();
     let ads = FakeAds::new();
     ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::ACTIVE)));
-    let (client, server) = apiserver(vec![
-        Expect::get(&obj),
-        Expect::merge_patch(&obj),
-        Expect::apply_status(&obj),
-        Expect::merge_patch(&obj),
-    ]);
+    let (client, server) = apiserver(starting(&obj));
     let ctx = context(client, &ads);
 
     let before = Timestamp::now();
@@ -563,12 +564,7 @@ async fn start_in_progress_polls_with_short_backoff() {
     let obj = object();
     let ads = FakeAds::new();
     ads.on_list(Ok(vec![])).on_start(Ok(started("e-1"))).on_describe(Ok(export("e-1", ads::START_IN_PROGRESS)));
-    let (client, server) = apiserver(vec![
-        Expect::get(&obj),
-        Expect::merge_patch(&obj),
-        Expect::apply_status(&obj),
-        Expect::merge_patch(&obj),
-    ]);
+    let (client, server) = apiserver(starting(&obj));
     let ctx = context(client, &ads);
 
     let result = run(&obj, &ctx).await;
@@ -823,12 +819,7 @@ async fn start_then_describe_failure_still_records_the_export_id() {
         Reason::Throttled,
         "Rate exceeded",
     )));
-    let (client, server) = apiserver(vec![
-        Expect::get(&obj),
-        Expect::merge_patch(&obj),
-        Expect::apply_status(&obj),
-        Expect::merge_patch(&obj),
-    ]);
+    let (client, server) = apiserver(starting(&obj));
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
@@ -1505,12 +1496,7 @@ async fn describe_not_found_right_after_start_is_a_transition() {
         Reason::NotFound,
         "not listed yet",
     )));
-    let (client, server) = apiserver(vec![
-        Expect::get(&obj),
-        Expect::merge_patch(&obj),
-        Expect::apply_status(&obj),
-        Expect::merge_patch(&obj),
-    ]);
+    let (client, server) = apiserver(starting(&obj));
     let ctx = context(client, &ads);
     assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(Duration::from_secs(1)));
     let seen = server.finish().await;
