@@ -69,7 +69,7 @@ impl LeaseSettings {
 /// `work(stop)`, where `stop` is cancelled on `shutdown`: `work` should then wind
 /// down gracefully, still holding the Lease. If the lease is lost instead (another
 /// identity holds it, the lease manager failed, or no renewal was seen within the
-/// renew deadline: see [`renew_deadline`]), the
+/// renew deadline, see `renew_deadline`), the
 /// `work` future is dropped at once, without waiting for it, and an error line
 /// `leader election lost` is logged. `on_standby` is called once the Lease is
 /// reachable (the replica is a healthy standby). Calls `on_leader(false)` after
