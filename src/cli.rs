@@ -69,11 +69,48 @@ fn parse_endpoint(s: &str) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_owned())
 }
 
+/// The pattern of an AWS region name, the same as the CRD's `spec.region` (see
+/// [`crate::api::ContinuousExportSpec::region`]) and the chart's `awsRegion`: a 2 to 4
+/// letter lower-case prefix, one or more lower-case words, a number (`us-west-2`,
+/// `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`).
+pub const REGION_PATTERN: &str = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$";
+
+/// Whether `s` matches [`REGION_PATTERN`].
+pub fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let letters = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    match parts.as_slice() {
+        [prefix, words @ .., number] if !words.is_empty() => {
+            (2..=4).contains(&prefix.len())
+                && letters(prefix)
+                && words.iter().all(letters)
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+/// Whether `s` is a Kubernetes DNS-1123 label, as namespace names must be: 1 to 63
+/// lower-case letters, digits and `-`, starting and ending with a letter or digit
+/// (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).
+pub fn is_dns1123_label(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            bytes.len() <= 63 && alnum(first) && alnum(last) && bytes.iter().all(|&b| alnum(b) || b == b'-')
+        }
+        _ => false,
+    }
+}
+
 /// Flags of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Default AWS region for objects without spec.region (must be the Migration Hub
-    /// home region). Falls back on the AWS SDK chain (profile, IMDS).
+    /// home region), e.g. us-west-2; checked against the CRD's spec.region pattern.
+    /// Falls back on the AWS SDK chain (profile, IMDS).
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
 
@@ -81,7 +118,8 @@ pub struct RunArgs {
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
     pub aws_endpoint_url: Option<String>,
 
-    /// Watch only this namespace (default: all namespaces).
+    /// Watch only this namespace, a namespace name such as ads-system (default: all
+    /// namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
@@ -139,19 +177,36 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Checks relations between flags.
+    /// Checks flag values clap cannot check alone, and relations between flags:
+    /// `--aws-region` must be a region name ([`is_region_name`]), `--namespace` a
+    /// namespace name ([`is_dns1123_label`]), `--backoff-max` at least `--backoff-base`,
+    /// and the lease timing sound when `--leader-elect` is on.
     ///
     /// # Errors
-    /// A one-line message naming the flags and the fix.
+    /// A one-line message naming the flag, the value and the fix, e.g.
+    /// `--aws-region: "us west" is not an AWS region name such as us-west-2`. The
+    /// binary prints it and exits with status 2, as clap does for its own errors.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(region) = self.aws_region.as_deref()
+            && !is_region_name(region)
+        {
+            return Err(format!("--aws-region: {region:?} is not an AWS region name such as us-west-2"));
+        }
         if self.backoff_max < self.backoff_base {
             return Err(format!(
                 "--backoff-max ({:?}) must not be shorter than --backoff-base ({:?})",
                 self.backoff_max, self.backoff_base
             ));
         }
-        if self.namespace.as_deref() == Some("") {
-            return Err("--namespace is empty: omit it to watch all namespaces".into());
+        match self.namespace.as_deref() {
+            Some("") => return Err("--namespace is empty: omit it to watch all namespaces".into()),
+            Some(ns) if !is_dns1123_label(ns) => {
+                return Err(format!(
+                    "--namespace: {ns:?} is not a namespace name (1 to 63 lower-case letters, digits and '-', \
+                     starting and ending with a letter or digit), e.g. ads-system"
+                ));
+            }
+            _ => {}
         }
         if self.leader_elect {
             self.lease_settings().validate()?;
@@ -249,5 +304,57 @@ mod tests {
         };
         assert!(a.validate().unwrap_err().contains("--lease-renew-interval"));
         assert!(parse(&["--metrics-addr", "nowhere"]).unwrap_err().to_string().contains("--metrics-addr"));
+    }
+
+    /// `validate`'s error for `run {flag}={value}` (as the chart passes flags, so a
+    /// value may start with `-`), or `None` when it is accepted.
+    fn invalid(flag: &str, value: &str) -> Option<String> {
+        let Command::Run(a) = parse(&["run", &format!("{flag}={value}")]).unwrap() else { panic!("not run") };
+        a.validate().err()
+    }
+
+    #[test]
+    fn aws_region_must_be_a_region_name() {
+        for ok in ["us-west-2", "us-gov-west-1", "cn-north-1", "eusc-de-east-1", "ap-southeast-10"] {
+            assert_eq!(invalid("--aws-region", ok), None, "{ok}");
+        }
+        assert_eq!(
+            invalid("--aws-region", "us west").as_deref(),
+            Some(r#"--aws-region: "us west" is not an AWS region name such as us-west-2"#)
+        );
+        for bad in ["", " us-west-2", "us-west-2 ", "US-WEST-2", "uswest2", "us-2", "u-west-2", "europe-west-1"] {
+            let e = invalid("--aws-region", bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(e.starts_with("--aws-region: ") && e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains("us-west-2") && !e.contains('\n'), "{e}");
+        }
+        for bad in ["us-west-", "us--west-2", "us-west-2a", "us-west-2-", "-us-west-2", "us-wést-2", "us_west-2"] {
+            assert!(invalid("--aws-region", bad).is_some(), "{bad:?} accepted");
+        }
+        // No flag: the SDK chain decides.
+        let Command::Run(a) = parse(&["run"]).unwrap() else { panic!("not run") };
+        assert_eq!(a.validate(), Ok(()));
+    }
+
+    #[test]
+    fn region_check_implements_the_crd_pattern() {
+        let crd = crate::api::crd();
+        let schema = crd.spec.versions[0].schema.as_ref().unwrap();
+        let spec = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["spec"];
+        let pattern = spec.properties.as_ref().unwrap()["region"].pattern.clone();
+        assert_eq!(pattern.as_deref(), Some(REGION_PATTERN), "update is_region_name along with spec.region's pattern");
+    }
+
+    #[test]
+    fn namespace_must_be_a_dns1123_label() {
+        for ok in ["default", "ads-system", "a", "0", "team-1-exports", &"a".repeat(63)] {
+            assert_eq!(invalid("--namespace", ok), None, "{ok}");
+        }
+        let e = invalid("--namespace", "BAD_NS").unwrap();
+        assert!(e.starts_with(r#"--namespace: "BAD_NS" is not a namespace name"#) && !e.contains('\n'), "{e}");
+        for bad in ["Upper", "under_score", "-lead", "trail-", "dot.ted", "sp ace", "ünï", &"a".repeat(64)] {
+            let e = invalid("--namespace", bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(e.starts_with("--namespace: ") && e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(invalid("--namespace", "").unwrap().contains("omit it to watch all namespaces"));
     }
 }

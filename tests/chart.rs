@@ -123,6 +123,18 @@ fn args(docs: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Whether the operator binary would start with these rendered container args: its
+/// own flag parsing (`Cli`) and `RunArgs::validate`, which fail with exit status 2.
+fn binary_accepts(args: &[String]) -> Result<(), String> {
+    use ads_export_operator::cli::{Cli, Command};
+    use clap::Parser;
+    let argv = std::iter::once("ads-export-operator".to_owned()).chain(args.iter().cloned());
+    match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.into_command() {
+        Command::Run(a) => a.validate(),
+        Command::Crd => Err("not `run`".into()),
+    }
+}
+
 /// The operator's RBAC rules on ContinuousExports and Events (least privilege).
 fn operator_rules() -> Value {
     json!([
@@ -247,6 +259,8 @@ fn schema_rejects_wrong_values() {
         ("awsRegion=US-WEST-2", "/awsRegion"),
         ("awsRegion=uswest2", "/awsRegion"),
         ("awsRegion=europe-west-1", "/awsRegion"),
+        ("watchNamespace=BAD_NS", "/watchNamespace"),
+        ("watchNamespace=-lead", "/watchNamespace"),
         ("noSuchKey=1", "noSuchKey"),
     ] {
         let out = run(helm(&["template", "t", chart.to_str().unwrap(), "--set", set]), None);
@@ -265,6 +279,25 @@ fn schema_accepts_regions_of_every_partition() {
     for region in ["us-west-2", "us-gov-west-1", "cn-north-1", "eusc-de-east-1"] {
         let docs = documents(&render("t", "ops", &[&format!("awsRegion={region}")]));
         assert!(args(&docs).contains(&format!("--aws-region={region}")), "awsRegion={region}: {:?}", args(&docs));
+        // ... and the binary accepts what the schema accepts (same pattern, src/cli.rs)
+        assert_eq!(binary_accepts(&args(&docs)), Ok(()), "awsRegion={region}");
+    }
+}
+
+#[test]
+fn binary_accepts_the_args_rendered_from_defaults_and_valid_values() {
+    // Empty awsRegion / watchNamespace (the defaults) render no flag at all: the
+    // binary's checks of --aws-region and --namespace only see real values.
+    let defaults = args(&documents(&render("t", "ops", &[])));
+    assert!(!defaults.iter().any(|a| a.starts_with("--aws-region") || a.starts_with("--namespace")), "{defaults:?}");
+    assert_eq!(binary_accepts(&defaults), Ok(()), "{defaults:?}");
+    for sets in [
+        &["watchNamespace=team-a", "awsRegion=eu-west-1"][..],
+        &[&format!("watchNamespace={}", "n".repeat(63)), "awsRegion=us-gov-west-1"][..],
+        &["watchNamespace=0-a", "replicaCount=2", "leaderElection.enabled=true"][..],
+    ] {
+        let rendered = args(&documents(&render("t", "ops", sets)));
+        assert_eq!(binary_accepts(&rendered), Ok(()), "{sets:?}: {rendered:?}");
     }
 }
 

@@ -594,6 +594,61 @@ async fn latency_fault_delays_then_proceeds() {
 }
 
 #[tokio::test]
+async fn after_effect_fault_answers_an_error_for_a_call_that_took_effect() {
+    let bed = Bed::home().await;
+    // Injected as JSON, as the admin API and the faults file take it.
+    let fault: Fault =
+        serde_json::from_value(json!({"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}))
+            .expect("afterEffect fault");
+    bed.emu().inject_fault(fault);
+    let err = bed.client.start_continuous_export().send().await.expect_err("HTTP 500 after the effect");
+    assert!(matches!(err, SdkError::ServiceError(_)), "{err:?}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+    assert_eq!(err.code(), Some("InternalFailure"));
+
+    // ... yet the export was created, and is listed.
+    let out = bed.client.describe_continuous_exports().send().await.expect("DescribeContinuousExports");
+    let [d] = out.descriptions() else { panic!("expected one export, got {:?}", out.descriptions()) };
+    assert_eq!(d.status(), Some(&ContinuousExportStatus::Active));
+    let id = d.export_id().expect("exportId").to_owned();
+    assert_eq!(bed.emu().exports().len(), 1);
+    // It is really active: a second Start conflicts with it.
+    let err = bed.client.start_continuous_export().send().await.expect_err("conflict").into_service_error();
+    assert!(matches!(err, StartContinuousExportError::ConflictErrorException(_)), "{err:?}");
+    // The counters record what the client was answered.
+    let counters = bed.emu().counters();
+    assert_eq!(counters.get("StartContinuousExport", "http500"), 1);
+    assert_eq!(counters.get("StartContinuousExport", "ok"), 0);
+    assert!(bed.emu().faults().is_empty(), "count 1 used up");
+
+    // An error fault with afterEffect on Stop: the export stops all the same.
+    bed.emu().inject_fault(error_fault("StopContinuousExport", "ServerInternalErrorException").times(1).after_effect());
+    let err = bed.client.stop_continuous_export().export_id(&id).send().await.expect_err("error after the effect");
+    assert!(matches!(err.into_service_error(), StopContinuousExportError::ServerInternalErrorException(_)));
+    bed.wait_for(&id, ContinuousExportStatus::Inactive).await;
+
+    // A call that fails by itself changes nothing; the fault still answers it.
+    let active = bed.start().await;
+    bed.emu().inject_fault(Fault::new(Some("StartContinuousExport"), FaultKind::Throttling).times(1).after_effect());
+    let err = bed.client.start_continuous_export().send().await.expect_err("throttled");
+    assert_eq!(err.code(), Some("ThrottlingException"));
+    assert_eq!(bed.emu().counters().get("StartContinuousExport", "ConflictErrorException"), 1, "no new conflict");
+    let ids: Vec<_> = bed.emu().exports().into_iter().map(|e| e.export_id).collect();
+    assert_eq!(ids, [id, active], "no export was added");
+}
+
+#[tokio::test]
+async fn fault_without_after_effect_answers_instead_of_the_call() {
+    let bed = Bed::home().await;
+    bed.emu().inject_fault(Fault::new(Some("StartContinuousExport"), FaultKind::Http { status: 500 }).times(1));
+    let err = bed.client.start_continuous_export().send().await.expect_err("HTTP 500");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+    assert!(bed.emu().exports().is_empty(), "the call had no effect: {:?}", bed.emu().exports());
+    let out = bed.client.describe_continuous_exports().send().await.expect("DescribeContinuousExports");
+    assert!(out.descriptions().is_empty(), "{:?}", out.descriptions());
+}
+
+#[tokio::test]
 async fn fault_count_and_operation_scope() {
     let bed = Bed::home().await;
     bed.emu().inject_fault(error_fault("StartContinuousExport", "AuthorizationErrorException").times(2));
@@ -701,6 +756,9 @@ async fn admin_api_over_http() {
     assert!(matches!(err, DescribeContinuousExportsError::AuthorizationErrorException(_)));
     let (status, active) = admin(Method::POST, &url, "faults", Some(json!([{"http": 503}, {"latencyMs": 1}]))).await;
     assert_eq!((status, active.as_array().map(Vec::len)), (201, Some(2)));
+    let fault = json!({"operation": "StopContinuousExport", "http": 502, "afterEffect": true, "count": 2});
+    let (status, active) = admin(Method::POST, &url, "faults", Some(fault.clone())).await;
+    assert_eq!((status, active[2].clone()), (201, fault), "afterEffect is listed back");
     let (status, _) = admin(Method::DELETE, &url, "faults", None).await;
     assert_eq!(status, 200);
     assert!(bed.emu().faults().is_empty());
@@ -745,6 +803,7 @@ async fn admin_api_over_http() {
         ("faults", json!({"error": "NopeException"}), "error"),
         ("faults", json!({"http": 503, "count": 0}), "count"),
         ("faults", json!({"latency": 5}), "latency"),
+        ("faults", json!({"latencyMs": 5, "afterEffect": true}), "afterEffect"),
         ("home-region", json!({}), "region"),
         ("home-region", json!({"region": 5}), "region"),
         ("delays", json!({"startDelayMs": 5}), "stopDelayMs"),

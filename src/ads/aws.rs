@@ -97,11 +97,13 @@ impl OperationError for StopContinuousExportError {
 /// Classifies any SDK failure of an ADS operation into an [`AdsError`]
 /// (reason, retry class via [`AdsError::class`], message), per DESIGN.md section 3.
 ///
-/// What maps to what (`ambiguous` says whether the request may have reached AWS):
+/// What maps to what (`ambiguous` says whether the request may have taken effect in
+/// AWS although the call failed):
 ///
 /// | [`SdkError`] variant | reason | `ambiguous` |
 /// |---|---|---|
-/// | `ServiceError` | the modeled variant's ([`OperationError::modeled_reason`]), else [`Reason::classify_code`] on the error code and HTTP status | `false` |
+/// | `ServiceError` with reason `ServerError` (`ServerInternalErrorException`, `InternalFailure`, `ServiceUnavailable`, any other HTTP 5xx) | `ServerError` | `true`: the server failed while or after handling the request, so it may have been carried out (a Start answered 500 may have created an export) |
+/// | `ServiceError` otherwise | the modeled variant's ([`OperationError::modeled_reason`]), else [`Reason::classify_code`] on the error code and HTTP status | `false`: throttling and 4xx errors are answered before anything is done |
 /// | any variant whose [`std::error::Error::source`] chain holds an [`aws_credential_types::provider::error::CredentialsError`] (no credentials in the chain, provider failed or timed out) or an [`aws_sigv4::http_request::SigningError`] (the request could not be SigV4-signed) | `AuthorizationError` | `false` |
 /// | `ConstructionFailure` otherwise (the SDK rejected its configuration or the input before building a request) | `UnknownError` | `false` |
 /// | `TimeoutError` (attempt or operation timeout) | `Unreachable` | `true` |
@@ -137,7 +139,9 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
                 (None, Some(_)) => one_line(&e.to_string()),
                 (None, None) => format!("HTTP {status} error"),
             };
-            AdsError::new(operation, reason, message)
+            // A server error may come after the request took effect; a throttling or
+            // client error means nothing was done.
+            AdsError { ambiguous: reason == Reason::ServerError, ..AdsError::new(operation, reason, message) }
         }
         SdkError::ConstructionFailure(_) => AdsError::new(
             operation,
@@ -436,6 +440,12 @@ mod tests {
                 let got = service($enum::$variant($variant::builder().message("m").meta(meta).build()), 400);
                 assert_eq!(got.reason, Reason::$reason, concat!(stringify!($enum), "::", stringify!($variant)));
                 assert_eq!(got.message, "m");
+                // only a server error may have taken effect
+                assert_eq!(
+                    got.ambiguous,
+                    Reason::$reason == Reason::ServerError,
+                    concat!(stringify!($enum), "::", stringify!($variant))
+                );
                 n += 1;
             )+
             n
@@ -495,10 +505,19 @@ mod tests {
             }
             StopContinuousExportError::generic(b.build())
         };
-        assert_eq!(service(generic(Some("ThrottlingException")), 400).reason, Reason::Throttled);
-        assert_eq!(service(generic(Some("UnrecognizedClientException")), 400).reason, Reason::AuthorizationError);
-        assert_eq!(service(generic(None), 503).reason, Reason::ServerError);
-        assert_eq!(service(generic(None), 418).reason, Reason::Unknown);
+        let classified = |code, status| {
+            let e = service(generic(code), status);
+            (e.reason, e.ambiguous)
+        };
+        assert_eq!(classified(Some("ThrottlingException"), 400), (Reason::Throttled, false));
+        assert_eq!(classified(Some("UnrecognizedClientException"), 400), (Reason::AuthorizationError, false));
+        assert_eq!(classified(None, 503), (Reason::ServerError, true));
+        assert_eq!(classified(None, 500), (Reason::ServerError, true));
+        assert_eq!(classified(Some("InternalFailure"), 500), (Reason::ServerError, true));
+        assert_eq!(classified(Some("ServiceUnavailable"), 503), (Reason::ServerError, true));
+        assert_eq!(classified(None, 429), (Reason::Throttled, false));
+        assert_eq!(classified(None, 403), (Reason::AuthorizationError, false));
+        assert_eq!(classified(None, 418), (Reason::Unknown, false));
         assert_eq!(service(generic(None), 503).message, "HTTP 503 error");
     }
 

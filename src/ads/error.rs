@@ -142,9 +142,11 @@ pub struct AdsError {
     /// A one-line, human-readable message (from ADS when it sent one). Never holds
     /// credentials or request signatures.
     pub message: String,
-    /// Whether the request may have taken effect although no answer arrived
-    /// (timeouts, dropped connections): a Start that fails this way may have
-    /// created an export.
+    /// Whether the request may have taken effect although the call failed: no answer
+    /// arrived (timeouts, dropped connections), the answer was unreadable, or ADS
+    /// answered a server error (HTTP 5xx, `ServerInternalErrorException`). A Start
+    /// that fails this way may have created an export. Throttling and 4xx errors are
+    /// not ambiguous: nothing was done.
     pub ambiguous: bool,
 }
 

@@ -142,7 +142,8 @@ pub trait ExportService: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`AdsError`] with reason e.g. `Conflict` when another export is active, or
-    /// `ServerError` with `ambiguous: true` when the answer carries no (or an empty)
+    /// `ServerError` with `ambiguous: true` when ADS answered a server error (HTTP 5xx,
+    /// `ServerInternalErrorException`) or the answer carries no (or an empty)
     /// `exportId`: an export may exist whose ID the caller must find by listing.
     fn start(&self, region: &str) -> impl Future<Output = Result<StartedExport, AdsError>> + Send;
 

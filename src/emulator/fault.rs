@@ -30,7 +30,8 @@ pub const DOCUMENTED_ERRORS: [&str; 9] = [
 ///
 /// (De)serializes as a flat JSON object, e.g.
 /// `{"operation":"StartContinuousExport","error":"AuthorizationErrorException","count":3}`,
-/// `{"http":503}`, `{"throttling":true}` or `{"latencyMs":2000}`.
+/// `{"http":503}`, `{"throttling":true}`, `{"latencyMs":2000}` or
+/// `{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "FaultSpec", into = "FaultSpec")]
 pub struct Fault {
@@ -40,6 +41,14 @@ pub struct Fault {
     pub kind: FaultKind,
     /// How many matching calls the fault affects before it disappears; `None` = until cleared.
     pub remaining: Option<u32>,
+    /// JSON `afterEffect`: when `true`, the call is executed normally first (its state
+    /// change is kept, e.g. a Start creates an export) and only its answer is replaced
+    /// by this fault's error, as when AWS acts on a request but the answer is lost or
+    /// turned into a 5xx on the way back. Only meaningful for [`FaultKind::Error`],
+    /// [`FaultKind::Http`] and [`FaultKind::Throttling`] (a latency fault always lets
+    /// the call take effect); [`Fault::validate`] rejects it otherwise. Default `false`:
+    /// the fault answers *instead of* the call, which then has no effect.
+    pub after_effect: bool,
 }
 
 /// What an injected fault does to a matching call.
@@ -70,7 +79,15 @@ pub enum FaultKind {
 impl Fault {
     /// A fault that affects every matching call until cleared.
     pub fn new(operation: Option<&str>, kind: FaultKind) -> Self {
-        Fault { operation: operation.map(str::to_owned), kind, remaining: None }
+        Fault { operation: operation.map(str::to_owned), kind, remaining: None, after_effect: false }
+    }
+
+    /// Lets the call take effect before the fault's error answers it (JSON
+    /// `"afterEffect": true`; see the `after_effect` field). Only valid for error, HTTP
+    /// and throttling faults: [`Fault::validate`] rejects it on a latency fault.
+    pub fn after_effect(mut self) -> Self {
+        self.after_effect = true;
+        self
     }
 
     /// Limits the fault to the next `count` matching calls.
@@ -97,6 +114,9 @@ impl Fault {
         if self.remaining == Some(0) {
             return Err("field `count`: must be at least 1 (omit it for no limit)".into());
         }
+        if self.after_effect && matches!(self.kind, FaultKind::Latency { .. }) {
+            return Err(AFTER_EFFECT_ONLY_WITH.into());
+        }
         match &self.kind {
             FaultKind::Error { name, .. } if !DOCUMENTED_ERRORS.contains(&name.as_str()) => Err(format!(
                 "field `error`: {name:?} is not a documented ADS error, expected one of {}",
@@ -109,6 +129,9 @@ impl Fault {
         }
     }
 }
+
+const AFTER_EFFECT_ONLY_WITH: &str = "field `afterEffect`: only allowed together with `error`, `http` or \
+     `throttling` (a `latencyMs` fault always lets the call take effect)";
 
 /// Reads a JSON array of faults from `path`; the error names the file and the problem.
 pub fn load_faults(path: &Path) -> Result<Vec<Fault>, String> {
@@ -139,6 +162,8 @@ struct FaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    after_effect: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     count: Option<u32>,
 }
 
@@ -151,6 +176,10 @@ impl TryFrom<FaultSpec> for Fault {
         }
         if spec.throttling == Some(false) {
             return Err("field `throttling`: must be true (omit it otherwise)".into());
+        }
+        let after_effect = spec.after_effect == Some(true);
+        if after_effect && spec.error.is_none() && spec.http.is_none() && spec.throttling.is_none() {
+            return Err(AFTER_EFFECT_ONLY_WITH.into());
         }
         let mut kinds = Vec::new();
         if let Some(name) = spec.error {
@@ -174,7 +203,7 @@ impl TryFrom<FaultSpec> for Fault {
                 ));
             }
         };
-        let fault = Fault { operation: spec.operation, kind, remaining: spec.count };
+        let fault = Fault { operation: spec.operation, kind, remaining: spec.count, after_effect };
         fault.validate()?;
         Ok(fault)
     }
@@ -182,7 +211,12 @@ impl TryFrom<FaultSpec> for Fault {
 
 impl From<Fault> for FaultSpec {
     fn from(fault: Fault) -> Self {
-        let mut spec = FaultSpec { operation: fault.operation, count: fault.remaining, ..FaultSpec::default() };
+        let mut spec = FaultSpec {
+            operation: fault.operation,
+            count: fault.remaining,
+            after_effect: fault.after_effect.then_some(true),
+            ..FaultSpec::default()
+        };
         match fault.kind {
             FaultKind::Error { name, message } => {
                 spec.error = Some(name);
@@ -212,6 +246,9 @@ mod tests {
             r#"{"http":503}"#,
             r#"{"throttling":true}"#,
             r#"{"operation":"StopContinuousExport","latencyMs":2000}"#,
+            r#"{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}"#,
+            r#"{"error":"ServerInternalErrorException","afterEffect":true}"#,
+            r#"{"throttling":true,"afterEffect":true}"#,
         ] {
             let fault = parse(json).expect(json);
             assert_eq!(serde_json::to_string(&fault).expect("serialize"), json);
@@ -230,9 +267,29 @@ mod tests {
             (r#"{"latency":5}"#, "latency"),
             (r#"{"http":503,"throttling":true}"#, "exactly one"),
             (r#"{}"#, "exactly one"),
+            (r#"{"latencyMs":100,"afterEffect":true}"#, "`afterEffect`"),
+            (r#"{"operation":"StartContinuousExport","afterEffect":true}"#, "`afterEffect`"),
+            (r#"{"http":500,"afterEffect":"yes"}"#, "expected a boolean"),
         ] {
             let err = parse(json).expect_err(json);
             assert!(err.contains(field), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn after_effect() {
+        let fault = parse(r#"{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}"#).unwrap();
+        assert_eq!(
+            fault,
+            Fault::new(Some("StartContinuousExport"), FaultKind::Http { status: 500 }).times(1).after_effect()
+        );
+        // `false` is the default: accepted, and not written back.
+        let fault = parse(r#"{"http":503,"afterEffect":false}"#).unwrap();
+        assert!(!fault.after_effect);
+        assert_eq!(serde_json::to_string(&fault).unwrap(), r#"{"http":503}"#);
+        assert!(parse(r#"{"latencyMs":5,"afterEffect":false}"#).is_ok());
+        // The builder is validated like the JSON.
+        let err = Fault::new(None, FaultKind::Latency { ms: 5 }).after_effect().validate().unwrap_err();
+        assert!(err.contains("`afterEffect`") && err.contains("`error`, `http` or `throttling`"), "{err}");
     }
 }

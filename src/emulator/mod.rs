@@ -33,6 +33,7 @@
 //! {"http": 503}
 //! {"throttling": true}
 //! {"latencyMs": 2000}
+//! {"operation": "StartContinuousExport", "http": 500, "afterEffect": true, "count": 1}
 //! ```
 //!
 //! `operation` (omitted = every operation) and `count` (omitted = until cleared) are
@@ -42,6 +43,14 @@
 //! client that gives up meanwhile leaves the effect behind, as with a lost AWS response; of the other
 //! faults, the first matching one (in injection order) answers the call. Every fault applied
 //! to a call uses up one of its `count`.
+//!
+//! An `error`, `http` or `throttling` fault answers *instead of* the call, which then has no
+//! effect. With the optional `"afterEffect": true` (only allowed with those three; `false`
+//! is the default) the call is executed normally first, its state change kept, and only
+//! its answer is replaced by the fault's error: a Start answered HTTP 500 has still created
+//! an export, as when AWS carries out a request but a 5xx hides it. If the call itself
+//! fails (a `ConflictErrorException`, say), nothing changes and the fault's error is
+//! answered all the same. The counters record the answer the client got (e.g. `http500`).
 //!
 //! # Admin API (`/_emulator/`, JSON, no auth)
 //!

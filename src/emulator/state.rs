@@ -253,15 +253,16 @@ impl State {
     }
 
     /// Picks the faults for one call of `operation`: the total added latency and the first
-    /// matching non-latency fault. Consumes one use of every fault it applies.
-    pub fn take_faults(&mut self, operation: &str) -> (Duration, Option<FaultKind>) {
+    /// matching non-latency fault (a copy, whose `after_effect` says whether the call is
+    /// executed before the fault answers it). Consumes one use of every fault it applies.
+    pub fn take_faults(&mut self, operation: &str) -> (Duration, Option<Fault>) {
         let mut latency = Duration::ZERO;
         let mut answer = None;
         for fault in self.faults.iter_mut().filter(|f| f.matches(operation)) {
             match &fault.kind {
                 FaultKind::Latency { ms } => latency += Duration::from_millis(*ms),
                 _ if answer.is_some() => continue,
-                kind => answer = Some(kind.clone()),
+                _ => answer = Some(fault.clone()),
             }
             if let Some(n) = &mut fault.remaining {
                 *n = n.saturating_sub(1);

@@ -162,23 +162,38 @@ fn dispatch(
     };
 
     let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
+    let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
+    let answer = fault.and_then(|f| AwsError::from_fault(f.kind));
     // The call takes effect first and its answer is delayed, as with a slow or lost
     // AWS response: a client that gives up meanwhile still leaves the effect behind.
-    let result = match fault.and_then(AwsError::from_fault) {
-        Some(err) => Err(err),
-        None => parse_body(body).and_then(|input| {
-            emulator.with_state(|s| {
-                check_home_region(s.home_region.as_deref(), &region)?;
-                let now = Instant::now();
-                match operation {
-                    Operation::Start => s.start(&region, now),
-                    Operation::Describe => s.describe(&region, describe_input(&input)?, now),
-                    Operation::Stop => s.stop(&region, stop_input(&input)?, now),
-                }
-            })
-        }),
+    let result = match answer {
+        Some(err) if !after_effect => Err(err),
+        answer => {
+            let handled = execute(emulator, &region, operation, body);
+            // An `afterEffect` fault keeps the call's effect (if it had one) and replaces
+            // its answer, as a 5xx that hides a request AWS did carry out.
+            match answer {
+                Some(err) => Err(err),
+                None => handled,
+            }
+        }
     };
     (result, latency)
+}
+
+/// Executes one call of `operation` on the emulated state of `region`: the answer a
+/// fault-free ADS would give (errors included).
+fn execute(emulator: &Emulator, region: &str, operation: Operation, body: &[u8]) -> Result<Value, AwsError> {
+    let input = parse_body(body)?;
+    emulator.with_state(|s| {
+        check_home_region(s.home_region.as_deref(), region)?;
+        let now = Instant::now();
+        match operation {
+            Operation::Start => s.start(region, now),
+            Operation::Describe => s.describe(region, describe_input(&input)?, now),
+            Operation::Stop => s.stop(region, stop_input(&input)?, now),
+        }
+    })
 }
 
 /// Extracts the region from the SigV4 credential scope
