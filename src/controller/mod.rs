@@ -153,6 +153,43 @@ pub struct Context<S: ExportService> {
     pub store: Option<Store<ContinuousExport>>,
     /// Metrics hook.
     pub observer: Option<Arc<dyn ReconcileObserver>>,
+    /// Regions with a StartContinuousExport in flight in this process, and whose.
+    pub starts: StartGate,
+}
+
+/// At most one StartContinuousExport in flight per region in this process: an
+/// unanswered start may have created any export that later shows up in the region, so
+/// two at once could not tell whose export is whose. (Across reconciles the
+/// `start-pending` annotation, seen in the watch cache, plays the same part.)
+#[derive(Debug, Default)]
+pub struct StartGate(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl StartGate {
+    /// Takes `region` for the object `key`; `None` if another object holds it. The
+    /// region is free again when the returned guard is dropped.
+    pub fn enter<'a>(&'a self, region: &str, key: &str) -> Option<StartGuard<'a>> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.get(region) {
+            Some(holder) if holder != key => None,
+            _ => {
+                held.insert(region.to_owned(), key.to_owned());
+                Some(StartGuard { gate: self, region: region.to_owned() })
+            }
+        }
+    }
+}
+
+/// Holds a region of a [`StartGate`] until dropped.
+#[derive(Debug)]
+pub struct StartGuard<'a> {
+    gate: &'a StartGate,
+    region: String,
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        self.gate.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.region);
+    }
 }
 
 impl<S: ExportService> Context<S> {
@@ -167,6 +204,7 @@ impl<S: ExportService> Context<S> {
             settings,
             store: None,
             observer: None,
+            starts: StartGate::default(),
         }
     }
 }

@@ -60,10 +60,18 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
 }
 
 /// Stalled reasons that can clear without a spec change: the export's state in ADS
-/// ([`Phase::Failed`]), or another object's claim on the export (which may go away).
+/// ([`Phase::Failed`]), another object's claim on the export (which may go away), or
+/// an export ADS does not list (which may be eventual consistency).
 /// Such objects are looked at again every resync period.
-const RECHECKED_STALLS: [&str; 6] =
-    ["StoppedOutsideKubernetes", "StartFailed", "StopFailed", "ExportError", "UnknownStatus", "AlreadyManaged"];
+const RECHECKED_STALLS: [&str; 7] = [
+    "StoppedOutsideKubernetes",
+    "StartFailed",
+    "StopFailed",
+    "ExportError",
+    "UnknownStatus",
+    "AlreadyManaged",
+    "NotFound",
+];
 
 /// What one pass of the AWS state machine concluded.
 enum Phase {
@@ -181,12 +189,46 @@ struct Claim {
     deleting: bool,
 }
 
+/// The order in which objects count as older: creation time, then namespace and name.
+fn age(o: &ContinuousExport) -> (Option<Timestamp>, String, String) {
+    (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// Another object (with `only_older`, one older than `obj`) whose start is pending in
+/// `region`: it carries `start-pending` and no `status.exportId`, so its unanswered
+/// Start may have created any export that shows up there. Returns `namespace/name`.
+fn pending_start_elsewhere<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    region: &str,
+    only_older: bool,
+) -> Option<String> {
+    let store = ctx.store.as_ref()?;
+    let (me, my_age) = (obj.uid(), age(obj));
+    store
+        .state()
+        .iter()
+        .filter(|o| o.uid() != me && (!only_older || age(o) < my_age))
+        .filter(|o| o.annotations().contains_key(START_PENDING_ANNOTATION) && !has_export(o))
+        .find(|o| self::region(o, ctx).as_deref() == Some(region))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+}
+
+/// Recoverable: wait until `owner`'s pending start in `region` has settled.
+fn pending_elsewhere_error(owner: &str, region: &str) -> AdsError {
+    AdsError::new(
+        op::START,
+        Reason::ResourceInUse,
+        format!(
+            "waiting for the pending start of ContinuousExport {owner} in {region} to settle: until it does, an \
+             export showing up there may be that one's"
+        ),
+    )
+}
+
 /// Claims of other objects on exports, those being deleted included (until their
 /// finalizer is gone they may still stop, or keep, their export).
 fn claims<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Vec<Claim> {
-    let age = |o: &ContinuousExport| {
-        (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
-    };
     let (me, my_age) = (obj.uid(), age(obj));
     let Some(store) = ctx.store.as_ref() else { return Vec::new() };
     store
@@ -220,8 +262,8 @@ fn duplicate_error(id: &str, owner: &str) -> AdsError {
         "Configuration",
         Reason::AlreadyManaged,
         format!(
-            "export {id} is already managed by ContinuousExport {owner}; two objects must not manage one export \
-             (deleting either would stop it): delete this one"
+            "export {id} is already managed by ContinuousExport {owner}; one export has one managing object: this \
+             one adopts it once {owner} is gone, or delete this one"
         ),
     )
 }
@@ -755,12 +797,18 @@ async fn find_or_start<S: ExportService>(
     let exports = ctx.ads.list(region).await?;
     if let Some(since) = since {
         if let Some(d) = pending_candidate(ctx, obj, &exports, since) {
+            if let Some(other) = pending_start_elsewhere(ctx, obj, region, true) {
+                return Err(pending_elsewhere_error(&other, region).into());
+            }
             publish(
                 ctx,
                 obj,
                 false,
                 ("Recovered", "Adopt"),
-                format!("found export {} started by an interrupted reconcile; managing it", d.export_id),
+                format!(
+                    "found export {}, started by an earlier attempt whose answer was lost; managing it",
+                    d.export_id
+                ),
             )
             .await;
             info!(export_id = %d.export_id, "resolved pending start");
@@ -786,6 +834,16 @@ async fn find_or_start<S: ExportService>(
             AdsError::new(op::START, Reason::Conflict, conflict_message(ctx, obj, region, active, detail)).into()
         );
     }
+
+    // One start in flight per region: another object's unanswered start would make
+    // every export that shows up there ambiguous.
+    if let Some(other) = pending_start_elsewhere(ctx, obj, region, since.is_some()) {
+        return Err(pending_elsewhere_error(&other, region).into());
+    }
+    let key = key(obj);
+    let Some(_gate) = ctx.starts.enter(region, &key) else {
+        return Err(pending_elsewhere_error("(being reconciled now)", region).into());
+    };
 
     // An earlier attempt's time is kept: the export it may have created started after it.
     let retrying = *pending;
@@ -889,6 +947,14 @@ async fn cleanup<S: ExportService>(
         Ok(Action::await_change())
     };
     if obj.spec.deletion_policy == DeletionPolicy::Retain {
+        // Name the export left behind, also one of a start whose answer was lost.
+        let mut status = status.clone();
+        if let (None, Some(since), Some(region)) = (&status.export_id, pending_since(obj), region(obj, ctx))
+            && let Ok(Some(d)) = resolve_pending(ctx, obj, &region, since).await
+        {
+            status.export_status = Some(d.status.clone());
+            status.export_id = Some(d.export_id);
+        }
         if let Some(id) = &status.export_id {
             let state = status.export_status.as_deref().unwrap_or("in an unknown state");
             let note = if is_running(state) {
@@ -959,7 +1025,12 @@ async fn stop_for_delete<S: ExportService>(
         Some(id) => id,
         None => match pending_since(obj) {
             Some(since) => match resolve_pending(ctx, obj, region, since).await? {
-                Some(d) => d.export_id,
+                Some(d) => {
+                    if let Some(other) = pending_start_elsewhere(ctx, obj, region, true) {
+                        return Err(pending_elsewhere_error(&other, region));
+                    }
+                    d.export_id
+                }
                 None => return Ok("no export was started".into()),
             },
             None => return Ok("no export was started".into()),
@@ -968,9 +1039,17 @@ async fn stop_for_delete<S: ExportService>(
     if let Some(other) = managed_elsewhere(ctx, obj, &id, true) {
         return Ok(format!("export {id} is managed by ContinuousExport {}: not stopped", other.owner));
     }
+    let mut scratch = status.clone(); // the object is going away: its status times are not needed
     let d = match ctx.ads.describe(region, &id).await {
         Ok(d) => d,
-        Err(e) if e.reason == Reason::NotFound => return Ok(format!("export {id} does not exist")),
+        // Not listed, which may just be too soon after Start: a Stop settles it.
+        Err(e) if e.reason == Reason::NotFound => {
+            return match stop(obj, ctx, region, &id, &mut scratch, false).await {
+                Ok(()) => Ok(format!("stopped export {id}")),
+                Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),
+                Err(e) => Err(e),
+            };
+        }
         Err(e) => return Err(e),
     };
     match d.status.as_str() {
@@ -985,8 +1064,6 @@ async fn stop_for_delete<S: ExportService>(
         }
         other => return Ok(format!("export {id} is {other}")),
     }
-    // The object is going away: its status times are not needed.
-    let mut scratch = status.clone();
     match stop(obj, ctx, region, &id, &mut scratch, false).await {
         Ok(()) => Ok(format!("stopped export {id}")),
         Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),

@@ -892,22 +892,22 @@ async fn adopts_spec_export_id_without_a_fresh_read_or_start() {
 
 #[tokio::test]
 async fn stalled_on_current_generation_makes_no_calls() {
-    // First pass: adopting an unknown ID is terminal (Stalled, reason NotFound).
+    // First pass: a terminal error (Stalled, reason InvalidParameter).
     let mut obj = object();
     obj.spec.export_id = Some("e-missing".into());
     let ads = FakeAds::new();
-    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "no such export")));
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::InvalidParameter, "bad export ID")));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     assert_eq!(result.expect("reconcile"), Action::await_change());
     let status = seen.requests[0].applied_status();
-    assert_cond(&status, CONDITION_STALLED, "True", "NotFound");
-    assert_cond(&status, CONDITION_RECONCILING, "False", "NotFound");
-    assert!(cond(&status, CONDITION_STALLED).message.contains("cannot adopt export e-missing"));
+    assert_cond(&status, CONDITION_STALLED, "True", "InvalidParameter");
+    assert_cond(&status, CONDITION_RECONCILING, "False", "InvalidParameter");
+    assert!(cond(&status, CONDITION_STALLED).message.contains("no retries until the spec changes"));
     assert_eq!(ads.take_calls(), [describe("e-missing")]);
-    assert_eq!(seen.event_reasons(), [("Warning".into(), "NotFound".into())]);
+    assert_eq!(seen.event_reasons(), [("Warning".into(), "InvalidParameter".into())]);
 
     // Second pass on the same generation: nothing at all.
     obj.status = Some(status.clone());
@@ -1174,16 +1174,18 @@ async fn delete_stops_an_active_export_then_releases_the_finalizer() {
 }
 
 #[tokio::test]
-async fn delete_of_a_vanished_export_releases_the_finalizer_without_stop() {
+async fn delete_of_a_vanished_export_releases_the_finalizer() {
     let obj = deleting(with_status(object(), managed("e-1", ads::ACTIVE)), DeletionPolicy::Delete);
     let ads = FakeAds::new();
-    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "no such export")));
+    // Not listed (maybe just too soon after Start): a Stop settles it.
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "no such export")))
+        .on_stop(Err(ads_error("StopContinuousExport", Reason::NotFound, "no such export")));
     let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     assert_eq!(result.expect("reconcile"), Action::await_change());
-    assert_eq!(ads.take_calls(), [describe("e-1")], "no Stop");
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
     assert_eq!(seen.requests.len(), 1);
 }
 
@@ -1327,7 +1329,7 @@ async fn vanished_export_is_stalled_and_not_ready() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::await_change());
+    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC), "looked at again: it may show up");
     let status = seen.requests[0].applied_status();
     // the last known ACTIVE must not read as Ready next to Stalled
     assert_cond(&status, CONDITION_READY, "False", "NotFound");
@@ -1607,4 +1609,61 @@ async fn pending_start_never_takes_the_export_of_an_object_being_deleted() {
     assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::await_change());
     server.finish().await;
     assert_eq!(ads.take_calls(), [Call::List], "no Stop of another object's export");
+}
+
+// ---------------------------------------------------------------------------
+// One start in flight per region
+// ---------------------------------------------------------------------------
+
+/// Another object, older than [`object`], whose start is pending (annotation, no status).
+fn pending_object(name: &str) -> ContinuousExport {
+    let mut o = other_object(name, "unused");
+    o.status = None;
+    o.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2026-03-01T12:00:00.000Z".into())].into());
+    o
+}
+
+#[test]
+fn start_gate_holds_a_region_for_one_object() {
+    let gate = super::StartGate::default();
+    let a = gate.enter("us-west-2", "a").expect("free");
+    assert!(gate.enter("us-west-2", "b").is_none(), "held by a");
+    assert!(gate.enter("eu-west-1", "b").is_some(), "another region");
+    drop(a);
+    assert!(gate.enter("us-west-2", "b").is_some(), "free again");
+}
+
+#[tokio::test]
+async fn a_start_waits_while_another_object_has_a_pending_start_in_the_region() {
+    let obj = object();
+    let ads = FakeAds::new();
+    ads.on_list(Ok(vec![]));
+    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::apply_status(&obj)]);
+    let ctx = context_with_cache(client, &ads, vec![pending_object("old")]);
+    let action = run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_ne!(action, Action::await_change());
+    assert_eq!(ads.take_calls(), [Call::List], "no Start, no annotation");
+    let status = seen.requests[1].applied_status();
+    assert_cond(&status, CONDITION_SYNCED, "False", "ResourceInUse");
+    assert!(cond(&status, CONDITION_SYNCED).message.contains("pending start of ContinuousExport team-a/old"));
+}
+
+#[tokio::test]
+async fn a_pending_start_does_not_take_an_export_while_an_older_one_is_pending() {
+    // Both objects' starts went unanswered; the export that showed up may be either's:
+    // the older object resolves first, this one waits (and, being deleted, stops nothing).
+    let mut obj = deleting(object(), DeletionPolicy::Delete);
+    let since = "2026-03-01T12:00:00.000Z";
+    obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), since.into())].into());
+    let mut created = export("e-x", ads::ACTIVE);
+    created.start_time = Some(ts("2026-03-01T12:00:01.000Z"));
+    let ads = FakeAds::new();
+    ads.on_list(Ok(vec![created]));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context_with_cache(client, &ads, vec![pending_object("old")]);
+    let err = cleanup_error(run(&obj, &ctx).await);
+    server.finish().await;
+    assert!(matches!(err, Error::Waiting(ref m) if m.contains("team-a/old")), "{err:?}");
+    assert_eq!(ads.take_calls(), [Call::List], "no Stop");
 }

@@ -147,6 +147,46 @@ async fn a_retained_export_is_never_taken_over_by_a_new_object() {
 }
 
 #[tokio::test]
+async fn a_second_object_waits_for_a_pending_start_and_never_takes_its_export() {
+    // Found by a break-it session: while one object's start was unanswered (pending),
+    // a second object started an export, which the first then "recovered" as its own
+    // (and deleting the first stopped the second's export).
+    let t = Test::new("pendwait", cfg()).await;
+    let _op = t.operator(|_| {}).await; // backoff 500 ms doubling to 5 s
+    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Http { status: 500 }).times(4));
+    t.create("first", json!({})).await;
+    t.wait_status("first", "ServerError", |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "ServerError"))
+        .await;
+    t.create("second", json!({})).await;
+    let obj = t
+        .wait_status("second", "waiting (ResourceInUse)", |s| {
+            s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "ResourceInUse")
+        })
+        .await;
+    let msg = obj.status.unwrap().condition(CONDITION_SYNCED).unwrap().message.clone();
+    assert!(msg.contains(&format!("pending start of ContinuousExport {}/first", t.ns)), "{msg}");
+
+    // The first starts its export at last; the second then conflicts with it, by name.
+    let id = t.wait_ready("first").await.status.unwrap().export_id.unwrap();
+    let obj = t
+        .wait_status("second", "Conflict", |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "Conflict"))
+        .await;
+    let msg = obj.status.unwrap().condition(CONDITION_SYNCED).unwrap().message.clone();
+    assert!(msg.contains(&id) && msg.contains(&format!("{}/first", t.ns)), "{msg}");
+    assert_eq!(
+        t.emu.emulator.calls(op::START),
+        5,
+        "four failed attempts of the first, then its Start; none of the second"
+    );
+    assert_eq!(t.emu.emulator.exports().len(), 1);
+
+    // Deleting the second stops nothing.
+    t.api.delete("second", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("second").await;
+    assert_eq!(t.export_status(&id), "ACTIVE");
+}
+
+#[tokio::test]
 async fn delete_after_out_of_band_stop_or_of_unknown_id_still_completes() {
     let t = Test::new("delgone", cfg()).await;
     let _op = t.operator(|_| {}).await;
