@@ -295,6 +295,9 @@ fn binary_accepts_the_args_rendered_from_defaults_and_valid_values() {
         &["watchNamespace=team-a", "awsRegion=eu-west-1"][..],
         &[&format!("watchNamespace={}", "n".repeat(63)), "awsRegion=us-gov-west-1"][..],
         &["watchNamespace=0-a", "replicaCount=2", "leaderElection.enabled=true"][..],
+        // the timing minimums the binary and the chart share
+        &["resyncPeriod=10s", "backoff.base=100ms", "backoff.max=100ms"][..],
+        &["resyncPeriod=10000ms", "backoff.base=100ms", "backoff.max=1h"][..],
     ] {
         let rendered = args(&documents(&render("t", "ops", sets)));
         assert_eq!(binary_accepts(&rendered), Ok(()), "{sets:?}: {rendered:?}");
@@ -319,6 +322,12 @@ fn templates_reject_inconsistent_values() {
         ),
         (&["leaderElection.leaseDuration=1s"][..], "leaderElection.leaseDuration (1s) must be at least 2s"),
         (&["leaderElection.renewInterval=500ms"][..], "must be at least 1s"),
+        // below the binary's minimums (src/cli.rs)
+        (&["resyncPeriod=1ms"][..], "resyncPeriod (1ms) is shorter than the minimum, 10s (--resync-period)"),
+        (&["resyncPeriod=9s"][..], "resyncPeriod (9s) is shorter than the minimum, 10s"),
+        (&["resyncPeriod=9999ms"][..], "resyncPeriod (9999ms) is shorter than the minimum, 10s"),
+        (&["backoff.base=99ms"][..], "backoff.base (99ms) is shorter than the minimum, 100ms (--backoff-base)"),
+        (&["backoff.base=1ms", "backoff.max=1ms"][..], "backoff.base (1ms) is shorter than the minimum, 100ms"),
     ] {
         let mut cmd = helm(&["template", "t", chart.to_str().unwrap()]);
         for set in sets {

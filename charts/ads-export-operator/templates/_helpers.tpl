@@ -101,8 +101,16 @@ Reject value combinations the schema cannot express (the operator would refuse
 them at start-up and the pods would crash-loop).
 */}}
 {{- define "ads-export-operator.validate" -}}
+{{- $resync := include "ads-export-operator.ms" .Values.resyncPeriod | int64 }}
 {{- $base := include "ads-export-operator.ms" .Values.backoff.base | int64 }}
 {{- $max := include "ads-export-operator.ms" .Values.backoff.max | int64 }}
+{{- /* The binary's minimums (src/cli.rs MIN_RESYNC_PERIOD, MIN_BACKOFF_BASE). */}}
+{{- if lt $resync 10000 }}
+{{- fail (printf "resyncPeriod (%s) is shorter than the minimum, 10s (--resync-period)" .Values.resyncPeriod) }}
+{{- end }}
+{{- if lt $base 100 }}
+{{- fail (printf "backoff.base (%s) is shorter than the minimum, 100ms (--backoff-base)" .Values.backoff.base) }}
+{{- end }}
 {{- if gt $base $max }}
 {{- fail (printf "backoff.max (%s) must not be shorter than backoff.base (%s)" .Values.backoff.max .Values.backoff.base) }}
 {{- end }}
