@@ -24,6 +24,22 @@ contains the chart name it is not repeated.
 {{- end }}
 
 {{/*
+Name of the metrics Service. Service names must be DNS-1035 labels: lower-case
+letters, digits and '-', at most 63, starting with a letter (only clusters with
+RelaxedServiceNameValidation, KEP-5311, on by default from Kubernetes 1.36, take
+more). Release names may start with a digit or hold dots: release "9r" gets
+"metrics-9r-ads-export-operator", not "9r-ads-export-operator-metrics".
+*/}}
+{{- define "ads-export-operator.metricsServiceName" -}}
+{{- $base := include "ads-export-operator.fullname" . | replace "." "-" | trunc 55 | trimSuffix "-" }}
+{{- if regexMatch "^[a-z]" $base }}
+{{- printf "%s-metrics" $base }}
+{{- else }}
+{{- printf "metrics-%s" $base }}
+{{- end }}
+{{- end }}
+
+{{/*
 Name of cluster-scoped resources (ClusterRole, ClusterRoleBinding): prefixed
 with the release namespace so that releases of the same name in different
 namespaces do not collide.
