@@ -12,7 +12,7 @@
 //!    export with `stopped: true` (ADS allows one active export per region, but any
 //!    number of stopped ones). Seconds until all are `Ready=True`; the operator's CPU
 //!    seconds (user + system, from `/proc/<pid>/stat`) and peak RSS (`VmHWM`) for that;
-//!    then two resync periods (`BENCH_RESYNC`, default 15 s) of steady state: CPU seconds,
+//!    then two resync periods (`BENCH_RESYNC`, default 15 s, at least 10 s) of steady state: CPU seconds,
 //!    Describe calls and status writes (objects whose `resourceVersion` moved; should
 //!    be 0).
 //!

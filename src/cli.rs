@@ -105,6 +105,21 @@ pub fn is_dns1123_label(s: &str) -> bool {
     }
 }
 
+/// Shortest `--resync-period` accepted: every steady object makes one
+/// DescribeContinuousExports call per period, so a period of milliseconds would call
+/// ADS hundreds of times a second. The controller itself accepts any period
+/// ([`crate::controller::Settings::resync_period`]); the bound is the binary's.
+pub const MIN_RESYNC_PERIOD: Duration = Duration::from_secs(10);
+
+/// Shortest `--backoff-base` accepted: the first retry after a failure waits this
+/// long, and polling a transition starts from it too.
+pub const MIN_BACKOFF_BASE: Duration = Duration::from_millis(100);
+
+/// A duration as the flags take it (`1ms`, `10s`, `5m`, `1h 30m`).
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Flags of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -123,7 +138,8 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Steady-state resync period: how often an unchanged object is compared with ADS.
+    /// Steady-state resync period: how often an unchanged object is compared with ADS
+    /// (at least 10s).
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
     pub resync_period: Duration,
 
@@ -132,11 +148,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub max_concurrent_reconciles: u16,
 
-    /// First retry delay after a recoverable AWS error (doubles per retry, with jitter).
+    /// First retry delay after a recoverable AWS error (doubles per retry, with jitter;
+    /// at least 100ms).
     #[arg(long, env = "BACKOFF_BASE", default_value = "5s", value_parser = parse_duration)]
     pub backoff_base: Duration,
 
-    /// Longest retry delay.
+    /// Longest retry delay (at least --backoff-base).
     #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
     pub backoff_max: Duration,
 
@@ -179,23 +196,35 @@ pub struct RunArgs {
 impl RunArgs {
     /// Checks flag values clap cannot check alone, and relations between flags:
     /// `--aws-region` must be a region name ([`is_region_name`]), `--namespace` a
-    /// namespace name ([`is_dns1123_label`]), `--backoff-max` at least `--backoff-base`,
-    /// and the lease timing sound when `--leader-elect` is on.
+    /// namespace name ([`is_dns1123_label`]), `--resync-period` at least
+    /// [`MIN_RESYNC_PERIOD`] (10 s), `--backoff-base` at least [`MIN_BACKOFF_BASE`]
+    /// (100 ms), `--backoff-max` at least `--backoff-base`, and the lease timing sound
+    /// when `--leader-elect` is on.
     ///
     /// # Errors
     /// A one-line message naming the flag, the value and the fix, e.g.
-    /// `--aws-region: "us west" is not an AWS region name such as us-west-2`. The
-    /// binary prints it and exits with status 2, as clap does for its own errors.
+    /// `--aws-region: "us west" is not an AWS region name such as us-west-2` or
+    /// `--resync-period: 1ms is shorter than the minimum, 10s`. The binary prints it and
+    /// exits with status 2, as clap does for its own errors.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(region) = self.aws_region.as_deref()
             && !is_region_name(region)
         {
             return Err(format!("--aws-region: {region:?} is not an AWS region name such as us-west-2"));
         }
+        for (flag, value, min) in [
+            ("--resync-period", self.resync_period, MIN_RESYNC_PERIOD),
+            ("--backoff-base", self.backoff_base, MIN_BACKOFF_BASE),
+        ] {
+            if value < min {
+                return Err(format!("{flag}: {} is shorter than the minimum, {}", human(value), human(min)));
+            }
+        }
         if self.backoff_max < self.backoff_base {
             return Err(format!(
-                "--backoff-max ({:?}) must not be shorter than --backoff-base ({:?})",
-                self.backoff_max, self.backoff_base
+                "--backoff-max: {} is shorter than the minimum, --backoff-base ({})",
+                human(self.backoff_max),
+                human(self.backoff_base)
             ));
         }
         match self.namespace.as_deref() {
@@ -311,6 +340,34 @@ mod tests {
     fn invalid(flag: &str, value: &str) -> Option<String> {
         let Command::Run(a) = parse(&["run", &format!("{flag}={value}")]).unwrap() else { panic!("not run") };
         a.validate().err()
+    }
+
+    #[test]
+    fn timing_flags_have_lower_bounds() {
+        // at the bounds, and the values tests, the bench and the chart's defaults use
+        for (flag, ok) in [
+            ("--resync-period", "10s"),
+            ("--resync-period", "15s"),
+            ("--resync-period", "10m"),
+            ("--backoff-base", "100ms"),
+            ("--backoff-base", "500ms"),
+            ("--backoff-base", "5s"),
+        ] {
+            assert_eq!(invalid(flag, ok), None, "{flag}={ok}");
+        }
+        for (flag, bad, message) in [
+            ("--resync-period", "1ms", "--resync-period: 1ms is shorter than the minimum, 10s"),
+            ("--resync-period", "9s", "--resync-period: 9s is shorter than the minimum, 10s"),
+            ("--resync-period", "9999ms", "--resync-period: 9s 999ms is shorter than the minimum, 10s"),
+            ("--backoff-base", "99ms", "--backoff-base: 99ms is shorter than the minimum, 100ms"),
+            ("--backoff-base", "1ms", "--backoff-base: 1ms is shorter than the minimum, 100ms"),
+        ] {
+            assert_eq!(invalid(flag, bad).as_deref(), Some(message), "{flag}={bad}");
+        }
+        let Command::Run(a) = parse(&["--backoff-base", "10m", "--backoff-max", "1m"]).unwrap() else { panic!() };
+        assert_eq!(a.validate().unwrap_err(), "--backoff-max: 1m is shorter than the minimum, --backoff-base (10m)");
+        let Command::Run(a) = parse(&["--backoff-base", "100ms", "--backoff-max", "100ms"]).unwrap() else { panic!() };
+        assert_eq!(a.validate(), Ok(()), "--backoff-max may equal --backoff-base");
     }
 
     #[test]

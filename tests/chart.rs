@@ -295,6 +295,9 @@ fn binary_accepts_the_args_rendered_from_defaults_and_valid_values() {
         &["watchNamespace=team-a", "awsRegion=eu-west-1"][..],
         &[&format!("watchNamespace={}", "n".repeat(63)), "awsRegion=us-gov-west-1"][..],
         &["watchNamespace=0-a", "replicaCount=2", "leaderElection.enabled=true"][..],
+        // the timing minimums the binary and the chart share
+        &["resyncPeriod=10s", "backoff.base=100ms", "backoff.max=100ms"][..],
+        &["resyncPeriod=10000ms", "backoff.base=100ms", "backoff.max=1h"][..],
     ] {
         let rendered = args(&documents(&render("t", "ops", sets)));
         assert_eq!(binary_accepts(&rendered), Ok(()), "{sets:?}: {rendered:?}");
@@ -319,6 +322,12 @@ fn templates_reject_inconsistent_values() {
         ),
         (&["leaderElection.leaseDuration=1s"][..], "leaderElection.leaseDuration (1s) must be at least 2s"),
         (&["leaderElection.renewInterval=500ms"][..], "must be at least 1s"),
+        // below the binary's minimums (src/cli.rs)
+        (&["resyncPeriod=1ms"][..], "resyncPeriod (1ms) is shorter than the minimum, 10s (--resync-period)"),
+        (&["resyncPeriod=9s"][..], "resyncPeriod (9s) is shorter than the minimum, 10s"),
+        (&["resyncPeriod=9999ms"][..], "resyncPeriod (9999ms) is shorter than the minimum, 10s"),
+        (&["backoff.base=99ms"][..], "backoff.base (99ms) is shorter than the minimum, 100ms (--backoff-base)"),
+        (&["backoff.base=1ms", "backoff.max=1ms"][..], "backoff.base (1ms) is shorter than the minimum, 100ms"),
     ] {
         let mut cmd = helm(&["template", "t", chart.to_str().unwrap()]);
         for set in sets {
@@ -621,6 +630,13 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
         }
     }
 
+    // A release name starting with a digit (the Service then is metrics-9r-...).
+    let manifests = render("9r", &release_ns, &[]);
+    let out = run(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&manifests));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "release 9r: dry run failed:\n{stdout}{stderr}");
+    assert!(stdout.contains("service/metrics-9r-ads-export-operator created"), "{stdout}");
+
     // The check above is not vacuous: without the security contexts it warns.
     let manifests = render("dry", &release_ns, &["securityContext=null", "podSecurityContext=null"]);
     let out = run(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&manifests));
@@ -776,6 +792,39 @@ async fn gitops_example_renders_and_validates() {
     cex["metadata"]["namespace"] = json!(ns);
     let out = succeed(kubectl(&["apply", "--dry-run=server", "-f", "-"]), Some(&cex.to_string()));
     assert!(out.contains("inventory-export"), "{out}");
+}
+
+/// A DNS-1035 label, as Service names must be (before Kubernetes 1.36's
+/// RelaxedServiceNameValidation): `^[a-z]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
+fn is_dns1035_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.ends_with('-')
+}
+
+#[test]
+fn release_names_starting_with_a_digit_or_holding_dots_give_a_valid_service_name() {
+    // Helm accepts release names matching ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$
+    let longest = format!("9{}", "-abcdefghi".repeat(5)).chars().take(53).collect::<String>();
+    for (release, sets, service) in [
+        ("rel", &[][..], "rel-ads-export-operator-metrics"), // as before: no rename on upgrade
+        ("9r", &[], "metrics-9r-ads-export-operator"),
+        ("0", &[], "metrics-0-ads-export-operator"),
+        ("my.rel", &[], "my-rel-ads-export-operator-metrics"),
+        ("9.9", &[], "metrics-9-9-ads-export-operator"),
+        ("rel", &["fullnameOverride=0cex"], "metrics-0cex"),
+        (longest.as_str(), &[], ""),
+    ] {
+        let docs = documents(&render(release, "ops", sets));
+        let name = find(&docs, "Service")["metadata"]["name"].as_str().expect("Service name").to_owned();
+        assert!(is_dns1035_label(&name), "release {release:?} {sets:?}: Service {name:?} is not a DNS-1035 label");
+        if !service.is_empty() {
+            assert_eq!(name, service, "release {release:?} {sets:?}");
+        }
+    }
 }
 
 #[test]

@@ -60,3 +60,22 @@ fn bad_namespace_exits_2_naming_flag_and_value() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn too_short_timing_flags_exit_2_naming_flag_value_and_minimum() {
+    for (args, env, expected) in [
+        (&["run", "--resync-period", "1ms"][..], &[][..], "--resync-period: 1ms is shorter than the minimum, 10s"),
+        (&["run"], &[("RESYNC_PERIOD", "5s")], "--resync-period: 5s is shorter than the minimum, 10s"),
+        (&["run", "--backoff-base=50ms"], &[], "--backoff-base: 50ms is shorter than the minimum, 100ms"),
+        (&["run"], &[("BACKOFF_BASE", "1ms")], "--backoff-base: 1ms is shorter than the minimum, 100ms"),
+        (
+            &["run", "--backoff-base", "1m", "--backoff-max", "30s"],
+            &[],
+            "--backoff-max: 30s is shorter than the minimum, --backoff-base (1m)",
+        ),
+    ] {
+        let (code, stderr) = run(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr, format!("error: {expected}\n"), "{args:?} {env:?}");
+    }
+}

@@ -427,14 +427,80 @@ async fn out_of_band_stop_error_and_failed_states() {
     assert_eq!(bed.status(&id).await, ContinuousExportStatus::Inactive);
     assert!(bed.emu().set_error("export-unknown", "x").is_err());
 
-    // Terminal states refuse Stop, naming the status.
-    for status in [ExportStatus::StartFailed, ExportStatus::StopFailed, ExportStatus::Inactive] {
+    // States with nothing to stop refuse Stop, naming the status (STOP_FAILED may be
+    // stopped again: see stop_failed_export_is_stopped_again).
+    for status in [ExportStatus::StartFailed, ExportStatus::Inactive] {
         bed.emu().set_status(&id, status, None).expect("set status");
         let err = bed.client.stop_continuous_export().export_id(&id).send().await;
         let err = err.expect_err("stop terminal export").into_service_error();
         assert!(matches!(err, StopContinuousExportError::OperationNotPermittedException(_)), "{err:?}");
         assert!(err.message().is_some_and(|m| m.contains(status.as_str())), "{err:?}");
     }
+}
+
+/// AWS, ContinuousExportDescription.status: "STOP_FAILED - an error occurred stopping
+/// the export. To recover, call stop-continuous-export again."
+#[tokio::test]
+async fn stop_failed_export_is_stopped_again() {
+    let hour = Duration::from_secs(3600);
+    let bed =
+        Bed::new(EmulatorConfig { home_region: Some(REGION.into()), start_delay: Duration::ZERO, stop_delay: hour })
+            .await;
+    let started = bed.client.start_continuous_export().send().await.expect("start");
+    let id = started.export_id().expect("exportId").to_owned();
+    bed.stop(&id).await;
+    bed.emu().set_status(&id, ExportStatus::StopFailed, Some("FIREHOSE_ROLE_MISSING")).expect("set status");
+    let failed = bed.describe(&id).await;
+    assert_eq!(failed.status(), Some(&ContinuousExportStatus::StopFailed));
+    assert_eq!(failed.status_detail(), Some("FIREHOSE_ROLE_MISSING"));
+
+    // Stop again: answered like any Stop, and the export is stopping again.
+    let again = bed.stop(&id).await;
+    assert_eq!(again.start_time(), started.start_time());
+    let stop_time = again.stop_time().expect("stopTime");
+    assert!(millis(stop_time) >= millis(failed.stop_time().expect("stopTime of the failed stop")));
+    let d = bed.describe(&id).await;
+    assert_eq!(d.status(), Some(&ContinuousExportStatus::StopInProgress));
+    assert_eq!(d.status_detail(), Some("Export is stopping"));
+    assert_eq!(d.stop_time(), Some(stop_time));
+    assert_eq!(bed.emu().counters().get("StopContinuousExport", "ok"), 2);
+
+    // While it is stopping, a third Stop is still refused; the stop delay then ends it.
+    let err = bed.client.stop_continuous_export().export_id(&id).send().await;
+    let err = err.expect_err("stop while stopping").into_service_error();
+    assert!(matches!(err, StopContinuousExportError::OperationNotPermittedException(_)), "{err:?}");
+    assert!(err.message().is_some_and(|m| m.contains("STOP_IN_PROGRESS")), "{err:?}");
+    bed.emu().set_delays(Duration::ZERO, Duration::ZERO);
+    assert_eq!(bed.status(&id).await, ContinuousExportStatus::Inactive);
+
+    // The same with the stop delay elapsing in real time, and through the console.
+    bed.emu().set_delays(Duration::ZERO, Duration::from_millis(300));
+    bed.emu().set_status(&id, ExportStatus::StopFailed, None).expect("set status");
+    bed.stop(&id).await;
+    bed.wait_for(&id, ContinuousExportStatus::Inactive).await;
+    bed.emu().set_status(&id, ExportStatus::StopFailed, None).expect("set status");
+    bed.emu().stop_out_of_band(&id).expect("console stop of a STOP_FAILED export");
+    bed.wait_for(&id, ContinuousExportStatus::Inactive).await;
+}
+
+/// AWS, ContinuousExportDescription.status: "START_FAILED - an error occurred setting
+/// up continuous export. To recover, call start-continuous-export again." A
+/// START_FAILED export runs nothing, so it does not make Start conflict.
+#[tokio::test]
+async fn start_after_start_failed_is_allowed() {
+    let bed = Bed::home().await;
+    let failed = bed.start().await;
+    bed.emu().set_status(&failed, ExportStatus::StartFailed, Some("S3_BUCKET_LIMIT_FAILURE")).expect("set status");
+    let next = bed.start().await;
+    assert_ne!(next, failed);
+    assert_eq!(bed.status(&next).await, ContinuousExportStatus::Active);
+    let d = bed.describe(&failed).await;
+    assert_eq!(d.status(), Some(&ContinuousExportStatus::StartFailed));
+    assert_eq!(d.status_detail(), Some("S3_BUCKET_LIMIT_FAILURE"));
+    // ... while the new, running one does.
+    let err = bed.client.start_continuous_export().send().await.expect_err("third start").into_service_error();
+    assert!(matches!(err, StartContinuousExportError::ConflictErrorException(_)), "{err:?}");
+    assert_eq!(bed.emu().counters().get("StartContinuousExport", "ok"), 2);
 }
 
 // ---------------------------------------------------------------- home region

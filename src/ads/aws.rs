@@ -16,7 +16,7 @@ use aws_sdk_applicationdiscovery::operation::start_continuous_export::{
 use aws_sdk_applicationdiscovery::operation::stop_continuous_export::StopContinuousExportError;
 use aws_sdk_applicationdiscovery::types::ContinuousExportDescription;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::ErrorMetadata;
 
 use super::{AdsError, ExportDescription, ExportService, Reason, StartedExport, StopTimes, Timestamp};
 
@@ -119,15 +119,18 @@ impl OperationError for StopContinuousExportError {
 /// identity cache's own load timeout (`aws-smithy-runtime`'s `TimedOutError`) and
 /// `aws-runtime`'s `SigV4SigningError` (missing signing region or name); they map to
 /// `Unreachable`, ambiguous.
+///
+/// The message is ADS's own for a service error; otherwise it is built from the
+/// `Display` of each error in the [`std::error::Error::source`] chain (see
+/// `error_chain`), after a prefix saying what failed (`could not load AWS
+/// credentials`, `timed out waiting for AWS`, ...). Never from `Debug`, which would put
+/// the SDK's dump of the request or response (headers included) into conditions and
+/// events. Always one line, at most 512 characters plus an ellipsis.
 pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AdsError {
     if !matches!(err, SdkError::ServiceError(_))
         && let Some(what) = auth_failure(err)
     {
-        return AdsError::new(
-            operation,
-            Reason::AuthorizationError,
-            format!("{what}: {}", one_line(&DisplayErrorContext(err).to_string())),
-        );
+        return AdsError::new(operation, Reason::AuthorizationError, format!("{what}: {}", error_chain(err)));
     }
     match err {
         SdkError::ServiceError(se) => {
@@ -143,18 +146,16 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
             // client error means nothing was done.
             AdsError { ambiguous: reason == Reason::ServerError, ..AdsError::new(operation, reason, message) }
         }
-        SdkError::ConstructionFailure(_) => AdsError::new(
-            operation,
-            Reason::Unknown,
-            format!("could not build the request: {}", one_line(&DisplayErrorContext(err).to_string())),
-        ),
-        SdkError::TimeoutError(_) => {
-            AdsError { ambiguous: true, ..AdsError::new(operation, Reason::Unreachable, "timed out waiting for AWS") }
+        SdkError::ConstructionFailure(_) => {
+            AdsError::new(operation, Reason::Unknown, format!("could not build the request: {}", error_chain(err)))
         }
-        SdkError::DispatchFailure(df) => AdsError {
-            ambiguous: !df.is_user(),
-            ..AdsError::new(operation, Reason::Unreachable, one_line(&DisplayErrorContext(err).to_string()))
+        SdkError::TimeoutError(_) => AdsError {
+            ambiguous: true,
+            ..AdsError::new(operation, Reason::Unreachable, format!("timed out waiting for AWS: {}", error_chain(err)))
         },
+        SdkError::DispatchFailure(df) => {
+            AdsError { ambiguous: !df.is_user(), ..AdsError::new(operation, Reason::Unreachable, error_chain(err)) }
+        }
         SdkError::ResponseError(re) => {
             let status = re.raw().status().as_u16();
             AdsError {
@@ -162,11 +163,11 @@ pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, Ht
                 ..AdsError::new(
                     operation,
                     Reason::classify_code(None, Some(status)),
-                    format!("unreadable response (HTTP {status}): {}", one_line(&DisplayErrorContext(err).to_string())),
+                    format!("unreadable response (HTTP {status}): {}", error_chain(err)),
                 )
             }
         }
-        _ => AdsError::new(operation, Reason::Unknown, one_line(&DisplayErrorContext(err).to_string())),
+        _ => AdsError::new(operation, Reason::Unknown, error_chain(err)),
     }
 }
 
@@ -183,6 +184,35 @@ fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
             None
         }
     })
+}
+
+/// The message of `err` and of every error in its [`std::error::Error::source`]
+/// chain, each by its `Display` (never `Debug`, which for SDK errors dumps whole
+/// requests and responses), joined with `": "`; empty messages and a message equal to
+/// the one before it (a wrapper that repeats its source) are left out. The result is
+/// one line, capped by [`one_line`].
+///
+/// One exception: an [`ErrorMetadata`] (the source of every SDK error of an
+/// unmodeled code, e.g. an STS `AccessDenied` while loading web-identity credentials)
+/// displays itself in `Debug` form (`Error { code: .., message: .. }`); it reads
+/// `code: message` here instead.
+///
+/// E.g. a credentials failure reads `dispatch failure: other: an error occurred while
+/// loading credentials: service error: unhandled error (AccessDenied): AccessDenied:
+/// Not authorized to perform sts:AssumeRoleWithWebIdentity`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in std::iter::successors(Some(err), |e| e.source()) {
+        let text = match e.downcast_ref::<ErrorMetadata>() {
+            Some(meta) => [meta.code(), meta.message()].into_iter().flatten().collect::<Vec<_>>().join(": "),
+            None => e.to_string(),
+        };
+        let text = one_line(&text);
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    one_line(&parts.join(": "))
 }
 
 /// Collapses a multi-line error chain into one line, capped at 512 characters.
@@ -421,7 +451,6 @@ mod tests {
     use aws_sdk_applicationdiscovery::types::error::*;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
-    use aws_smithy_types::error::ErrorMetadata;
 
     fn response(status: u16) -> HttpResponse {
         HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty())
@@ -565,6 +594,32 @@ mod tests {
         (AwsExportService::from_sdk_config(config), listener)
     }
 
+    /// A real SDK-backed service at `url`: static test credentials, no retries, an
+    /// operation timeout of `timeout`.
+    fn service_at(url: &str, timeout: Duration) -> AwsExportService {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .endpoint_url(url)
+            .credentials_provider(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
+            .build();
+        AwsExportService::from_sdk_config(config)
+    }
+
+    /// Asserts that a message holds none of the SDK's `Debug` dumps (which show the
+    /// raw request or response, headers included) and is one line.
+    #[track_caller]
+    fn assert_no_debug_dump(err: &AdsError) {
+        for dump in ["{", "}", "Response {", "DispatchFailure(", "ConnectorError", "StatusCode(", "\n"] {
+            assert!(!err.message.contains(dump), "{dump:?} in the message: {}", err.message);
+        }
+        assert!(!err.message.contains('\n'), "{}", err.message);
+    }
+
     fn assert_nothing_sent(listener: &std::net::TcpListener) {
         let accepted = listener.accept().map(|(_, peer)| peer);
         assert!(
@@ -583,8 +638,95 @@ mod tests {
             assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
             assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
             assert!(err.message.contains("no credentials in the test chain"), "{err}");
+            assert_no_debug_dump(err);
         }
         assert_nothing_sent(&listener);
+    }
+
+    /// A credentials provider failing as the web-identity provider does when STS
+    /// refuses: a provider error whose source is the STS call's [`SdkError`], whose
+    /// `Debug` form holds the raw HTTP response.
+    #[derive(Debug)]
+    struct StsRefuses;
+
+    impl ProvideCredentials for StsRefuses {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let meta = ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("Not authorized to perform sts:AssumeRoleWithWebIdentity")
+                .build();
+            let mut raw = response(403);
+            raw.headers_mut().insert("server", "AmazonSTS");
+            raw.headers_mut().insert("x-amzn-requestid", "0f3f1c3e-0000-0000-0000-000000000000");
+            let sts = SdkError::service_error(StopContinuousExportError::generic(meta), raw);
+            future::ProvideCredentials::ready(Err(CredentialsError::provider_error(sts)))
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_failure_message_names_the_cause_without_debug_dumps() {
+        let (ads, listener) = service_with(SharedCredentialsProvider::new(StsRefuses));
+        let err = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        assert_eq!((err.operation, err.reason, err.ambiguous), (op::DESCRIBE, Reason::AuthorizationError, false));
+        assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
+        assert!(err.message.contains("AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity"), "{err}");
+        assert!(!err.message.contains("AmazonSTS") && !err.message.contains("requestid"), "no headers: {err}");
+        assert_no_debug_dump(&err);
+        assert_nothing_sent(&listener);
+    }
+
+    #[tokio::test]
+    async fn connection_failure_message_names_the_cause_without_debug_dumps() {
+        // a port nothing listens on: the connection is refused
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let ads = service_at(&format!("http://{closed}"), Duration::from_secs(10));
+        let err = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        assert_eq!((err.reason, err.ambiguous), (Reason::Unreachable, true), "{err}");
+        assert!(err.message.to_lowercase().contains("connection refused"), "{err}");
+        assert!(err.message.starts_with("dispatch failure: io error: "), "{err}");
+        assert_no_debug_dump(&err);
+    }
+
+    #[tokio::test]
+    async fn timeout_message_names_the_cause_without_debug_dumps() {
+        // accepts connections (in the kernel's queue) but never answers
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ads = service_at(&format!("http://{}", silent.local_addr().unwrap()), Duration::from_millis(300));
+        let err = ads.describe("us-west-2", "exp-1").await.unwrap_err();
+        assert_eq!((err.reason, err.ambiguous), (Reason::Unreachable, true), "{err}");
+        assert!(err.message.starts_with("timed out waiting for AWS: "), "{err}");
+        assert!(err.message.contains("operation timeout") && err.message.contains("300ms"), "{err}");
+        assert_no_debug_dump(&err);
+    }
+
+    #[test]
+    fn error_chain_joins_displays_and_drops_repeats() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let chain = E(
+            "outer",
+            Some(Box::new(E(
+                "io",
+                Some(Box::new(E("io", Some(Box::new(E("", Some(Box::new(E("refused\n  by peer", None))))))))),
+            ))),
+        );
+        assert_eq!(error_chain(&chain), "outer: io: refused by peer");
+        let meta = ErrorMetadata::builder().code("AccessDenied").message("no").build();
+        assert_eq!(error_chain(&meta), "AccessDenied: no");
+        assert_eq!(error_chain(&ErrorMetadata::builder().build()), "");
     }
 
     #[tokio::test]

@@ -279,6 +279,10 @@ impl State {
             bucket: format!("aws-application-discovery-service-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
             exports: Vec::new(),
         });
+        // Only a starting or running export blocks a new one. A START_FAILED export runs
+        // nothing, and AWS documents the recovery as starting again ("START_FAILED - an
+        // error occurred setting up continuous export. To recover, call
+        // start-continuous-export again"), so it must not answer ConflictErrorException.
         let busy = region_state
             .exports
             .iter()
@@ -457,10 +461,30 @@ impl State {
     }
 }
 
-/// Moves a stoppable export to `STOP_IN_PROGRESS`; otherwise returns its status.
+/// Moves a stoppable export to `STOP_IN_PROGRESS` (stamping a new stop time);
+/// otherwise returns its status.
+///
+/// Which statuses may be stopped follows the AWS API reference,
+/// `ContinuousExportDescription.status`:
+///
+/// - `ACTIVE`: the normal case.
+/// - `ERROR`: "an error occurred during export. To fix the issue, call
+///   stop-continuous-export and start-continuous-export."
+/// - `STOP_FAILED`: "an error occurred stopping the export. To recover, call
+///   stop-continuous-export again."
+///
+/// Every other status is refused, and [`State::stop`] answers:
+///
+/// - `START_IN_PROGRESS`: `ResourceInUseException` (the export is busy starting; it can
+///   be stopped once `ACTIVE`).
+/// - `START_FAILED`: `OperationNotPermittedException`; nothing runs, and the
+///   documented recovery is another start ("an error occurred setting up continuous
+///   export. To recover, call start-continuous-export again").
+/// - `STOP_IN_PROGRESS`, `INACTIVE`: `OperationNotPermittedException`; the export is
+///   already stopping or stopped.
 fn begin_stop(export: &mut Export, now: Instant) -> Result<(), ExportStatus> {
     match export.status {
-        ExportStatus::Active | ExportStatus::Error => {
+        ExportStatus::Active | ExportStatus::Error | ExportStatus::StopFailed => {
             export.stop_time_ms = Some(now_ms());
             export.set_status(ExportStatus::StopInProgress, None, now);
             Ok(())

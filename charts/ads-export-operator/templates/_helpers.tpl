@@ -24,6 +24,22 @@ contains the chart name it is not repeated.
 {{- end }}
 
 {{/*
+Name of the metrics Service. Service names must be DNS-1035 labels: lower-case
+letters, digits and '-', at most 63, starting with a letter (only clusters with
+RelaxedServiceNameValidation, KEP-5311, on by default from Kubernetes 1.36, take
+more). Release names may start with a digit or hold dots: release "9r" gets
+"metrics-9r-ads-export-operator", not "9r-ads-export-operator-metrics".
+*/}}
+{{- define "ads-export-operator.metricsServiceName" -}}
+{{- $base := include "ads-export-operator.fullname" . | replace "." "-" | trunc 55 | trimSuffix "-" }}
+{{- if regexMatch "^[a-z]" $base }}
+{{- printf "%s-metrics" $base }}
+{{- else }}
+{{- printf "metrics-%s" $base }}
+{{- end }}
+{{- end }}
+
+{{/*
 Name of cluster-scoped resources (ClusterRole, ClusterRoleBinding): prefixed
 with the release namespace so that releases of the same name in different
 namespaces do not collide.
@@ -101,8 +117,16 @@ Reject value combinations the schema cannot express (the operator would refuse
 them at start-up and the pods would crash-loop).
 */}}
 {{- define "ads-export-operator.validate" -}}
+{{- $resync := include "ads-export-operator.ms" .Values.resyncPeriod | int64 }}
 {{- $base := include "ads-export-operator.ms" .Values.backoff.base | int64 }}
 {{- $max := include "ads-export-operator.ms" .Values.backoff.max | int64 }}
+{{- /* The binary's minimums (src/cli.rs MIN_RESYNC_PERIOD, MIN_BACKOFF_BASE). */}}
+{{- if lt $resync 10000 }}
+{{- fail (printf "resyncPeriod (%s) is shorter than the minimum, 10s (--resync-period)" .Values.resyncPeriod) }}
+{{- end }}
+{{- if lt $base 100 }}
+{{- fail (printf "backoff.base (%s) is shorter than the minimum, 100ms (--backoff-base)" .Values.backoff.base) }}
+{{- end }}
 {{- if gt $base $max }}
 {{- fail (printf "backoff.max (%s) must not be shorter than backoff.base (%s)" .Values.backoff.max .Values.backoff.base) }}
 {{- end }}
