@@ -33,6 +33,10 @@ pub enum Reason {
     /// already manages. Terminal (Stalled), but looked at again every resync period,
     /// so the object adopts the export once the other object is gone.
     AlreadyManaged,
+    /// Not an ADS error: an export this object started reports `START_FAILED`, so the
+    /// operator starts a new one ("To recover, call start-continuous-export again", the
+    /// AWS docs of `ContinuousExportDescription.status`), on the failure backoff schedule.
+    StartFailed,
     /// Not an ADS error: the export reports `STOP_FAILED`, so the operator sends
     /// StopContinuousExport again, on the failure backoff schedule.
     StopFailed,
@@ -55,6 +59,7 @@ impl Reason {
             Reason::NotFound => "NotFound",
             Reason::ResourceInUse => "ResourceInUse",
             Reason::StopFailed => "StopFailed",
+            Reason::StartFailed => "StartFailed",
             Reason::AlreadyManaged => "AlreadyManaged",
             Reason::Unknown => "UnknownError",
         }

@@ -664,6 +664,29 @@ async fn sync<S: ExportService>(
         tracing::Span::current().record("export_id", id.as_str()); // learned in this pass
     }
 
+    if described.status == ads::START_FAILED && !obj.spec.stopped && obj.spec.export_id.is_none() {
+        // An export this object started never ran. AWS: "To recover, call
+        // start-continuous-export again": let it go, and start anew on the failure
+        // backoff schedule (a start that keeps failing waits longer each time).
+        let detail = described.status_detail.clone().unwrap_or_else(|| "no detail".into());
+        if *pending {
+            // That start is settled (it failed): other objects may start now.
+            patch_pending(api, &obj.name_any(), None).await?;
+            *pending = false;
+        }
+        *status = ContinuousExportStatus {
+            conditions: std::mem::take(&mut status.conditions),
+            status_detail: Some(detail.clone()),
+            ..Default::default()
+        };
+        return Err(AdsError::new(
+            op::START,
+            Reason::StartFailed,
+            format!("export {id} is START_FAILED ({detail}); a new export will be started"),
+        )
+        .into());
+    }
+
     if obj.spec.stopped {
         let stopping = match described.status.as_str() {
             ads::ACTIVE | ads::ERROR | ads::STOP_FAILED => stop(obj, ctx, region, &id, status, true).await,

@@ -1667,3 +1667,61 @@ async fn a_pending_start_does_not_take_an_export_while_an_older_one_is_pending()
     assert!(matches!(err, Error::Waiting(ref m) if m.contains("team-a/old")), "{err:?}");
     assert_eq!(ads.take_calls(), [Call::List], "no Stop");
 }
+
+// ---------------------------------------------------------------------------
+// START_FAILED: start anew, with backoff
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_start_failed_export_is_let_go_and_a_new_one_started_with_backoff() {
+    let obj = with_status(object(), managed("e-1", ads::START_IN_PROGRESS));
+    let ads = FakeAds::new();
+    ads.on_describe(Ok(export("e-1", ads::START_FAILED)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let first = run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    requeue_delay_between(&first, Duration::from_secs(4), Duration::from_secs(5));
+    assert_eq!(ads.take_calls(), [describe("e-1")], "no Start in the same pass");
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_id, None, "the failed export is let go");
+    assert_eq!(status.status_detail.as_deref(), Some("START_FAILED detail"));
+    assert_cond(&status, CONDITION_SYNCED, "False", "StartFailed");
+    assert_cond(&status, CONDITION_STALLED, "False", "NotStalled");
+    assert!(cond(&status, CONDITION_SYNCED).message.contains("export e-1 is START_FAILED"));
+    assert_eq!(seen.event_reasons(), [("Warning".into(), "StartFailed".into())]);
+
+    // The retry starts a new export; it fails to start too: the delay doubles.
+    let obj = with_status(object(), status);
+    ads.on_list(Ok(vec![export("e-1", ads::START_FAILED)]))
+        .on_start(Ok(started("e-2")))
+        .on_describe(Ok(export("e-2", ads::START_FAILED)));
+    let (client, server) = apiserver(vec![
+        Expect::get(&obj),
+        Expect::merge_patch(&obj),
+        Expect::merge_patch(&obj),
+        Expect::apply_status(&obj),
+    ]);
+    let ctx = reuse(ctx, client);
+    let second = run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    requeue_delay_between(&second, Duration::from_secs(8), Duration::from_secs(10));
+    assert_eq!(ads.take_calls(), [Call::List, Call::Start, describe("e-2")]);
+    assert_eq!(seen.requests[2].pending_value(), &Value::Null, "that start settled: annotation removed");
+    assert_eq!(seen.requests[3].applied_status().export_id, None);
+}
+
+#[tokio::test]
+async fn an_adopted_start_failed_export_stalls() {
+    let mut obj = with_status(object(), managed("e-1", ads::START_IN_PROGRESS));
+    obj.spec.export_id = Some("e-1".into());
+    let ads = FakeAds::new();
+    ads.on_describe(Ok(export("e-1", ads::START_FAILED)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(RESYNC));
+    let seen = server.finish().await;
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_id.as_deref(), Some("e-1"), "spec.exportId names it: kept");
+    assert_cond(&status, CONDITION_STALLED, "True", "StartFailed");
+}

@@ -160,3 +160,32 @@ async fn stop_failed_is_stopped_again_and_ends_inactive() {
     assert_eq!(counters.total(op::STOP), 2, "{counters:?}");
     assert_eq!(t.emu.emulator.exports().len(), 1, "no export started: {counters:?}");
 }
+
+#[tokio::test]
+async fn a_start_failed_export_is_replaced_by_a_new_one() {
+    // AWS: "START_FAILED - ... To recover, call start-continuous-export again."
+    let t = Test::new("startfailed", cfg()).await;
+    t.emu.emulator.set_delays(Duration::from_secs(600), Duration::ZERO); // stays START_IN_PROGRESS
+    let _op = t.operator(|_| {}).await;
+    t.create("inv", json!({})).await;
+    let first = t
+        .wait_status("inv", "START_IN_PROGRESS", |s| s.export_status.as_deref() == Some("START_IN_PROGRESS"))
+        .await
+        .status
+        .unwrap()
+        .export_id
+        .unwrap();
+    t.emu.emulator.set_status(&first, ExportStatus::StartFailed, Some("ACCESS_DENIED")).unwrap();
+    t.emu.emulator.set_delays(Duration::ZERO, Duration::ZERO);
+
+    let obj = t
+        .wait_status("inv", "a new export, ACTIVE", |s| {
+            s.export_status.as_deref() == Some("ACTIVE") && s.export_id.as_deref().is_some_and(|id| id != first)
+        })
+        .await;
+    assert!(obj.status.unwrap().is_true(CONDITION_READY));
+    assert!(!obj.metadata.annotations.unwrap_or_default().contains_key(START_PENDING));
+    t.expect_event("inv", "StartFailed").await;
+    assert_eq!(t.emu.emulator.calls(op::START), 2);
+    assert_eq!(t.export_status(&first), "START_FAILED", "the failed one is left as ADS has it");
+}
