@@ -17,7 +17,14 @@ pub fn init(format: LogFormat) {
         _ => EnvFilter::new(DEFAULT_FILTER),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // No reports of failed log writes: tracing-subscriber writes them with `eprintln!`,
+    // which panics on a closed stderr (e.g. `| head`), and the panic could take the
+    // signal-handling task with it.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -165,15 +165,18 @@ pub struct Context<S: ExportService> {
 pub struct StartGate(std::sync::Mutex<std::collections::HashMap<String, String>>);
 
 impl StartGate {
-    /// Takes `region` for the object `key`; `None` if another object holds it. The
-    /// region is free again when the returned guard is dropped.
-    pub fn enter<'a>(&'a self, region: &str, key: &str) -> Option<StartGuard<'a>> {
+    /// Takes `region` for the object `owner` (`namespace/name`). The region is free
+    /// again when the returned guard is dropped.
+    ///
+    /// # Errors
+    /// The holder's `namespace/name` if another object holds the region.
+    pub fn enter<'a>(&'a self, region: &str, owner: &str) -> Result<StartGuard<'a>, String> {
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match held.get(region) {
-            Some(holder) if holder != key => None,
+            Some(holder) if holder != owner => Err(holder.clone()),
             _ => {
-                held.insert(region.to_owned(), key.to_owned());
-                Some(StartGuard { gate: self, region: region.to_owned() })
+                held.insert(region.to_owned(), owner.to_owned());
+                Ok(StartGuard { gate: self, region: region.to_owned() })
             }
         }
     }

@@ -94,14 +94,25 @@ pub(super) fn key(obj: &ContinuousExport) -> String {
     obj.uid().unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
 }
 
+/// Since when a start of this object may be pending, from its `start-pending`
+/// annotation; `None` when no start can be: no annotation, an adopting object
+/// (`spec.exportId`: it never sends Start), or a time from before the object existed (a
+/// value copied with a manifest). An unparsable or future time still means "a start may
+/// have happened", looked for from the object's creation on.
 fn pending_since(obj: &ContinuousExport) -> Option<Timestamp> {
+    if obj.spec.export_id.is_some() {
+        return None;
+    }
     let raw = obj.annotations().get(START_PENDING_ANNOTATION)?;
-    // An unparsable value still means "a start may have happened": look from the
-    // object's creation on.
-    raw.parse::<Timestamp>()
-        .ok()
-        .or_else(|| obj.meta().creation_timestamp.as_ref().map(|t| t.0))
-        .or(Some(Timestamp::UNIX_EPOCH))
+    let created = obj.meta().creation_timestamp.as_ref().map(|t| t.0);
+    let from_creation = Some(created.unwrap_or(Timestamp::UNIX_EPOCH));
+    let Ok(t) = raw.parse::<Timestamp>() else { return from_creation };
+    let latest = Timestamp::now().checked_add(PENDING_SKEW).unwrap_or(Timestamp::MAX);
+    match created.and_then(|c| c.checked_sub(PENDING_SKEW).ok()) {
+        Some(earliest) if t < earliest => None,
+        _ if t > latest => from_creation,
+        _ => Some(t),
+    }
 }
 
 /// Copies what ADS reports into the status fields.
@@ -209,7 +220,7 @@ fn pending_start_elsewhere<S: ExportService>(
         .state()
         .iter()
         .filter(|o| o.uid() != me && (!only_older || age(o) < my_age))
-        .filter(|o| o.annotations().contains_key(START_PENDING_ANNOTATION) && !has_export(o))
+        .filter(|o| pending_since(o).is_some() && !has_export(o))
         .find(|o| self::region(o, ctx).as_deref() == Some(region))
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
 }
@@ -313,7 +324,9 @@ fn conflict_message<S: ExportService>(
     detail: &str,
 ) -> String {
     let (id, state) = (&active.export_id, &active.status);
-    match claims(ctx, obj).into_iter().find(|c| c.id == *id).map(|c| c.owner) {
+    let claims = claims(ctx, obj);
+    let managing = claims.iter().find(|c| c.id == *id && c.managed).or_else(|| claims.iter().find(|c| c.id == *id));
+    match managing.map(|c| c.owner.clone()) {
         Some(owner) => format!(
             "export {id} is already {state} in {region}, managed by ContinuousExport {owner}: ADS allows one active \
              export per region; stop that one first ({detail})"
@@ -642,11 +655,19 @@ async fn sync<S: ExportService>(
             }
             match describe_managed(ctx, region, &id).await {
                 Err(e) if e.reason == Reason::NotFound => {
-                    // the last known exportStatus is stale: ADS no longer has the export
+                    // the last known exportStatus is stale: ADS does not list the export
                     status.export_status = None;
                     status.status_detail = Some("the export no longer exists in ADS".into());
                     if obj.spec.stopped {
-                        return Ok(Phase::Gone);
+                        // Not listed may be not listed *yet*: a Stop settles it.
+                        return match stop(obj, ctx, region, &id, status, false).await {
+                            Ok(()) => {
+                                status.status_detail = None;
+                                Ok(Phase::Transition)
+                            }
+                            Err(e) if e.reason == Reason::NotFound => Ok(Phase::Gone),
+                            Err(e) => Err(e.into()),
+                        };
                     }
                     return Err(e.into());
                 }
@@ -777,6 +798,12 @@ async fn find_or_start<S: ExportService>(
     status: &mut ContinuousExportStatus,
     pending: &mut bool,
 ) -> Result<Option<ExportDescription>, SyncError> {
+    let name = obj.name_any();
+    if *pending && pending_since(obj).is_none() {
+        // A `start-pending` value that cannot be this object's (see `pending_since`).
+        patch_pending(api, &name, None).await?;
+        *pending = false;
+    }
     if let Some(id) = obj.spec.export_id.as_deref() {
         if let Some(other) = managed_elsewhere(ctx, obj, id, false) {
             if other.deleting {
@@ -809,7 +836,6 @@ async fn find_or_start<S: ExportService>(
     }
 
     // `obj` is a fresh read here (see `apply`).
-    let name = obj.name_any();
     let since = pending_since(obj);
     if since.is_none() && obj.spec.stopped {
         return Ok(None); // nothing started, nothing to start
@@ -846,6 +872,11 @@ async fn find_or_start<S: ExportService>(
         }
         return Ok(None);
     }
+    // One start in flight per region: another object's unanswered start would make
+    // every export that shows up there ambiguous (a running one may be its own).
+    if let Some(other) = pending_start_elsewhere(ctx, obj, region, since.is_some()) {
+        return Err(pending_elsewhere_error(&other, region).into());
+    }
     if let Some(active) = exports.iter().find(|d| is_running(&d.status)) {
         // Not this object's (see above): Start would answer ConflictErrorException.
         if *pending {
@@ -858,15 +889,8 @@ async fn find_or_start<S: ExportService>(
         );
     }
 
-    // One start in flight per region: another object's unanswered start would make
-    // every export that shows up there ambiguous.
-    if let Some(other) = pending_start_elsewhere(ctx, obj, region, since.is_some()) {
-        return Err(pending_elsewhere_error(&other, region).into());
-    }
-    let key = key(obj);
-    let Some(_gate) = ctx.starts.enter(region, &key) else {
-        return Err(pending_elsewhere_error("(being reconciled now)", region).into());
-    };
+    let owner = format!("{}/{name}", obj.namespace().unwrap_or_default());
+    let _gate = ctx.starts.enter(region, &owner).map_err(|holder| pending_elsewhere_error(&holder, region))?;
 
     // An earlier attempt's time is kept: the export it may have created started after it.
     let retrying = *pending;

@@ -1343,13 +1343,15 @@ async fn vanished_export_counts_as_stopped_when_stopped_is_asked() {
     let mut obj = with_status(object(), managed("e-1", ads::ACTIVE));
     obj.spec.stopped = true;
     let ads = FakeAds::new();
-    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "no such export")));
+    // Not listed may be not listed yet: a Stop settles it, and its NotFound means gone.
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "no such export")))
+        .on_stop(Err(ads_error("StopContinuousExport", Reason::NotFound, "no such export")));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
-    assert_eq!(ads.take_calls(), [describe("e-1")], "no Stop");
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
     let status = seen.requests[0].applied_status();
     assert_cond(&status, CONDITION_READY, "True", "ExportGone");
     assert_eq!(status.export_status, None, "no stale ACTIVE");
@@ -1626,11 +1628,11 @@ fn pending_object(name: &str) -> ContinuousExport {
 #[test]
 fn start_gate_holds_a_region_for_one_object() {
     let gate = super::StartGate::default();
-    let a = gate.enter("us-west-2", "a").expect("free");
-    assert!(gate.enter("us-west-2", "b").is_none(), "held by a");
-    assert!(gate.enter("eu-west-1", "b").is_some(), "another region");
+    let a = gate.enter("us-west-2", "ns/a").expect("free");
+    assert_eq!(gate.enter("us-west-2", "ns/b").err().as_deref(), Some("ns/a"), "held by a");
+    assert!(gate.enter("eu-west-1", "ns/b").is_ok(), "another region");
     drop(a);
-    assert!(gate.enter("us-west-2", "b").is_some(), "free again");
+    assert!(gate.enter("us-west-2", "ns/b").is_ok(), "free again");
 }
 
 #[tokio::test]
@@ -1724,4 +1726,67 @@ async fn an_adopted_start_failed_export_stalls() {
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_id.as_deref(), Some("e-1"), "spec.exportId names it: kept");
     assert_cond(&status, CONDITION_STALLED, "True", "StartFailed");
+}
+
+#[tokio::test]
+async fn stopping_an_export_not_listed_yet_still_stops_it() {
+    let mut obj = with_status(object(), managed("e-1", ads::ACTIVE));
+    obj.spec.stopped = true;
+    let ads = FakeAds::new();
+    ads.on_describe(Err(ads_error("DescribeContinuousExports", Reason::NotFound, "not listed")))
+        .on_stop(Ok(StopTimes::default()));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(Duration::from_secs(1)), "polls");
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
+    assert_cond(&status, CONDITION_READY, "False", "StopInProgress");
+}
+
+#[tokio::test]
+async fn a_start_pending_value_from_before_the_object_existed_is_dropped() {
+    // Copied with a manifest; a retained export is running and unclaimed.
+    let mut obj = object(); // created 2026-01-01
+    obj.spec.stopped = true;
+    obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2025-06-01T00:00:00.000Z".into())].into());
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::merge_patch(&obj), Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(RESYNC));
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [], "nothing recovered, nothing stopped");
+    assert_eq!(seen.requests[1].pending_value(), &Value::Null, "dropped");
+    assert_cond(&seen.requests[2].applied_status(), CONDITION_READY, "True", "NotStarted");
+}
+
+#[tokio::test]
+async fn an_adopting_object_never_has_a_pending_start() {
+    let mut obj = deleting(object(), DeletionPolicy::Delete);
+    obj.spec.export_id = Some("export-typo".into());
+    obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2026-03-01T12:00:00.000Z".into())].into());
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    let ctx = context(client, &ads);
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::await_change());
+    server.finish().await;
+    assert_eq!(ads.take_calls(), [], "no List, no Stop of an unrelated export");
+}
+
+#[tokio::test]
+async fn a_future_start_pending_time_still_recovers_the_export() {
+    let mut obj = object();
+    obj.metadata.annotations = Some([(START_PENDING_ANNOTATION.to_owned(), "2099-01-01T00:00:00.000Z".into())].into());
+    let mut created = export("e-own", ads::ACTIVE);
+    created.start_time = Some(ts("2026-01-01T00:00:05.000Z")); // after the object's creation
+    let ads = FakeAds::new();
+    ads.on_list(Ok(vec![created]));
+    let (client, server) = apiserver(vec![Expect::get(&obj), Expect::apply_status(&obj), Expect::merge_patch(&obj)]);
+    let ctx = context(client, &ads);
+    run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_eq!(ads.take_calls(), [Call::List]);
+    assert_eq!(seen.requests[1].applied_status().export_id.as_deref(), Some("e-own"));
+    assert_eq!(seen.event_reasons(), [("Normal".into(), "Recovered".into())]);
 }
