@@ -532,15 +532,19 @@ fn evaluate<S: ExportService>(
                 Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("{}: {}", e.operation, e.message));
             match e.class() {
                 ErrorClass::Recoverable => {
-                    let delay = ctx.backoff.next_failure_delay(key);
+                    // A wait for something else to settle (ResourceInUse: an export still
+                    // starting, another object's pending start) is polled, not backed off
+                    // as a failure: it should move on soon after the other side does.
+                    let waiting = e.reason == Reason::ResourceInUse;
+                    let delay =
+                        if waiting { ctx.backoff.next_poll_delay(key) } else { ctx.backoff.next_failure_delay(key) };
                     let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
-                    let msg = format!(
-                        "{}: {}; retry {} in {} (at {at})",
-                        e.operation,
-                        e.message.trim_end_matches('.'),
-                        ctx.backoff.failures(key),
-                        human(delay)
-                    );
+                    let next = if waiting {
+                        format!("looking again in {} (at {at})", human(delay))
+                    } else {
+                        format!("retry {} in {} (at {at})", ctx.backoff.failures(key), human(delay))
+                    };
+                    let msg = format!("{}: {}; {next}", e.operation, e.message.trim_end_matches('.'));
                     let busy = Desired::new(CONDITION_RECONCILING, true, e.reason.as_str(), msg);
                     (vec![ready, synced, busy, not_stalled], Action::requeue(delay))
                 }

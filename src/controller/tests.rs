@@ -1644,11 +1644,13 @@ async fn a_start_waits_while_another_object_has_a_pending_start_in_the_region() 
     let ctx = context_with_cache(client, &ads, vec![pending_object("old")]);
     let action = run(&obj, &ctx).await.expect("reconcile");
     let seen = server.finish().await;
-    assert_ne!(action, Action::await_change());
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)), "a wait is polled, not backed off as a failure");
     assert_eq!(ads.take_calls(), [Call::List], "no Start, no annotation");
     let status = seen.requests[1].applied_status();
     assert_cond(&status, CONDITION_SYNCED, "False", "ResourceInUse");
     assert!(cond(&status, CONDITION_SYNCED).message.contains("pending start of ContinuousExport team-a/old"));
+    let msg = &cond(&status, CONDITION_RECONCILING).message;
+    assert!(msg.contains("looking again in 1s (at "), "{msg}");
 }
 
 #[tokio::test]
