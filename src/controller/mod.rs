@@ -63,25 +63,27 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether this is a normal wait rather than a failure.
-    fn is_waiting(&self) -> bool {
+    /// The error itself, or the reconcile error a finalizer error wraps.
+    fn inner(&self) -> &Error {
         use kube::runtime::finalizer::Error as F;
         match self {
-            Error::Waiting(_) => true,
-            Error::Finalizer(f) => matches!(&**f, F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_waiting()),
-            _ => false,
+            Error::Finalizer(f) => match &**f {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.inner(),
+                _ => self,
+            },
+            _ => self,
         }
+    }
+
+    /// Whether this is a normal wait rather than a failure.
+    fn is_waiting(&self) -> bool {
+        matches!(self.inner(), Error::Waiting(_))
     }
 
     /// The delay a [`Error::Retry`] (possibly inside a finalizer error) asks for.
     fn retry_in(&self) -> Option<Duration> {
-        use kube::runtime::finalizer::Error as F;
-        match self {
+        match self.inner() {
             Error::Retry { retry_in, .. } => Some(*retry_in),
-            Error::Finalizer(f) => match &**f {
-                F::ApplyFailed(e) | F::CleanupFailed(e) => e.retry_in(),
-                _ => None,
-            },
             _ => None,
         }
     }

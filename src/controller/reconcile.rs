@@ -85,6 +85,12 @@ enum Phase {
     Gone,
 }
 
+/// ADS does not list the export (any more): its last known state is stale.
+fn mark_gone(status: &mut ContinuousExportStatus) {
+    status.export_status = None;
+    status.status_detail = Some("the export no longer exists in ADS".into());
+}
+
 fn has_export(obj: &ContinuousExport) -> bool {
     obj.status.as_ref().is_some_and(|s| s.export_id.is_some())
 }
@@ -167,6 +173,16 @@ async fn publish<S: ExportService>(
 async fn patch_pending(api: &Api<ContinuousExport>, name: &str, value: Option<String>) -> Result<(), Error> {
     let patch = json!({"metadata": {"annotations": {START_PENDING_ANNOTATION: value}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Removes the `start-pending` annotation if the object carries it (`pending`), and
+/// records that it no longer does.
+async fn clear_pending(api: &Api<ContinuousExport>, name: &str, pending: &mut bool) -> Result<(), Error> {
+    if *pending {
+        patch_pending(api, name, None).await?;
+        *pending = false;
+    }
     Ok(())
 }
 
@@ -535,47 +551,41 @@ fn evaluate<S: ExportService>(
                     // A wait for something else to settle (ResourceInUse: an export still
                     // starting, another object's pending start) is polled, not backed off
                     // as a failure: it should move on soon after the other side does.
-                    let waiting = e.reason == Reason::ResourceInUse;
-                    let delay =
-                        if waiting { ctx.backoff.next_poll_delay(key) } else { ctx.backoff.next_failure_delay(key) };
-                    let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
-                    let next = if waiting {
-                        format!("looking again in {} (at {at})", human(delay))
-                    } else {
-                        format!("retry {} in {} (at {at})", ctx.backoff.failures(key), human(delay))
-                    };
+                    let (delay, next) = next_try(ctx, key, e.reason == Reason::ResourceInUse);
                     let msg = format!("{}: {}; {next}", e.operation, e.message.trim_end_matches('.'));
                     let busy = Desired::new(CONDITION_RECONCILING, true, e.reason.as_str(), msg);
                     (vec![ready, synced, busy, not_stalled], Action::requeue(delay))
                 }
                 ErrorClass::Terminal => {
                     ctx.backoff.settled(key);
-                    let next = if RECHECKED_STALLS.contains(&e.reason.as_str()) {
-                        Action::requeue(ctx.settings.resync_period)
+                    let (next, when) = if RECHECKED_STALLS.contains(&e.reason.as_str()) {
+                        let every = ctx.settings.resync_period;
+                        (Action::requeue(every), format!("checked again every {}", human(every)))
                     } else {
-                        Action::await_change()
+                        (Action::await_change(), "no retries until the spec changes".to_owned())
                     };
                     let done = Desired::new(CONDITION_RECONCILING, false, e.reason.as_str(), "");
-                    let stalled = Desired::new(
-                        CONDITION_STALLED,
-                        true,
-                        e.reason.as_str(),
-                        if RECHECKED_STALLS.contains(&e.reason.as_str()) {
-                            format!(
-                                "{}: {} (checked again every {})",
-                                e.operation,
-                                e.message,
-                                human(ctx.settings.resync_period)
-                            )
-                        } else {
-                            format!("{}: {} (no retries until the spec changes)", e.operation, e.message)
-                        },
-                    );
+                    let msg = format!("{}: {} ({when})", e.operation, e.message);
+                    let stalled = Desired::new(CONDITION_STALLED, true, e.reason.as_str(), msg);
                     (vec![ready, synced, done, stalled], next)
                 }
             }
         }
     }
+}
+
+/// When to try again after a recoverable error, and how a condition message says it:
+/// a wait (`waiting`) is polled ("looking again in 2s (at <time>)"), a failure backs
+/// off ("retry 3 in 20s (at <time>)"). Advances the object's poll or failure count.
+fn next_try<S: ExportService>(ctx: &Context<S>, key: &str, waiting: bool) -> (Duration, String) {
+    let delay = if waiting { ctx.backoff.next_poll_delay(key) } else { ctx.backoff.next_failure_delay(key) };
+    let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
+    let note = if waiting {
+        format!("looking again in {} (at {at})", human(delay))
+    } else {
+        format!("retry {} in {} (at {at})", ctx.backoff.failures(key), human(delay))
+    };
+    (delay, note)
 }
 
 /// `START_IN_PROGRESS` -> `StartInProgress`.
@@ -659,9 +669,7 @@ async fn sync<S: ExportService>(
             }
             match describe_managed(ctx, region, &id).await {
                 Err(e) if e.reason == Reason::NotFound => {
-                    // the last known exportStatus is stale: ADS does not list the export
-                    status.export_status = None;
-                    status.status_detail = Some("the export no longer exists in ADS".into());
+                    mark_gone(status);
                     if obj.spec.stopped {
                         // Not listed may be not listed *yet*: a Stop settles it.
                         return match stop(obj, ctx, region, &id, status, false).await {
@@ -694,11 +702,8 @@ async fn sync<S: ExportService>(
         // start-continuous-export again": let it go, and start anew on the failure
         // backoff schedule (a start that keeps failing waits longer each time).
         let detail = described.status_detail.clone().unwrap_or_else(|| "no detail".into());
-        if *pending {
-            // That start is settled (it failed): other objects may start now.
-            patch_pending(api, &obj.name_any(), None).await?;
-            *pending = false;
-        }
+        // That start is settled (it failed): other objects may start now.
+        clear_pending(api, &obj.name_any(), pending).await?;
         *status = ContinuousExportStatus {
             conditions: std::mem::take(&mut status.conditions),
             status_detail: Some(detail.clone()),
@@ -721,8 +726,7 @@ async fn sync<S: ExportService>(
         match stopping {
             // Gone between Describe and Stop: nothing left to stop (DESIGN section 3).
             Err(e) if e.reason == Reason::NotFound => {
-                status.export_status = None;
-                status.status_detail = Some("the export no longer exists in ADS".into());
+                mark_gone(status);
                 return Ok(Phase::Gone);
             }
             Err(e) => return Err(e.into()),
@@ -803,10 +807,9 @@ async fn find_or_start<S: ExportService>(
     pending: &mut bool,
 ) -> Result<Option<ExportDescription>, SyncError> {
     let name = obj.name_any();
-    if *pending && pending_since(obj).is_none() {
+    if pending_since(obj).is_none() {
         // A `start-pending` value that cannot be this object's (see `pending_since`).
-        patch_pending(api, &name, None).await?;
-        *pending = false;
+        clear_pending(api, &name, pending).await?;
     }
     if let Some(id) = obj.spec.export_id.as_deref() {
         if let Some(other) = managed_elsewhere(ctx, obj, id, false) {
@@ -870,10 +873,7 @@ async fn find_or_start<S: ExportService>(
         info!("pending start left no export");
     }
     if obj.spec.stopped {
-        if *pending {
-            patch_pending(api, &name, None).await?;
-            *pending = false;
-        }
+        clear_pending(api, &name, pending).await?;
         return Ok(None);
     }
     // One start in flight per region: another object's unanswered start would make
@@ -883,10 +883,7 @@ async fn find_or_start<S: ExportService>(
     }
     if let Some(active) = exports.iter().find(|d| is_running(&d.status)) {
         // Not this object's (see above): Start would answer ConflictErrorException.
-        if *pending {
-            patch_pending(api, &name, None).await?;
-            *pending = false;
-        }
+        clear_pending(api, &name, pending).await?;
         let detail = "StartContinuousExport not sent: ADS allows one active export per region";
         return Err(
             AdsError::new(op::START, Reason::Conflict, conflict_message(ctx, obj, region, active, detail)).into()
@@ -910,8 +907,7 @@ async fn find_or_start<S: ExportService>(
             // checked above: keep the annotation so the next pass looks again.
             let maybe_ours = e.reason == Reason::Conflict && retrying;
             if !e.ambiguous && !maybe_ours {
-                patch_pending(api, &name, None).await?;
-                *pending = false;
+                clear_pending(api, &name, pending).await?;
             }
             let e = if e.reason == Reason::Conflict { explain_conflict(ctx, obj, region, e).await } else { e };
             return Err(e.into());
@@ -1035,11 +1031,8 @@ async fn cleanup<S: ExportService>(
             let mut desired = vec![Desired::new(CONDITION_RECONCILING, true, "Deleting", what.clone())];
             let mut retry_in = None;
             if !waiting {
-                let delay = ctx.backoff.next_failure_delay(&key);
-                let at = Timestamp::now().checked_add(delay).map(format_time).unwrap_or_default();
-                let failures = ctx.backoff.failures(&key);
-                let msg = format!("{what}; retry {failures} in {} (at {at})", human(delay));
-                desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), msg));
+                let (delay, next) = next_try(ctx, &key, false);
+                desired.push(Desired::new(CONDITION_SYNCED, false, e.reason.as_str(), format!("{what}; {next}")));
                 retry_in = Some(delay);
             }
             let mut st = status.clone();
@@ -1090,31 +1083,22 @@ async fn stop_for_delete<S: ExportService>(
     if let Some(other) = managed_elsewhere(ctx, obj, &id, true) {
         return Ok(format!("export {id} is managed by ContinuousExport {}: not stopped", other.owner));
     }
-    let mut scratch = status.clone(); // the object is going away: its status times are not needed
-    let d = match ctx.ads.describe(region, &id).await {
-        Ok(d) => d,
-        // Not listed, which may just be too soon after Start: a Stop settles it.
-        Err(e) if e.reason == Reason::NotFound => {
-            return match stop(obj, ctx, region, &id, &mut scratch, false).await {
-                Ok(()) => Ok(format!("stopped export {id}")),
-                Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),
-                Err(e) => Err(e),
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    match d.status.as_str() {
+    match ctx.ads.describe(region, &id).await.map(|d| d.status) {
         // STOP_FAILED: the export may still be exporting; ask again.
-        ads::ACTIVE | ads::ERROR | ads::STOP_FAILED => {}
-        ads::START_IN_PROGRESS => {
+        Ok(state) if matches!(state.as_str(), ads::ACTIVE | ads::ERROR | ads::STOP_FAILED) => {}
+        Ok(state) if state == ads::START_IN_PROGRESS => {
             return Err(AdsError::new(
                 op::STOP,
                 Reason::ResourceInUse,
                 format!("export {id} is still starting; it is stopped once ACTIVE"),
             ));
         }
-        other => return Ok(format!("export {id} is {other}")),
+        Ok(other) => return Ok(format!("export {id} is {other}")),
+        // Not listed, which may just be too soon after Start: a Stop settles it.
+        Err(e) if e.reason == Reason::NotFound => {}
+        Err(e) => return Err(e),
     }
+    let mut scratch = status.clone(); // the object is going away: its status times are not needed
     match stop(obj, ctx, region, &id, &mut scratch, false).await {
         Ok(()) => Ok(format!("stopped export {id}")),
         Err(e) if e.reason == Reason::NotFound => Ok(format!("export {id} does not exist")),

@@ -73,14 +73,21 @@ async fn status_of(base: &str, path: &str) -> u16 {
     reqwest::get(format!("{base}{path}")).await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
-#[tokio::test]
-async fn leader_election_one_reconciles_and_the_standby_takes_over() {
-    let t = Test::new("leader", cfg()).await;
+/// The test's `run` flags with leader election on a Lease in the test's namespace:
+/// 4 s lease, renewed every second.
+fn leader_args(t: &Test) -> Vec<String> {
     let mut args = t.operator_args();
     args.extend(
         ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
             .map(str::to_owned),
     );
+    args
+}
+
+#[tokio::test]
+async fn leader_election_one_reconciles_and_the_standby_takes_over() {
+    let t = Test::new("leader", cfg()).await;
+    let args = leader_args(&t);
     let kubeconfig = support::testbed().kubeconfig_path().to_owned();
     let mut ops = [
         t.spawn_operator("replica-a", &args, &[], &kubeconfig).await,
@@ -134,11 +141,7 @@ async fn leader_election_one_reconciles_and_the_standby_takes_over() {
 #[tokio::test]
 async fn lease_loss_stops_reconciling_at_once_and_exits_non_zero() {
     let t = Test::new("leaselost", cfg()).await;
-    let mut args = t.operator_args();
-    args.extend(
-        ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
-            .map(str::to_owned),
-    );
+    let args = leader_args(&t);
     let mut op = t.spawn_operator("leader", &args, &[], support::testbed().kubeconfig_path()).await;
     support::wait_for("the leader lease", DEADLINE, || async {
         op.log_text().contains("acquired the leader lease").then_some(())
@@ -192,11 +195,7 @@ async fn a_leader_that_cannot_renew_stops_before_the_lease_expires() {
     let token = run(bed.command(bed.kubectl()).args(["create", "token", sa, "-n", &t.ns]));
     let kubeconfig = bed.dir.join(format!("kubeconfig-sa-{}", t.ns));
     kubeconfig_with_token(token.trim(), &kubeconfig);
-    let mut args = t.operator_args();
-    args.extend(
-        ["--leader-elect", "--lease-namespace", &t.ns, "--lease-duration", "4s", "--lease-renew-interval", "1s"]
-            .map(str::to_owned),
-    );
+    let args = leader_args(&t);
     let mut op = t.spawn_operator("leader", &args, &[], &kubeconfig).await;
     support::wait_for("the leader lease", DEADLINE, || async {
         op.log_text().contains("acquired the leader lease").then_some(())
