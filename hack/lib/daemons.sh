@@ -162,7 +162,8 @@ _daemon_report() {
   sent="$(_daemon_sent "$name")"
   case "$how" in
     killed\ by\ SIG*) if [[ -n "$sent" ]]; then how+=" (we sent it: $sent)"; else how+=" (not sent by these scripts)"; fi ;;
-    *) [[ -z "$sent" ]] || how+=" (after we sent: $sent)" ;;
+    exit\ status\ unknown*) if [[ -n "$sent" ]]; then how+=" (we sent: $sent)"; else how+=" (no signal from these scripts)"; fi ;;
+    *) if [[ -n "$sent" ]]; then how+=" (after we sent: $sent)"; else how+=" (no signal from these scripts)"; fi ;;
   esac
   _daemon_say "$name (pid $_pid) died: $how"
   if [[ -n "$_log" ]]; then
