@@ -7,8 +7,10 @@
 
 pub mod aws;
 mod error;
+pub mod model;
 
 pub use error::{AdsError, ErrorClass, Reason};
+pub use model::{ExportStatus, Operation};
 
 use std::future::Future;
 

@@ -73,6 +73,7 @@
 
 mod admin;
 mod fault;
+mod protocol;
 mod state;
 mod wire;
 
@@ -85,9 +86,10 @@ use axum::routing::post;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::ads::{ExportStatus, Operation};
 pub use fault::{DOCUMENTED_ERRORS, Fault, FaultKind, load_faults};
-pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportStatus, ExportView};
-pub use wire::{CONTENT_TYPE, Operation, TARGET_PREFIX, UNKNOWN_OPERATION};
+pub use protocol::{CONTENT_TYPE, TARGET_PREFIX, UNKNOWN_OPERATION};
+pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
 
 use state::{ControlError, State};
 
