@@ -28,8 +28,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::ads::aws::{CallObserver, op};
-use crate::ads::status;
+use crate::ads::aws::CallObserver;
+use crate::ads::{ExportStatus, Operation};
 use crate::controller::ReconcileObserver;
 
 /// Prefix of every metric family name.
@@ -47,13 +47,13 @@ pub const DURATION_BUCKETS_SECONDS: [f64; 15] =
 /// dashboards and alerts see a zero rather than no series.
 const KNOWN_EXPORT_STATUSES: [&str; 8] = [
     NO_EXPORT_STATUS,
-    status::START_IN_PROGRESS,
-    status::START_FAILED,
-    status::ACTIVE,
-    status::ERROR,
-    status::STOP_IN_PROGRESS,
-    status::STOP_FAILED,
-    status::INACTIVE,
+    ExportStatus::StartInProgress.as_str(),
+    ExportStatus::StartFailed.as_str(),
+    ExportStatus::Active.as_str(),
+    ExportStatus::Error.as_str(),
+    ExportStatus::StopInProgress.as_str(),
+    ExportStatus::StopFailed.as_str(),
+    ExportStatus::Inactive.as_str(),
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,7 +154,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             let _ = reconciles.get_or_create(&ResultLabels { result });
         }
-        for operation in [op::START, op::DESCRIBE, op::STOP] {
+        for operation in Operation::ALL.map(Operation::name) {
             let _ = aws_calls.get_or_create(&CallLabels { operation, outcome: "ok".into() });
             let _ = aws_call_duration.get_or_create(&OperationLabels { operation });
         }
@@ -221,7 +221,8 @@ impl Metrics {
 }
 
 impl CallObserver for Metrics {
-    fn observe(&self, operation: &'static str, outcome: &str, elapsed: Duration) {
+    fn observe(&self, operation: Operation, outcome: &str, elapsed: Duration) {
+        let operation = operation.name();
         self.aws_calls.get_or_create(&CallLabels { operation, outcome: outcome.to_owned() }).inc();
         self.aws_call_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
     }
@@ -233,18 +234,20 @@ impl ReconcileObserver for Metrics {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
 
-    fn export_status(&self, uid: &str, status: Option<&str>, deleted: bool) {
+    fn export_status(&self, uid: &str, status: Option<&str>) {
         let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = if deleted {
-            statuses.by_uid.remove(uid).is_some()
-        } else {
-            let status = status.filter(|s| !s.is_empty()).unwrap_or(NO_EXPORT_STATUS);
-            if !statuses.seen.contains(status) {
-                statuses.seen.insert(status.to_owned());
-            }
-            statuses.by_uid.insert(uid.to_owned(), status.to_owned()).is_none_or(|old| old != status)
-        };
-        if changed {
+        let status = status.filter(|s| !s.is_empty()).unwrap_or(NO_EXPORT_STATUS);
+        if !statuses.seen.contains(status) {
+            statuses.seen.insert(status.to_owned());
+        }
+        if statuses.by_uid.insert(uid.to_owned(), status.to_owned()).is_none_or(|old| old != status) {
+            self.publish_objects(&statuses);
+        }
+    }
+
+    fn deleted(&self, uid: &str) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+        if statuses.by_uid.remove(uid).is_some() {
             self.publish_objects(&statuses);
         }
     }
@@ -471,34 +474,34 @@ pub(crate) mod tests {
                 &[("operation", operation), ("outcome", outcome)],
             )
         };
-        assert_eq!(calls(op::START, "ok"), Some(0.0));
-        assert_eq!(calls(op::START, "HomeRegionNotSet"), None);
+        assert_eq!(calls(Operation::Start.name(), "ok"), Some(0.0));
+        assert_eq!(calls(Operation::Start.name(), "HomeRegionNotSet"), None);
 
-        metrics.observe(op::START, "ok", Duration::from_millis(120));
-        metrics.observe(op::START, "HomeRegionNotSet", Duration::from_millis(80));
-        metrics.observe(op::START, "HomeRegionNotSet", Duration::from_millis(90));
-        metrics.observe(op::DESCRIBE, "ok", Duration::from_millis(10));
-        assert_eq!(calls(op::START, "ok"), Some(1.0));
-        assert_eq!(calls(op::START, "HomeRegionNotSet"), Some(2.0));
-        assert_eq!(calls(op::DESCRIBE, "ok"), Some(1.0));
-        assert_eq!(calls(op::STOP, "ok"), Some(0.0));
+        metrics.observe(Operation::Start, "ok", Duration::from_millis(120));
+        metrics.observe(Operation::Start, "HomeRegionNotSet", Duration::from_millis(80));
+        metrics.observe(Operation::Start, "HomeRegionNotSet", Duration::from_millis(90));
+        metrics.observe(Operation::Describe, "ok", Duration::from_millis(10));
+        assert_eq!(calls(Operation::Start.name(), "ok"), Some(1.0));
+        assert_eq!(calls(Operation::Start.name(), "HomeRegionNotSet"), Some(2.0));
+        assert_eq!(calls(Operation::Describe.name(), "ok"), Some(1.0));
+        assert_eq!(calls(Operation::Stop.name(), "ok"), Some(0.0));
 
         let h = "ads_export_operator_aws_call_duration_seconds";
         let count = |operation: &str| value(&metrics, h, &format!("{h}_count"), &[("operation", operation)]);
-        assert_eq!(count(op::START), Some(3.0));
-        assert_eq!(count(op::DESCRIBE), Some(1.0));
-        assert_eq!(count(op::STOP), Some(0.0));
+        assert_eq!(count(Operation::Start.name()), Some(3.0));
+        assert_eq!(count(Operation::Describe.name()), Some(1.0));
+        assert_eq!(count(Operation::Stop.name()), Some(0.0));
     }
 
     #[test]
     fn label_values_are_escaped() {
         let metrics = Metrics::new();
-        metrics.observe(op::STOP, "odd \"reason\"\\\n", Duration::ZERO);
+        metrics.observe(Operation::Stop, "odd \"reason\"\\\n", Duration::ZERO);
         let got = value(
             &metrics,
             "ads_export_operator_aws_calls",
             "ads_export_operator_aws_calls_total",
-            &[("operation", op::STOP), ("outcome", "odd \"reason\"\\\n")],
+            &[("operation", Operation::Stop.name()), ("outcome", "odd \"reason\"\\\n")],
         );
         assert_eq!(got, Some(1.0));
     }
@@ -510,30 +513,30 @@ pub(crate) mod tests {
             assert_eq!(objects(&metrics, s), 0.0, "{s}");
         }
 
-        metrics.export_status("a", None, false);
-        metrics.export_status("b", None, false);
+        metrics.export_status("a", None);
+        metrics.export_status("b", None);
         assert_eq!(objects(&metrics, "NONE"), 2.0);
 
-        metrics.export_status("a", Some(status::START_IN_PROGRESS), false);
-        metrics.export_status("b", Some(status::START_IN_PROGRESS), false);
+        metrics.export_status("a", Some(ExportStatus::StartInProgress.as_str()));
+        metrics.export_status("b", Some(ExportStatus::StartInProgress.as_str()));
         assert_eq!(objects(&metrics, "NONE"), 0.0, "dropped to 0, not left at 2");
-        assert_eq!(objects(&metrics, status::START_IN_PROGRESS), 2.0);
+        assert_eq!(objects(&metrics, ExportStatus::StartInProgress.as_str()), 2.0);
 
-        metrics.export_status("a", Some(status::ACTIVE), false);
-        metrics.export_status("a", Some(status::ACTIVE), false); // unchanged: no double count
-        assert_eq!(objects(&metrics, status::START_IN_PROGRESS), 1.0);
-        assert_eq!(objects(&metrics, status::ACTIVE), 1.0);
+        metrics.export_status("a", Some(ExportStatus::Active.as_str()));
+        metrics.export_status("a", Some(ExportStatus::Active.as_str())); // unchanged: no double count
+        assert_eq!(objects(&metrics, ExportStatus::StartInProgress.as_str()), 1.0);
+        assert_eq!(objects(&metrics, ExportStatus::Active.as_str()), 1.0);
 
         // A status outside the documented set gets its own series, and a 0 later.
-        metrics.export_status("b", Some("SOMETHING_NEW"), false);
+        metrics.export_status("b", Some("SOMETHING_NEW"));
         assert_eq!(objects(&metrics, "SOMETHING_NEW"), 1.0);
-        assert_eq!(objects(&metrics, status::START_IN_PROGRESS), 0.0);
+        assert_eq!(objects(&metrics, ExportStatus::StartInProgress.as_str()), 0.0);
 
-        metrics.export_status("b", None, true);
+        metrics.deleted("b");
         assert_eq!(objects(&metrics, "SOMETHING_NEW"), 0.0);
-        metrics.export_status("a", Some(status::ACTIVE), true);
-        assert_eq!(objects(&metrics, status::ACTIVE), 0.0);
-        metrics.export_status("never-seen", None, true);
+        metrics.deleted("a");
+        assert_eq!(objects(&metrics, ExportStatus::Active.as_str()), 0.0);
+        metrics.deleted("never-seen");
         assert_eq!(objects(&metrics, "NONE"), 0.0);
         assert!(metrics.statuses.lock().unwrap().by_uid.is_empty());
     }
@@ -545,12 +548,12 @@ pub(crate) mod tests {
         assert_eq!(leader(), Some(0.0));
         metrics.set_leader(true);
         assert_eq!(leader(), Some(1.0));
-        metrics.export_status("a", Some(status::ACTIVE), false);
-        assert_eq!(objects(&metrics, status::ACTIVE), 1.0);
+        metrics.export_status("a", Some(ExportStatus::Active.as_str()));
+        assert_eq!(objects(&metrics, ExportStatus::Active.as_str()), 1.0);
 
         metrics.set_leader(false);
         assert_eq!(leader(), Some(0.0));
-        assert_eq!(objects(&metrics, status::ACTIVE), 0.0);
+        assert_eq!(objects(&metrics, ExportStatus::Active.as_str()), 0.0);
         metrics.set_leader(true);
         assert_eq!(leader(), Some(1.0));
     }
@@ -565,16 +568,16 @@ pub(crate) mod tests {
                 let (calls, reconciles) = (calls.clone(), reconciles.clone());
                 s.spawn(move || {
                     for i in 0..50 {
-                        calls.observe(op::DESCRIBE, "ok", Duration::from_millis(1));
+                        calls.observe(Operation::Describe, "ok", Duration::from_millis(1));
                         reconciles.reconciled("ok", Duration::from_millis(1));
-                        reconciles.export_status(&format!("{t}-{i}"), Some(status::ACTIVE), false);
+                        reconciles.export_status(&format!("{t}-{i}"), Some(ExportStatus::Active.as_str()));
                     }
                 });
             }
         });
         let total = "ads_export_operator_reconciles";
         assert_eq!(value(&metrics, total, "ads_export_operator_reconciles_total", &[("result", "ok")]), Some(200.0));
-        assert_eq!(objects(&metrics, status::ACTIVE), 200.0);
+        assert_eq!(objects(&metrics, ExportStatus::Active.as_str()), 200.0);
     }
 
     #[test]

@@ -18,23 +18,15 @@ use aws_sdk_applicationdiscovery::types::ContinuousExportDescription;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::ErrorMetadata;
 
-use super::{AdsError, ExportDescription, ExportService, Reason, StartedExport, StopTimes, Timestamp};
-
-/// Operation names as ADS (and the metrics and logs) spell them.
-pub mod op {
-    /// `StartContinuousExport`
-    pub const START: &str = "StartContinuousExport";
-    /// `DescribeContinuousExports`
-    pub const DESCRIBE: &str = "DescribeContinuousExports";
-    /// `StopContinuousExport`
-    pub const STOP: &str = "StopContinuousExport";
-}
+use super::{
+    AdsError, ExportDescription, ExportService, Operation, Reason, ReportedStatus, StartedExport, StopTimes, Timestamp,
+};
 
 /// Observes every ADS call: operation name, outcome (`"ok"` or the condition
 /// reason) and wall-clock duration. Used for metrics; the default does nothing.
 pub trait CallObserver: Send + Sync + 'static {
     /// Called once per ADS operation (after the SDK's own retries).
-    fn observe(&self, operation: &'static str, outcome: &str, elapsed: Duration);
+    fn observe(&self, operation: Operation, outcome: &str, elapsed: Duration);
 }
 
 /// A typed ADS operation error (one per operation) that knows its [`Reason`].
@@ -95,7 +87,7 @@ impl OperationError for StopContinuousExportError {
 }
 
 /// Classifies any SDK failure of an ADS operation into an [`AdsError`]
-/// (reason, retry class via [`AdsError::class`], message), per DESIGN.md section 3.
+/// (reason, retry class via [`AdsError::class`], message).
 ///
 /// What maps to what (`ambiguous` says whether the request may have taken effect in
 /// AWS although the call failed):
@@ -126,7 +118,7 @@ impl OperationError for StopContinuousExportError {
 /// credentials`, `timed out waiting for AWS`, ...). Never from `Debug`, which would put
 /// the SDK's dump of the request or response (headers included) into conditions and
 /// events. Always one line, at most 512 characters plus an ellipsis.
-pub fn classify<E: OperationError>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AdsError {
+pub fn classify<E: OperationError>(operation: Operation, err: &SdkError<E, HttpResponse>) -> AdsError {
     if !matches!(err, SdkError::ServiceError(_))
         && let Some(what) = auth_failure(err)
     {
@@ -249,7 +241,7 @@ fn description(d: &ContinuousExportDescription) -> Option<ExportDescription> {
     };
     Some(ExportDescription {
         export_id: export_id.to_owned(),
-        status: d.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: d.status().map(|s| ReportedStatus::from_wire(s.as_str())).unwrap_or_default(),
         status_detail: d.status_detail().map(str::to_owned),
         s3_bucket: d.s3_bucket().map(str::to_owned),
         data_source: d.data_source().map(|s| s.as_str().to_owned()),
@@ -271,7 +263,7 @@ fn started_export(out: StartContinuousExportOutput) -> Result<StartedExport, Ads
         return Err(AdsError {
             ambiguous: true,
             ..AdsError::new(
-                op::START,
+                Operation::Start,
                 Reason::ServerError,
                 "ADS's StartContinuousExport answer had no exportId; an export may have been started all the same",
             )
@@ -361,7 +353,7 @@ impl AwsExportService {
     /// reports the outcome (including an answer `accept` rejects) to the observer.
     async fn call<T, U, E, F>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         fut: F,
         accept: impl FnOnce(T) -> Result<U, AdsError>,
     ) -> Result<U, AdsError>
@@ -379,7 +371,7 @@ impl AwsExportService {
             observer.observe(operation, outcome, started.elapsed());
         }
         if let Err(e) = &result {
-            tracing::debug!(operation, reason = %e.reason, error = %e.message, "ADS call failed");
+            tracing::debug!(operation = operation.name(), reason = %e.reason, error = %e.message, "ADS call failed");
         }
         result
     }
@@ -392,7 +384,7 @@ impl AwsExportService {
     ) -> Result<(Vec<ExportDescription>, Option<String>), AdsError> {
         let out = self
             .call(
-                op::DESCRIBE,
+                Operation::Describe,
                 self.client(region)
                     .describe_continuous_exports()
                     .set_export_ids(ids)
@@ -414,13 +406,13 @@ impl ExportService for AwsExportService {
         let once = aws_sdk_applicationdiscovery::config::Builder::default()
             .retry_config(aws_config::retry::RetryConfig::disabled());
         let send = self.client(region).start_continuous_export().customize().config_override(once).send();
-        self.call(op::START, send, started_export).await
+        self.call(Operation::Start, send, started_export).await
     }
 
     async fn describe(&self, region: &str, export_id: &str) -> Result<ExportDescription, AdsError> {
         let (found, _) = self.describe_page(region, Some(vec![export_id.to_owned()]), None).await?;
         found.into_iter().find(|d| d.export_id == export_id).ok_or_else(|| {
-            AdsError::new(op::DESCRIBE, Reason::NotFound, format!("export {export_id} not found in {region}"))
+            AdsError::new(Operation::Describe, Reason::NotFound, format!("export {export_id} not found in {region}"))
         })
     }
 
@@ -439,7 +431,7 @@ impl ExportService for AwsExportService {
 
     async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {
         let send = self.client(region).stop_continuous_export().export_id(export_id).send();
-        let out = self.call(op::STOP, send, Ok).await?;
+        let out = self.call(Operation::Stop, send, Ok).await?;
         Ok(StopTimes { start_time: time(out.start_time()), stop_time: time(out.stop_time()) })
     }
 }
@@ -457,7 +449,7 @@ mod tests {
     }
 
     fn service<E: OperationError>(e: E, status: u16) -> AdsError {
-        classify("Op", &SdkError::service_error(e, response(status)))
+        classify(Operation::Start, &SdkError::service_error(e, response(status)))
     }
 
     macro_rules! variants {
@@ -553,14 +545,14 @@ mod tests {
     #[test]
     fn transport_failures() {
         type Err = SdkError<StartContinuousExportError, HttpResponse>;
-        let c = classify("Op", &Err::construction_failure("input rejected"));
+        let c = classify(Operation::Start, &Err::construction_failure("input rejected"));
         assert_eq!((c.reason, c.ambiguous), (Reason::Unknown, false));
-        let t = classify("Op", &Err::timeout_error("slow"));
+        let t = classify(Operation::Start, &Err::timeout_error("slow"));
         assert_eq!((t.reason, t.ambiguous), (Reason::Unreachable, true));
         let io = aws_smithy_runtime_api::client::result::ConnectorError::io("connection refused".into());
-        let d = classify("Op", &Err::dispatch_failure(io));
+        let d = classify(Operation::Start, &Err::dispatch_failure(io));
         assert_eq!((d.reason, d.ambiguous), (Reason::Unreachable, true));
-        let r = classify("Op", &Err::response_error("bad json", response(502)));
+        let r = classify(Operation::Start, &Err::response_error("bad json", response(502)));
         assert_eq!((r.reason, r.ambiguous), (Reason::ServerError, true));
     }
 
@@ -633,7 +625,7 @@ mod tests {
         let (ads, listener) = service_with(SharedCredentialsProvider::new(NoCredentials));
         let start = ads.start("us-west-2").await.unwrap_err();
         let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
-        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+        for (err, operation) in [(&start, Operation::Start), (&describe, Operation::Describe)] {
             assert_eq!(err.operation, operation);
             assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
             assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
@@ -670,7 +662,10 @@ mod tests {
     async fn credentials_failure_message_names_the_cause_without_debug_dumps() {
         let (ads, listener) = service_with(SharedCredentialsProvider::new(StsRefuses));
         let err = ads.describe("us-west-2", "exp-1").await.unwrap_err();
-        assert_eq!((err.operation, err.reason, err.ambiguous), (op::DESCRIBE, Reason::AuthorizationError, false));
+        assert_eq!(
+            (err.operation, err.reason, err.ambiguous),
+            (Operation::Describe, Reason::AuthorizationError, false)
+        );
         assert!(err.message.starts_with("could not load AWS credentials: "), "{err}");
         assert!(err.message.contains("AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity"), "{err}");
         assert!(!err.message.contains("AmazonSTS") && !err.message.contains("requestid"), "no headers: {err}");
@@ -736,7 +731,7 @@ mod tests {
         let (ads, listener) = service_with(SharedCredentialsProvider::new(creds));
         let start = ads.start("us-west-2").await.unwrap_err();
         let describe = ads.describe("us-west-2", "exp-1").await.unwrap_err();
-        for (err, operation) in [(&start, op::START), (&describe, op::DESCRIBE)] {
+        for (err, operation) in [(&start, Operation::Start), (&describe, Operation::Describe)] {
             assert_eq!(err.operation, operation);
             assert_eq!((err.reason, err.ambiguous), (Reason::AuthorizationError, false), "{err}");
             assert!(err.message.starts_with("could not sign the request: "), "{err}");
@@ -774,10 +769,10 @@ mod tests {
 
     /// Records every observed call as `(operation, outcome)`.
     #[derive(Default)]
-    struct Seen(Mutex<Vec<(&'static str, String)>>);
+    struct Seen(Mutex<Vec<(Operation, String)>>);
 
     impl CallObserver for Seen {
-        fn observe(&self, operation: &'static str, outcome: &str, _elapsed: Duration) {
+        fn observe(&self, operation: Operation, outcome: &str, _elapsed: Duration) {
             self.0.lock().unwrap().push((operation, outcome.to_owned()));
         }
     }
@@ -798,25 +793,29 @@ mod tests {
     #[tokio::test]
     async fn start_answer_without_export_id_is_an_ambiguous_server_error() {
         for answer in [r#"{}"#, r#"{"exportId":"","s3Bucket":"b","dataSource":"AGENT"}"#] {
-            let (ads, seen) = stubbed(&[(op::START, answer)]).await;
+            let (ads, seen) = stubbed(&[(Operation::Start.name(), answer)]).await;
             let err = ads.start("us-west-2").await.unwrap_err();
-            assert_eq!((err.operation, err.reason, err.ambiguous), (op::START, Reason::ServerError, true), "{answer}");
+            assert_eq!(
+                (err.operation, err.reason, err.ambiguous),
+                (Operation::Start, Reason::ServerError, true),
+                "{answer}"
+            );
             assert_eq!(
                 err.message,
                 "ADS's StartContinuousExport answer had no exportId; an export may have been started all the same"
             );
-            assert_eq!(*seen.0.lock().unwrap(), [(op::START, "ServerError".to_owned())], "{answer}");
+            assert_eq!(*seen.0.lock().unwrap(), [(Operation::Start, "ServerError".to_owned())], "{answer}");
         }
-        let (ads, seen) = stubbed(&[(op::START, r#"{"exportId":"exp-1","s3Bucket":"b"}"#)]).await;
+        let (ads, seen) = stubbed(&[(Operation::Start.name(), r#"{"exportId":"exp-1","s3Bucket":"b"}"#)]).await;
         let started = ads.start("us-west-2").await.unwrap();
         assert_eq!((started.export_id.as_str(), started.s3_bucket.as_deref()), ("exp-1", Some("b")));
-        assert_eq!(*seen.0.lock().unwrap(), [(op::START, "ok".to_owned())]);
+        assert_eq!(*seen.0.lock().unwrap(), [(Operation::Start, "ok".to_owned())]);
     }
 
     #[tokio::test]
     async fn describe_entries_without_export_id_are_dropped() {
         let (ads, _) = stubbed(&[(
-            op::DESCRIBE,
+            Operation::Describe.name(),
             r#"{"descriptions":[{"status":"ACTIVE"},{"exportId":"","status":"ACTIVE"},{"exportId":"exp-2","status":"INACTIVE"}]}"#,
         )])
         .await;
@@ -825,7 +824,7 @@ mod tests {
             all.iter().map(|d| (d.export_id.as_str(), d.status.as_str())).collect::<Vec<_>>(),
             [("exp-2", "INACTIVE")]
         );
-        assert_eq!(ads.describe("us-west-2", "exp-2").await.unwrap().status, "INACTIVE");
+        assert_eq!(ads.describe("us-west-2", "exp-2").await.unwrap().status.as_str(), "INACTIVE");
         assert_eq!(ads.describe("us-west-2", "").await.unwrap_err().reason, Reason::NotFound);
     }
 
