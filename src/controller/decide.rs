@@ -429,3 +429,43 @@ pub fn phase(stopped: bool, status: &ContinuousExportStatus) -> Phase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(s: &str) -> ContinuousExportStatus {
+        ContinuousExportStatus { export_status: Some(s.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn phases() {
+        use ExportStatus::*;
+        let p = |stopped, s: ExportStatus| phase(stopped, &st(s.as_str()));
+        assert!(matches!(p(false, Active), Phase::Steady));
+        assert!(matches!(p(true, Inactive), Phase::Steady));
+        assert!(matches!(p(true, Active), Phase::Transition));
+        assert!(matches!(p(false, StartInProgress), Phase::Transition));
+        assert!(matches!(p(true, StopInProgress), Phase::Transition));
+        assert!(matches!(p(false, Inactive), Phase::Failed { reason: "StoppedOutsideKubernetes", .. }));
+        assert!(matches!(p(false, Error), Phase::Failed { reason: "ExportError", .. }));
+        assert!(matches!(p(false, StartFailed), Phase::Failed { reason: "StartFailed", .. }));
+        assert!(matches!(p(true, StartFailed), Phase::Steady), "nothing runs: what stopped asks");
+        assert!(matches!(phase(false, &st("NEW_THING")), Phase::Failed { reason: "UnknownStatus", .. }));
+    }
+
+    #[test]
+    fn description_copies_and_keeps_known_fields() {
+        let mut status = ContinuousExportStatus { s3_bucket: Some("b".into()), ..Default::default() };
+        let d = ExportDescription {
+            export_id: "e".into(),
+            status: ExportStatus::Active.into(),
+            start_time: crate::ads::timestamp_from_epoch(1_493_405_005, 639_000_000),
+            ..Default::default()
+        };
+        copy_description(&mut status, &d);
+        assert_eq!(status.export_id.as_deref(), Some("e"));
+        assert_eq!(status.s3_bucket.as_deref(), Some("b"));
+        assert_eq!(status.start_time.as_deref(), Some("2017-04-28T18:43:25.639Z"));
+    }
+}

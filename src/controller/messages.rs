@@ -142,3 +142,12 @@ pub fn camel(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn camel_case_reasons() {
+        assert_eq!(super::camel("START_IN_PROGRESS"), "StartInProgress");
+        assert_eq!(super::camel("ERROR"), "Error");
+    }
+}

@@ -16,6 +16,8 @@ pub mod conclude;
 pub mod conditions;
 pub mod context;
 pub mod decide;
+#[cfg(test)]
+mod decide_table;
 pub mod deletion;
 pub mod error;
 pub mod failure;
