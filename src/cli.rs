@@ -1,5 +1,6 @@
-//! Command-line interface of the `ads-export-operator` binary (clap), per DESIGN.md
-//! section 4. Every `run` flag has an environment-variable equivalent.
+//! Command-line interface of the `ads-export-operator` binary (clap); the README's
+//! "Running the operator" lists the flags. Every `run` flag has an environment-variable
+//! equivalent.
 
 use std::time::Duration;
 

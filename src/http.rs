@@ -1,4 +1,4 @@
-//! The operator's HTTP endpoint (`--metrics-addr`, DESIGN.md section 4):
+//! The operator's HTTP endpoint (`--metrics-addr`, README "Running the operator"):
 //!
 //! - `GET /metrics`: [`Metrics::render`] as OpenMetrics text;
 //! - `GET /healthz`: liveness, `200 ok` for as long as the process serves;

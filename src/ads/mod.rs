@@ -7,6 +7,7 @@
 //! vocabulary of [`Operation`] and [`ExportStatus`] ([`model`], shared with the emulator).
 
 pub mod aws;
+pub mod classify;
 mod error;
 pub mod model;
 

@@ -199,7 +199,7 @@ async fn fresh_read_keeps_the_stored_conditions() {
     let fresh = with_status(object(), stored);
     let ads = FakeAds::new();
     ads.on_describe(Ok(export("e-1", ads::ACTIVE)));
-    // ADS still reports what is stored: nothing to write (DESIGN section 2 step 6).
+    // ADS still reports what is stored: nothing to write (the status is written only when it changed).
     let (client, server) = apiserver(vec![Expect::get(&fresh)]);
     let result = run(&object(), &context(client, &ads)).await;
     let seen = server.finish().await; // today: an unexpected PATCH .../status with lastTransitionTime = now
