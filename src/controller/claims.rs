@@ -73,9 +73,18 @@ impl Among {
 pub struct Others {
     /// Their claims on exports, those being deleted included.
     pub claims: Vec<Claim>,
-    /// `namespace/name` of the others whose start may be pending in this object's
-    /// region (they carry `start-pending` and no `status.exportId`), with their age.
-    pub pending_starts: Vec<(String, Age)>,
+    /// The others whose start may be pending in this object's region (they carry
+    /// `start-pending` and no `status.exportId`).
+    pub pending_starts: Vec<PendingStart>,
+}
+
+/// Another object whose start may be pending in the region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingStart {
+    /// Its `namespace/name`.
+    pub owner: String,
+    /// Older or younger than this object.
+    pub age: Age,
 }
 
 impl Others {
@@ -98,7 +107,7 @@ impl Others {
     /// Another object (among `among`) whose start is pending in the region:
     /// its unanswered Start may have created any export that shows up there.
     pub fn pending_start(&self, among: Among) -> Option<&str> {
-        self.pending_starts.iter().find(|(_, age)| among.admits(*age)).map(|(owner, _)| owner.as_str())
+        self.pending_starts.iter().find(|p| among.admits(p.age)).map(|p| p.owner.as_str())
     }
 }
 
@@ -162,7 +171,7 @@ pub fn others(
         }
         let pending = pending_since(o, now).is_some() && managed_id(o).is_none();
         if pending && region.is_some() && region_of(o).as_deref() == region {
-            out.pending_starts.push((owner(o), age));
+            out.pending_starts.push(PendingStart { owner: owner(o), age });
         }
     }
     out

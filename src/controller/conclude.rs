@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::backoff::{Attempts, Delay, Pace};
 use super::conditions::{ConditionUpdate, merge, whole_seconds};
-use super::decide::{Notice, Phase};
+use super::decide::{Goal, Notice, Phase};
 use super::failure::Failure;
 use super::fold::Verdict;
 use super::messages::camel;
@@ -113,15 +113,11 @@ fn ready(
             Some(s) => ConditionUpdate::is_false(
                 CONDITION_READY,
                 camel(s),
-                format!("export is {s}, wanted {}", wanted(stopped)),
+                format!("export is {s}, wanted {}", Goal::of(spec).status()),
             ),
             None => ConditionUpdate::is_false(CONDITION_READY, "Pending", "no export yet"),
         },
     }
-}
-
-fn wanted(stopped: bool) -> &'static str {
-    if stopped { ExportStatus::Inactive.as_str() } else { ExportStatus::Active.as_str() }
 }
 
 /// `Synced`, `Reconciling`, `Stalled` and the pace of a pass that reached `phase`.
@@ -141,7 +137,7 @@ fn settled(
         Phase::Transition => {
             // No delay in the message: it would rewrite the status on every poll.
             let state = status.export_status.as_deref().unwrap_or("pending");
-            let msg = format!("export is {state}; polling until it is {}", wanted(spec.stopped));
+            let msg = format!("export is {state}; polling until it is {}", Goal::of(spec).status());
             let busy = ConditionUpdate::is_true(CONDITION_RECONCILING, "Transitioning", msg);
             (vec![synced, busy, not_stalled], Pace::Polling, Requeue::AwaitChange)
         }

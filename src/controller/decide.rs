@@ -348,7 +348,7 @@ pub fn settle(
         *status = export_fields_cleared(status, Some(detail.clone()));
         return (AnnotationChange::Clear, Err(messages::start_failed(&d.export_id, &detail)));
     }
-    (AnnotationChange::Keep, Ok(phase(spec.stopped, status)))
+    (AnnotationChange::Keep, Ok(phase(Goal::of(spec), status)))
 }
 
 /// A status without export fields (conditions kept), with `status_detail`.
@@ -394,11 +394,36 @@ pub fn copy_description(status: &mut ContinuousExportStatus, d: &ExportDescripti
     status.stop_time = d.stop_time.map(format_time).or(status.stop_time.take());
 }
 
-/// The phase of an export in `status` against `spec.stopped`.
-pub fn phase(stopped: bool, status: &ContinuousExportStatus) -> Phase {
+/// What the spec asks of the export: `spec.stopped` as a goal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// Running (`ACTIVE`).
+    Running,
+    /// Stopped (`INACTIVE`).
+    Stopped,
+}
+
+impl Goal {
+    /// The goal of `spec`.
+    pub fn of(spec: &ContinuousExportSpec) -> Self {
+        if spec.stopped { Goal::Stopped } else { Goal::Running }
+    }
+
+    /// The export status that meets it.
+    pub fn status(self) -> ExportStatus {
+        match self {
+            Goal::Running => ExportStatus::Active,
+            Goal::Stopped => ExportStatus::Inactive,
+        }
+    }
+}
+
+/// The phase of an export in `status` against the spec's goal.
+pub fn phase(goal: Goal, status: &ContinuousExportStatus) -> Phase {
     use ExportStatus::*;
     let detail = status.status_detail.clone().unwrap_or_default();
     let raw = status.export_status.as_deref().unwrap_or_default();
+    let stopped = goal == Goal::Stopped;
     match (raw.parse::<ExportStatus>().ok(), stopped) {
         (Some(StartInProgress | StopInProgress), _) | (Some(Active), true) => Phase::Transition,
         (Some(Active), false) | (Some(Inactive | StartFailed), true) => Phase::Steady,
@@ -441,7 +466,7 @@ mod tests {
     #[test]
     fn phases() {
         use ExportStatus::*;
-        let p = |stopped, s: ExportStatus| phase(stopped, &st(s.as_str()));
+        let p = |stopped, s: ExportStatus| phase(if stopped { Goal::Stopped } else { Goal::Running }, &st(s.as_str()));
         assert!(matches!(p(false, Active), Phase::Steady));
         assert!(matches!(p(true, Inactive), Phase::Steady));
         assert!(matches!(p(true, Active), Phase::Transition));
@@ -451,7 +476,7 @@ mod tests {
         assert!(matches!(p(false, Error), Phase::Failed { reason: "ExportError", .. }));
         assert!(matches!(p(false, StartFailed), Phase::Failed { reason: "StartFailed", .. }));
         assert!(matches!(p(true, StartFailed), Phase::Steady), "nothing runs: what stopped asks");
-        assert!(matches!(phase(false, &st("NEW_THING")), Phase::Failed { reason: "UnknownStatus", .. }));
+        assert!(matches!(phase(Goal::Running, &st("NEW_THING")), Phase::Failed { reason: "UnknownStatus", .. }));
     }
 
     #[test]

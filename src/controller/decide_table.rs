@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::backoff::{Attempts, Policy};
-use super::claims::{Age, Claim, Hold, Lifecycle, Others};
+use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart};
 use super::conclude::{conclude, hold_deletion};
 use super::decide::{self, AnnotationChange, Attempt, Call, Next, ReadPlan, reads};
 use super::deletion::{self, Deletion};
@@ -149,7 +149,10 @@ fn others(ctx: Ctx) -> Others {
     match ctx {
         Claimed => Others { claims: vec![claim(Lifecycle::Live)], ..Others::default() },
         ClaimedDeleting => Others { claims: vec![claim(Lifecycle::Deleting)], ..Others::default() },
-        OtherPending => Others { pending_starts: vec![("ns/older".into(), Age::Older)], ..Others::default() },
+        OtherPending => Others {
+            pending_starts: vec![PendingStart { owner: "ns/older".into(), age: Age::Older }],
+            ..Others::default()
+        },
         _ => Others::default(),
     }
 }

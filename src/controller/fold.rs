@@ -3,7 +3,7 @@
 //! fold their outcomes into a [`Verdict`].
 
 use super::decide::{
-    AnnotationChange, Attempt, Notice, Phase, Plan, StopReason, copy_description, mark_gone, phase, settle,
+    AnnotationChange, Attempt, Goal, Notice, Phase, Plan, StopReason, copy_description, mark_gone, phase, settle,
 };
 use super::failure::Failure;
 use super::messages;
@@ -179,7 +179,7 @@ pub fn stop(
         (StopReason::Requested { was: ExportStatus::StopFailed, detail }, Ok(())) => {
             Err(messages::stop_failed(detail.as_deref().unwrap_or("no detail")))
         }
-        (StopReason::Requested { .. }, Ok(())) => Ok(phase(spec.stopped, &verdict.status)),
+        (StopReason::Requested { .. }, Ok(())) => Ok(phase(Goal::of(spec), &verdict.status)),
     };
     verdict
 }
