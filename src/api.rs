@@ -2,7 +2,7 @@
 //! conditions and CRD generation.
 //!
 //! The contract (field names, CEL rules, condition types, finalizer and annotation
-//! names) is fixed by `DESIGN.md` section 1; manifests and tools outside this crate
+//! names) is the README's "The ContinuousExport resource"; manifests and tools outside this crate
 //! depend on it, so change it only together with a new API version.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

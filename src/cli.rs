@@ -1,9 +1,12 @@
-//! Command-line interface of the `ads-export-operator` binary (clap), per DESIGN.md
-//! section 4. Every `run` flag has an environment-variable equivalent.
+//! Command-line interface of the `ads-export-operator` binary (clap); the README's
+//! "Running the operator" lists the flags. Every `run` flag has an environment-variable
+//! equivalent.
 
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration;
 
 /// `ads-export-operator [run] [FLAGS]` or `ads-export-operator crd`.
 #[derive(Debug, Parser)]
@@ -46,19 +49,6 @@ pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
-}
-
-/// Parses a duration such as `500ms`, `5s`, `10m` or `1h`.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}: use a number with a unit, e.g. 500ms, 5s, 10m, 1h"))?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
 }
 
 fn parse_endpoint(s: &str) -> Result<String, String> {
@@ -115,11 +105,6 @@ pub const MIN_RESYNC_PERIOD: Duration = Duration::from_secs(10);
 /// long, and polling a transition starts from it too.
 pub const MIN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 
-/// A duration as the flags take it (`1ms`, `10s`, `5m`, `1h 30m`).
-fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 /// Flags of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -140,7 +125,7 @@ pub struct RunArgs {
 
     /// Steady-state resync period: how often an unchanged object is compared with ADS
     /// (at least 10s).
-    #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = duration::parse_positive)]
     pub resync_period: Duration,
 
     /// Objects reconciled at once.
@@ -150,11 +135,11 @@ pub struct RunArgs {
 
     /// First retry delay after a recoverable AWS error (doubles per retry, with jitter;
     /// at least 100ms).
-    #[arg(long, env = "BACKOFF_BASE", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "BACKOFF_BASE", default_value = "5s", value_parser = duration::parse_positive)]
     pub backoff_base: Duration,
 
     /// Longest retry delay (at least --backoff-base).
-    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = duration::parse_positive)]
     pub backoff_max: Duration,
 
     /// Log format.
@@ -181,11 +166,11 @@ pub struct RunArgs {
 
     /// How long a lease is valid without renewal (whole seconds, at least 2s); a
     /// standby takes over at most this long after the leader dies.
-    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = duration::parse_positive)]
     pub lease_duration: Duration,
 
     /// How often the leader renews the lease (whole seconds, shorter than --lease-duration).
-    #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = duration::parse_positive)]
     pub lease_renew_interval: Duration,
 
     /// This replica's name in events and the lease (set from the downward API).
@@ -217,14 +202,18 @@ impl RunArgs {
             ("--backoff-base", self.backoff_base, MIN_BACKOFF_BASE),
         ] {
             if value < min {
-                return Err(format!("{flag}: {} is shorter than the minimum, {}", human(value), human(min)));
+                return Err(format!(
+                    "{flag}: {} is shorter than the minimum, {}",
+                    duration::format(value),
+                    duration::format(min)
+                ));
             }
         }
         if self.backoff_max < self.backoff_base {
             return Err(format!(
                 "--backoff-max: {} is shorter than the minimum, --backoff-base ({})",
-                human(self.backoff_max),
-                human(self.backoff_base)
+                duration::format(self.backoff_max),
+                duration::format(self.backoff_base)
             ));
         }
         match self.namespace.as_deref() {

@@ -1,4 +1,4 @@
-//! The operator's HTTP endpoint (`--metrics-addr`, DESIGN.md section 4):
+//! The operator's HTTP endpoint (`--metrics-addr`, README "Running the operator"):
 //!
 //! - `GET /metrics`: [`Metrics::render`] as OpenMetrics text;
 //! - `GET /healthz`: liveness, `200 ok` for as long as the process serves;
@@ -136,7 +136,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_openmetrics_text() {
         let state = state();
-        state.metrics.observe("StartContinuousExport", "ok", Duration::from_millis(5));
+        state.metrics.observe(crate::ads::Operation::Start, "ok", Duration::from_millis(5));
         let (status, content_type, body) = parts(metrics_handler(State(state)).await).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(content_type.as_deref(), Some(OPENMETRICS_CONTENT_TYPE));

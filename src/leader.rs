@@ -109,56 +109,89 @@ where
         () = shutdown.cancelled() => false,
         r = is_leader.wait_for(|l| *l) => r.is_ok(),
     };
-    let mut result = Ok(());
-    let mut lost_lease = false;
-    if acquired {
-        tracing::info!(identity = %lease.identity, "acquired the leader lease");
-        on_leader(true);
-        let stop = shutdown.child_token();
-        let mut watch = is_leader.clone();
-        // Ends when the lease is lost, or when the manager stopped (it cannot renew).
-        let lost = async {
-            tokio::select! {
-                _ = watch.wait_for(|l| !*l) => format!("Lease {}/{} is no longer held by {}", lease.namespace, lease.name, lease.identity),
-                why = renew_deadline(&leases, &lease) => why,
-            }
-        };
-        result = tokio::select! {
-            r = work(stop.clone()) => r,
-            why = lost => {
-                // `work` is dropped here, before anything else: no reconcile of this
-                // replica continues while another may lead.
-                lost_lease = true;
-                tracing::error!(
-                    lease = %lease.name,
-                    namespace = %lease.namespace,
-                    identity = %lease.identity,
-                    reason = %why,
-                    "leader election lost; stopped the controller at once"
-                );
-                Err(anyhow::anyhow!("leader election lost: {why}"))
-            }
-        };
-        stop.cancel();
-        on_leader(false);
+    let ended = if acquired {
+        lead(&leases, &lease, &shutdown, &on_leader, &is_leader, work).await
     } else {
         tracing::info!("shutting down as standby");
-    }
+        Ended::Worked(Ok(()))
+    };
     // Closing the channel makes the manager release the Lease (a no-op when another
     // identity holds it).
     drop(is_leader);
-    if lost_lease {
-        // Nothing to release, and the manager may be sleeping between failed renewals.
-        task.abort();
-        return result;
+    match ended {
+        Ended::Lost(e) => {
+            // Nothing to release, and the manager may be sleeping between failed renewals.
+            task.abort();
+            Err(e)
+        }
+        Ended::Worked(result) => {
+            release(task).await;
+            result
+        }
     }
+}
+
+/// How leading ended.
+enum Ended {
+    /// `work` returned (or the replica never led).
+    Worked(anyhow::Result<()>),
+    /// The lease was lost; `work` was dropped at once.
+    Lost(anyhow::Error),
+}
+
+/// Runs `work` while this replica holds the lease; drops it the moment the lease is
+/// lost or can no longer be renewed in time.
+async fn lead<W, Fut>(
+    leases: &Api<Lease>,
+    lease: &LeaseSettings,
+    shutdown: &CancellationToken,
+    on_leader: &impl Fn(bool),
+    is_leader: &tokio::sync::watch::Receiver<bool>,
+    work: W,
+) -> Ended
+where
+    W: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    tracing::info!(identity = %lease.identity, "acquired the leader lease");
+    on_leader(true);
+    let stop = shutdown.child_token();
+    let mut watch = is_leader.clone();
+    // Ends when the lease is lost, or when the manager stopped (it cannot renew).
+    let lost = async {
+        tokio::select! {
+            _ = watch.wait_for(|l| !*l) => format!("Lease {}/{} is no longer held by {}", lease.namespace, lease.name, lease.identity),
+            why = renew_deadline(leases, lease) => why,
+        }
+    };
+    let ended = tokio::select! {
+        r = work(stop.clone()) => Ended::Worked(r),
+        why = lost => {
+            // `work` is dropped here, before anything else: no reconcile of this
+            // replica continues while another may lead.
+            tracing::error!(
+                lease = %lease.name,
+                namespace = %lease.namespace,
+                identity = %lease.identity,
+                reason = %why,
+                "leader election lost; stopped the controller at once"
+            );
+            Ended::Lost(anyhow::anyhow!("leader election lost: {why}"))
+        }
+    };
+    stop.cancel();
+    on_leader(false);
+    ended
+}
+
+/// Waits (at most 5 s) for the lease manager to release the Lease, and logs how it went.
+async fn release<T, E: std::fmt::Display>(task: tokio::task::JoinHandle<Result<T, E>>) {
     match tokio::time::timeout(Duration::from_secs(5), task).await {
         Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
         Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
         Err(_) => tracing::warn!("timed out releasing the leader lease"),
     }
-    result
 }
 
 /// Resolves, with the reason, once this replica can no longer count on holding the

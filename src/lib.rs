@@ -9,18 +9,21 @@
 //! - [`operator`]: the `run` subcommand (clients, HTTP server, leader election, controller);
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
 //! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`;
-//! - [`cli`] and [`telemetry`]: the operator binary's flags and logging.
+//! - [`cli`] and [`telemetry`]: the operator binary's flags and logging;
+//! - [`duration`] and [`signal`]: duration flags and messages, the shutdown signal (both binaries).
 #![warn(missing_docs)]
 
 pub mod ads;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod duration;
 pub mod emulator;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod signal;
 pub mod telemetry;
 
 /// Selects aws-lc-rs as the process-wide rustls crypto provider (the AWS SDK's

@@ -33,7 +33,8 @@ async fn main() -> ExitCode {
             tokio::spawn({
                 let shutdown = shutdown.clone();
                 async move {
-                    shutdown_signal().await;
+                    let signal = ads_export_operator::signal::shutdown().await;
+                    tracing::info!(signal, "shutdown signal received; finishing in-flight reconciles");
                     shutdown.cancel();
                 }
             });
@@ -51,30 +52,4 @@ async fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), logging which (a clean exit's status cannot tell).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // no SIGINT handler could be installed: rely on SIGTERM alone
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    let signal = tokio::select! {
-        () = ctrl_c => "SIGINT",
-        () = term => "SIGTERM",
-    };
-    tracing::info!(signal, "shutdown signal received; finishing in-flight reconciles");
 }

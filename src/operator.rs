@@ -26,8 +26,12 @@ impl ReconcileObserver for Observers {
         self.metrics.reconciled(result, elapsed);
     }
 
-    fn export_status(&self, uid: &str, status: Option<&str>, deleted: bool) {
-        self.metrics.export_status(uid, status, deleted);
+    fn export_status(&self, uid: &str, status: Option<&str>) {
+        self.metrics.export_status(uid, status);
+    }
+
+    fn deleted(&self, uid: &str) {
+        self.metrics.deleted(uid);
     }
 
     fn synced(&self) {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ads_export_operator::ads::aws::{CallObserver, op};
+use ads_export_operator::ads::Operation;
+use ads_export_operator::ads::aws::CallObserver;
 use ads_export_operator::controller::ReconcileObserver;
 use ads_export_operator::http::{Health, OPENMETRICS_CONTENT_TYPE, serve};
 use ads_export_operator::metrics::Metrics;
@@ -150,10 +151,10 @@ fn text_plain() -> String {
 async fn metrics_are_openmetrics_and_show_observed_calls() {
     let server = Server::start().await;
     let client = client();
-    server.metrics.observe(op::DESCRIBE, "ok", Duration::from_millis(12));
-    server.metrics.observe(op::START, "HomeRegionNotSet", Duration::from_millis(250));
+    server.metrics.observe(Operation::Describe, "ok", Duration::from_millis(12));
+    server.metrics.observe(Operation::Start, "HomeRegionNotSet", Duration::from_millis(250));
     server.metrics.reconciled("error", Duration::from_millis(300));
-    server.metrics.export_status("uid-1", Some("ACTIVE"), false);
+    server.metrics.export_status("uid-1", Some("ACTIVE"));
     server.metrics.set_leader(true);
 
     let (status, content_type, body) = server.get(&client, "/metrics").await;
@@ -176,14 +177,20 @@ async fn metrics_are_openmetrics_and_show_observed_calls() {
         find(&samples, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in\n{body}")).value
     };
     let calls = "ads_export_operator_aws_calls_total";
-    assert_eq!(value(calls, &[("operation", op::START), ("outcome", "HomeRegionNotSet")]), 1.0);
-    assert_eq!(value(calls, &[("operation", op::DESCRIBE), ("outcome", "ok")]), 1.0);
-    assert_eq!(value(calls, &[("operation", op::START), ("outcome", "ok")]), 0.0);
-    assert_eq!(value("ads_export_operator_aws_call_duration_seconds_count", &[("operation", op::START)]), 1.0);
-    let sum = value("ads_export_operator_aws_call_duration_seconds_sum", &[("operation", op::START)]);
+    assert_eq!(value(calls, &[("operation", Operation::Start.name()), ("outcome", "HomeRegionNotSet")]), 1.0);
+    assert_eq!(value(calls, &[("operation", Operation::Describe.name()), ("outcome", "ok")]), 1.0);
+    assert_eq!(value(calls, &[("operation", Operation::Start.name()), ("outcome", "ok")]), 0.0);
+    assert_eq!(
+        value("ads_export_operator_aws_call_duration_seconds_count", &[("operation", Operation::Start.name())]),
+        1.0
+    );
+    let sum = value("ads_export_operator_aws_call_duration_seconds_sum", &[("operation", Operation::Start.name())]);
     assert!((sum - 0.25).abs() < 1e-9, "{sum}");
     assert_eq!(
-        value("ads_export_operator_aws_call_duration_seconds_bucket", &[("operation", op::START), ("le", "0.25")]),
+        value(
+            "ads_export_operator_aws_call_duration_seconds_bucket",
+            &[("operation", Operation::Start.name()), ("le", "0.25")]
+        ),
         1.0
     );
     assert_eq!(value("ads_export_operator_reconciles_total", &[("result", "error")]), 1.0);
@@ -192,9 +199,14 @@ async fn metrics_are_openmetrics_and_show_observed_calls() {
     assert_eq!(value("ads_export_operator_leader", &[]), 1.0);
 
     // A later scrape sees later observations.
-    server.metrics.observe(op::START, "HomeRegionNotSet", Duration::from_millis(1));
+    server.metrics.observe(Operation::Start, "HomeRegionNotSet", Duration::from_millis(1));
     let samples = parse(&server.get(&client, "/metrics").await.2);
-    assert_eq!(find(&samples, calls, &[("operation", op::START), ("outcome", "HomeRegionNotSet")]).unwrap().value, 2.0);
+    assert_eq!(
+        find(&samples, calls, &[("operation", Operation::Start.name()), ("outcome", "HomeRegionNotSet")])
+            .unwrap()
+            .value,
+        2.0
+    );
     server.stop().await;
 }
 

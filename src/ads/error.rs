@@ -1,7 +1,10 @@
 //! Classification of ADS failures into condition reasons and retry classes
-//! (DESIGN.md section 3).
+//! (docs/architecture.md, "Failures"). Only ADS's answers (and the SDK's failures to
+//! get one) live here; the controller's own reasons are `controller::failure::Cause`.
 
 use std::fmt;
+
+use super::Operation;
 
 /// Why a call to ADS failed, as written into a condition's `reason`.
 ///
@@ -29,23 +32,12 @@ pub enum Reason {
     NotFound,
     /// `ResourceInUseException`: the export is busy (e.g. still starting).
     ResourceInUse,
-    /// Not an ADS error: `spec.exportId` names an export another `ContinuousExport`
-    /// already manages. Terminal (Stalled), but looked at again every resync period,
-    /// so the object adopts the export once the other object is gone.
-    AlreadyManaged,
-    /// Not an ADS error: an export this object started reports `START_FAILED`, so the
-    /// operator starts a new one ("To recover, call start-continuous-export again", the
-    /// AWS docs of `ContinuousExportDescription.status`), on the failure backoff schedule.
-    StartFailed,
-    /// Not an ADS error: the export reports `STOP_FAILED`, so the operator sends
-    /// StopContinuousExport again, on the failure backoff schedule.
-    StopFailed,
     /// Anything else ADS or the SDK answered.
     Unknown,
 }
 
 impl Reason {
-    /// The condition reason string (CamelCase, as in DESIGN.md section 3).
+    /// The condition reason string (CamelCase; the README lists them).
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::HomeRegionNotSet => "HomeRegionNotSet",
@@ -58,9 +50,6 @@ impl Reason {
             Reason::OperationNotPermitted => "OperationNotPermitted",
             Reason::NotFound => "NotFound",
             Reason::ResourceInUse => "ResourceInUse",
-            Reason::StopFailed => "StopFailed",
-            Reason::StartFailed => "StartFailed",
-            Reason::AlreadyManaged => "AlreadyManaged",
             Reason::Unknown => "UnknownError",
         }
     }
@@ -68,9 +57,7 @@ impl Reason {
     /// Whether retrying can help without a change by a human.
     pub fn class(self) -> ErrorClass {
         match self {
-            Reason::InvalidParameter | Reason::OperationNotPermitted | Reason::NotFound | Reason::AlreadyManaged => {
-                ErrorClass::Terminal
-            }
+            Reason::InvalidParameter | Reason::OperationNotPermitted | Reason::NotFound => ErrorClass::Terminal,
             _ => ErrorClass::Recoverable,
         }
     }
@@ -134,14 +121,8 @@ pub enum ErrorClass {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{operation}: {reason}: {message}")]
 pub struct AdsError {
-    /// The ADS operation that failed: `StartContinuousExport`,
-    /// `DescribeContinuousExports` or `StopContinuousExport` (see
-    /// [`crate::ads::aws::op`]). It may also be the pseudo-operation
-    /// `"Configuration"`: an error the controller finds before any call to AWS, such as
-    /// no region for the object (no `spec.region` and no `--aws-region`), an export
-    /// already managed by another object, or a `spec.exportId` that differs from the
-    /// export the object manages.
-    pub operation: &'static str,
+    /// The ADS operation that failed.
+    pub operation: Operation,
     /// Condition reason.
     pub reason: Reason,
     /// A one-line, human-readable message (from ADS when it sent one). Never holds
@@ -157,7 +138,7 @@ pub struct AdsError {
 
 impl AdsError {
     /// A classified error from its parts.
-    pub fn new(operation: &'static str, reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(operation: Operation, reason: Reason, message: impl Into<String>) -> Self {
         Self { operation, reason, message: message.into(), ambiguous: false }
     }
 

@@ -3,12 +3,16 @@
 //! The controller talks to ADS only through [`ExportService`], so its logic is
 //! unit-tested with a fake; [`aws::AwsExportService`] is the real implementation on
 //! `aws-sdk-applicationdiscovery`. The SDK's types stop at this module: callers see
-//! [`ExportDescription`], [`StartedExport`], [`StopTimes`] and [`AdsError`].
+//! [`ExportDescription`], [`StartedExport`], [`StopTimes`] and [`AdsError`], in the
+//! vocabulary of [`Operation`] and [`ExportStatus`] ([`model`], shared with the emulator).
 
 pub mod aws;
+pub mod classify;
 mod error;
+pub mod model;
 
 pub use error::{AdsError, ErrorClass, Reason};
+pub use model::{ExportStatus, Operation};
 
 use std::future::Future;
 
@@ -32,22 +36,55 @@ pub fn timestamp_from_epoch(secs: i64, nanos: u32) -> Option<Timestamp> {
     Timestamp::from_millisecond(i64::try_from(millis).ok()?).ok()
 }
 
-/// ADS `ContinuousExportStatus` values, as documented for DescribeContinuousExports.
-pub mod status {
-    /// The export is being started.
-    pub const START_IN_PROGRESS: &str = "START_IN_PROGRESS";
-    /// The export could not be started.
-    pub const START_FAILED: &str = "START_FAILED";
-    /// The export is running.
-    pub const ACTIVE: &str = "ACTIVE";
-    /// The export hit an error; `statusDetail` says which.
-    pub const ERROR: &str = "ERROR";
-    /// The export is being stopped.
-    pub const STOP_IN_PROGRESS: &str = "STOP_IN_PROGRESS";
-    /// The export could not be stopped.
-    pub const STOP_FAILED: &str = "STOP_FAILED";
-    /// The export is stopped.
-    pub const INACTIVE: &str = "INACTIVE";
+/// A `status` as ADS reported it: one of the seven documented [`ExportStatus`]es, or a
+/// value AWS may add later (or an empty string when AWS omits it), kept verbatim so it
+/// passes through to `status.exportStatus` unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportedStatus {
+    /// A documented status.
+    Known(ExportStatus),
+    /// Anything else, verbatim (empty when AWS omitted the member).
+    Unknown(String),
+}
+
+impl ReportedStatus {
+    /// Reads a wire value: a documented name becomes [`ReportedStatus::Known`].
+    pub fn from_wire(s: &str) -> Self {
+        s.parse().map_or_else(|_| ReportedStatus::Unknown(s.to_owned()), ReportedStatus::Known)
+    }
+
+    /// The wire value, e.g. `"ACTIVE"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReportedStatus::Known(st) => st.as_str(),
+            ReportedStatus::Unknown(s) => s,
+        }
+    }
+
+    /// The documented status, if it is one.
+    pub fn known(&self) -> Option<ExportStatus> {
+        match self {
+            ReportedStatus::Known(st) => Some(*st),
+            ReportedStatus::Unknown(_) => None,
+        }
+    }
+
+    /// Whether it is `status`.
+    pub fn is(&self, status: ExportStatus) -> bool {
+        self.known() == Some(status)
+    }
+}
+
+impl Default for ReportedStatus {
+    fn default() -> Self {
+        ReportedStatus::Unknown(String::new())
+    }
+}
+
+impl From<ExportStatus> for ReportedStatus {
+    fn from(st: ExportStatus) -> Self {
+        ReportedStatus::Known(st)
+    }
 }
 
 /// One continuous export as DescribeContinuousExports reports it: one
@@ -63,10 +100,9 @@ pub mod status {
 pub struct ExportDescription {
     /// `exportId`: the unique ID ADS assigned to the export. Never empty.
     pub export_id: String,
-    /// `status` (`ContinuousExportStatus`): one of [`status`]'s values, kept as a
-    /// string so that a value AWS adds later passes through verbatim; empty when AWS
-    /// omits it.
-    pub status: String,
+    /// `status` (`ContinuousExportStatus`): one of the seven [`ExportStatus`]es, or a
+    /// value AWS adds later verbatim ([`ReportedStatus::Unknown`], empty when AWS omits it).
+    pub status: ReportedStatus,
     /// `statusDetail`: what went wrong, if anything (e.g. `ACCESS_DENIED`,
     /// `FIREHOSE_ROLE_MISSING`), verbatim; `None` when omitted.
     pub status_detail: Option<String>,

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ads_export_operator::emulator::{Emulator, EmulatorConfig, load_faults, parse_duration};
+use ads_export_operator::duration;
+use ads_export_operator::emulator::{Emulator, EmulatorConfig, load_faults};
 use clap::Parser;
 
 /// Emulates the AWS Application Discovery Service continuous-export API.
@@ -21,10 +22,10 @@ struct Args {
     #[arg(long)]
     home_region: Option<String>,
     /// How long new exports stay START_IN_PROGRESS (e.g. 500ms, 2s).
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = duration::parse_term)]
     start_delay: Duration,
     /// How long stopping exports stay STOP_IN_PROGRESS (e.g. 500ms, 2s).
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = duration::parse_term)]
     stop_delay: Duration,
     /// JSON file holding an array of faults to inject at start-up.
     #[arg(long)]
@@ -66,37 +67,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let running = emulator.spawn(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     println!("ads-emulator listening on {}", running.endpoint_url());
-    let signal = shutdown_signal().await;
-    // Which signal: the exit status (0) of a clean shutdown cannot tell.
+    let signal = ads_export_operator::signal::shutdown().await;
     tracing::info!(signal, "shutting down");
     running.shutdown().await.map_err(|e| e.to_string())
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, with that signal's name.
-async fn shutdown_signal() -> &'static str {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => "SIGINT",
-        () = terminate => "SIGTERM",
-    }
 }

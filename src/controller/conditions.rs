@@ -6,38 +6,63 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED};
 
-/// One desired condition, before `lastTransitionTime` and `observedGeneration` are filled.
+/// A condition's `status` (`metav1.ConditionStatus`; this controller never writes `"Unknown"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    /// `"True"`
+    True,
+    /// `"False"`
+    False,
+}
+
+impl ConditionStatus {
+    /// The wire value, `"True"` or `"False"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+        }
+    }
+}
+
+/// One condition as a reconcile sets it: type, status, reason and message, before
+/// [`merge`] stamps `lastTransitionTime` and `observedGeneration`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Desired {
-    /// Condition type.
+pub struct ConditionUpdate {
+    /// Condition type, e.g. `Ready`.
     pub type_: &'static str,
-    /// `true` for `"True"`, `false` for `"False"`.
-    pub status: bool,
+    /// `True` or `False`.
+    pub status: ConditionStatus,
     /// CamelCase reason.
     pub reason: String,
     /// Human-readable message.
     pub message: String,
 }
 
-impl Desired {
-    /// A condition with the given fields.
-    pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status, reason: reason.into(), message: message.into() }
+impl ConditionUpdate {
+    /// `type_` is `True` for `reason`.
+    pub fn is_true(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { type_, status: ConditionStatus::True, reason: reason.into(), message: message.into() }
+    }
+
+    /// `type_` is `False` for `reason`.
+    pub fn is_false(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { type_, status: ConditionStatus::False, reason: reason.into(), message: message.into() }
     }
 }
 
 /// The order conditions are written in.
 pub const ORDER: [&str; 4] = [CONDITION_READY, CONDITION_SYNCED, CONDITION_RECONCILING, CONDITION_STALLED];
 
-/// Builds the condition list from `desired`, keeping each existing condition's
+/// Builds the condition list from `updates`, keeping each existing condition's
 /// `lastTransitionTime` unless its status flips (`metav1.Condition` semantics);
 /// `now` stamps the flipped or new ones. Conditions of other types in `existing`
 /// (written by someone else) are kept as they are.
-pub fn merge(existing: &[Condition], desired: &[Desired], generation: i64, now: Timestamp) -> Vec<Condition> {
-    let mut out: Vec<Condition> = desired
+pub fn merge(existing: &[Condition], updates: &[ConditionUpdate], generation: i64, now: Timestamp) -> Vec<Condition> {
+    let mut out: Vec<Condition> = updates
         .iter()
         .map(|d| {
-            let status = if d.status { "True" } else { "False" }.to_owned();
+            let status = d.status.as_str().to_owned();
             let last_transition_time = existing
                 .iter()
                 .find(|c| c.type_ == d.type_ && c.status == status)
@@ -52,15 +77,14 @@ pub fn merge(existing: &[Condition], desired: &[Desired], generation: i64, now: 
             }
         })
         .collect();
-    out.extend(existing.iter().filter(|c| !desired.iter().any(|d| d.type_ == c.type_)).cloned());
+    out.extend(existing.iter().filter(|c| !updates.iter().any(|d| d.type_ == c.type_)).cloned());
     out.sort_by_key(|c| ORDER.iter().position(|t| *t == c.type_).unwrap_or(ORDER.len()));
     out
 }
 
-/// Truncates `Time` to whole seconds, as the apiserver stores it, so a condition
+/// `now` truncated to whole seconds, as the apiserver stores a `Time`, so a condition
 /// read back compares equal to the one computed.
-pub fn now_seconds() -> Timestamp {
-    let now = Timestamp::now();
+pub fn whole_seconds(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
@@ -74,16 +98,16 @@ mod tests {
 
     #[test]
     fn transition_time_changes_only_when_status_flips() {
-        let first = merge(&[], &[Desired::new(CONDITION_READY, false, "Starting", "a")], 1, t(100));
+        let first = merge(&[], &[ConditionUpdate::is_false(CONDITION_READY, "Starting", "a")], 1, t(100));
         assert_eq!(first[0].last_transition_time, Time(t(100)));
         assert_eq!(first[0].observed_generation, Some(1));
 
-        let same = merge(&first, &[Desired::new(CONDITION_READY, false, "Other", "b")], 2, t(200));
+        let same = merge(&first, &[ConditionUpdate::is_false(CONDITION_READY, "Other", "b")], 2, t(200));
         assert_eq!(same[0].last_transition_time, Time(t(100)), "reason change is not a transition");
         assert_eq!(same[0].reason, "Other");
         assert_eq!(same[0].observed_generation, Some(2));
 
-        let flipped = merge(&same, &[Desired::new(CONDITION_READY, true, "Active", "c")], 2, t(300));
+        let flipped = merge(&same, &[ConditionUpdate::is_true(CONDITION_READY, "Active", "c")], 2, t(300));
         assert_eq!(flipped[0].last_transition_time, Time(t(300)));
         assert_eq!(flipped[0].status, "True");
     }
@@ -100,7 +124,10 @@ mod tests {
         };
         let out = merge(
             std::slice::from_ref(&foreign),
-            &[Desired::new(CONDITION_STALLED, false, "A", ""), Desired::new(CONDITION_READY, true, "B", "")],
+            &[
+                ConditionUpdate::is_false(CONDITION_STALLED, "A", ""),
+                ConditionUpdate::is_true(CONDITION_READY, "B", ""),
+            ],
             3,
             t(5),
         );
@@ -111,6 +138,6 @@ mod tests {
 
     #[test]
     fn now_has_whole_seconds() {
-        assert_eq!(now_seconds().subsec_nanosecond(), 0);
+        assert_eq!(whole_seconds(Timestamp::now()).subsec_nanosecond(), 0);
     }
 }

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::fault::Fault;
-use super::state::{ControlError, ExportStatus};
+use super::state::ControlError;
+use crate::ads::ExportStatus;
 
 /// Routes of the admin API, relative to `/_emulator`.
 pub(crate) fn routes() -> Router<Emulator> {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::Operation;
+use super::protocol::AwsError;
+use crate::ads::Operation;
 
 /// Every error the ADS API documents for the continuous-export operations.
 ///
@@ -74,6 +75,22 @@ pub enum FaultKind {
         /// Added delay in milliseconds.
         ms: u64,
     },
+}
+
+impl FaultKind {
+    /// The error answer this fault gives instead of (or after) the call; `None` for a
+    /// latency fault, which only delays the call's own answer.
+    pub(crate) fn answer(self) -> Option<AwsError> {
+        match self {
+            FaultKind::Error { name, message } => {
+                let message = message.unwrap_or_else(|| format!("Injected {name}"));
+                Some(AwsError::new(&name, message))
+            }
+            FaultKind::Http { status } => Some(AwsError::http(status)),
+            FaultKind::Throttling => Some(AwsError::new("ThrottlingException", "Rate exceeded")),
+            FaultKind::Latency { .. } => None,
+        }
+    }
 }
 
 impl Fault {

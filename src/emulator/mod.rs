@@ -73,6 +73,7 @@
 
 mod admin;
 mod fault;
+mod protocol;
 mod state;
 mod wire;
 
@@ -85,9 +86,10 @@ use axum::routing::post;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::ads::{ExportStatus, Operation};
 pub use fault::{DOCUMENTED_ERRORS, Fault, FaultKind, load_faults};
-pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportStatus, ExportView};
-pub use wire::{CONTENT_TYPE, Operation, TARGET_PREFIX, UNKNOWN_OPERATION};
+pub use protocol::{CONTENT_TYPE, TARGET_PREFIX, UNKNOWN_OPERATION};
+pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
 
 use state::{ControlError, State};
 
@@ -254,44 +256,6 @@ impl Drop for RunningEmulator {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
-        }
-    }
-}
-
-/// Parses a duration such as `"500ms"`, `"2s"`, `"1m"`, `"1h"` or `"0"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 2s, 1m"))?;
-    let millis_per_unit = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" if value == 0 => 0,
-        _ => {
-            return Err(format!("invalid duration {text:?}: unit must be one of ms, s, m, h"));
-        }
-    };
-    value
-        .checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("invalid duration {text:?}: too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "2", "s", "1.5s", "2 days", "-1s", "99999999999999999999s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 }

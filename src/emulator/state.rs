@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::fault::{Fault, FaultKind};
-use super::wire::AwsError;
+use super::protocol::{AwsError, DescribeInput, StopInput};
+use crate::ads::ExportStatus;
 
 /// Athena database name ADS reports in `schemaStorageConfig`.
 pub const DATABASE_NAME: &str = "application_discovery_service_database";
@@ -22,70 +22,16 @@ pub const DATA_SOURCE: &str = "AGENT";
 /// Longest export ID ADS accepts.
 pub const MAX_EXPORT_ID_LEN: usize = 200;
 
-/// ADS `ContinuousExportStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ExportStatus {
-    /// Starting; becomes `ACTIVE` after the start delay.
-    StartInProgress,
-    /// Failed to start (only reachable through the control API).
-    StartFailed,
-    /// Running.
-    Active,
-    /// Broken; may still be stopped.
-    Error,
-    /// Stopping; becomes `INACTIVE` after the stop delay.
-    StopInProgress,
-    /// Failed to stop (only reachable through the control API).
-    StopFailed,
-    /// Stopped.
-    Inactive,
-}
-
-impl ExportStatus {
-    /// The wire name, e.g. `"START_IN_PROGRESS"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportStatus::StartInProgress => "START_IN_PROGRESS",
-            ExportStatus::StartFailed => "START_FAILED",
-            ExportStatus::Active => "ACTIVE",
-            ExportStatus::Error => "ERROR",
-            ExportStatus::StopInProgress => "STOP_IN_PROGRESS",
-            ExportStatus::StopFailed => "STOP_FAILED",
-            ExportStatus::Inactive => "INACTIVE",
-        }
-    }
-
-    /// The `statusDetail` ADS shows for this status when nothing more specific is known.
-    fn default_detail(self) -> &'static str {
-        match self {
-            ExportStatus::StartInProgress => "Export is starting",
-            ExportStatus::StartFailed => "Export failed to start",
-            ExportStatus::Active => "Export is running",
-            ExportStatus::Error => "Export encountered an error",
-            ExportStatus::StopInProgress => "Export is stopping",
-            ExportStatus::StopFailed => "Export failed to stop",
-            ExportStatus::Inactive => "Export was stopped by the user",
-        }
-    }
-}
-
-impl fmt::Display for ExportStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ExportStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(Value::String(s.to_owned())).map_err(|_| {
-            format!(
-                "unknown status {s:?}, expected one of START_IN_PROGRESS, START_FAILED, ACTIVE, \
-                 ERROR, STOP_IN_PROGRESS, STOP_FAILED, INACTIVE"
-            )
-        })
+/// The `statusDetail` ADS shows for `status` when nothing more specific is known.
+fn default_detail(status: ExportStatus) -> &'static str {
+    match status {
+        ExportStatus::StartInProgress => "Export is starting",
+        ExportStatus::StartFailed => "Export failed to start",
+        ExportStatus::Active => "Export is running",
+        ExportStatus::Error => "Export encountered an error",
+        ExportStatus::StopInProgress => "Export is stopping",
+        ExportStatus::StopFailed => "Export failed to stop",
+        ExportStatus::Inactive => "Export was stopped by the user",
     }
 }
 
@@ -167,7 +113,7 @@ struct Export {
 impl Export {
     fn set_status(&mut self, status: ExportStatus, detail: Option<&str>, now: Instant) {
         self.status = status;
-        self.status_detail = detail.unwrap_or(status.default_detail()).to_owned();
+        self.status_detail = detail.unwrap_or(default_detail(status)).to_owned();
         self.since = now;
     }
 
@@ -207,20 +153,6 @@ pub(crate) struct State {
     pub counters: Counters,
     regions: BTreeMap<String, Region>,
     next_seq: u64,
-}
-
-/// Input of `DescribeContinuousExports`.
-#[derive(Debug, Default)]
-pub(crate) struct DescribeInput {
-    pub export_ids: Option<Vec<String>>,
-    pub max_results: Option<i64>,
-    pub next_token: Option<String>,
-}
-
-/// Input of `StopContinuousExport`.
-#[derive(Debug, Default)]
-pub(crate) struct StopInput {
-    pub export_id: Option<String>,
 }
 
 impl State {
@@ -301,7 +233,7 @@ impl State {
             start_time_ms: now_ms(),
             stop_time_ms: None,
             status: ExportStatus::StartInProgress,
-            status_detail: ExportStatus::StartInProgress.default_detail().to_owned(),
+            status_detail: default_detail(ExportStatus::StartInProgress).to_owned(),
             since: now,
         };
         self.next_seq += 1;
@@ -557,11 +489,5 @@ mod tests {
     #[test]
     fn timestamps_have_millisecond_fraction() {
         assert_eq!(epoch_seconds(1_493_405_005_639).to_string(), "1493405005.639");
-    }
-
-    #[test]
-    fn status_parses_wire_names() {
-        assert_eq!("STOP_FAILED".parse::<ExportStatus>(), Ok(ExportStatus::StopFailed));
-        assert!("stopped".parse::<ExportStatus>().is_err());
     }
 }

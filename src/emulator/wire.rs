@@ -10,101 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Emulator;
-use super::fault::FaultKind;
-use super::state::{DescribeInput, StopInput};
-
-/// `X-Amz-Target` prefix of every ADS operation.
-pub const TARGET_PREFIX: &str = "AWSPoseidonService_V2015_11_01.";
-/// Content type of requests and responses.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-/// Counter key for calls whose operation is missing or unknown.
-pub const UNKNOWN_OPERATION: &str = "UnknownOperation";
-
-/// The operations the emulator implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `StartContinuousExport`
-    Start,
-    /// `DescribeContinuousExports`
-    Describe,
-    /// `StopContinuousExport`
-    Stop,
-}
-
-impl Operation {
-    /// All implemented operations.
-    pub const ALL: [Operation; 3] = [Operation::Start, Operation::Describe, Operation::Stop];
-
-    /// The operation's API name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Start => "StartContinuousExport",
-            Operation::Describe => "DescribeContinuousExports",
-            Operation::Stop => "StopContinuousExport",
-        }
-    }
-
-    /// Looks an operation up by its API name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|op| op.name() == name)
-    }
-}
-
-/// An AWS-shaped error response: `{"__type": code, "message": message}` with `status`.
-#[derive(Debug, Clone)]
-pub struct AwsError {
-    status: StatusCode,
-    code: Option<String>,
-    message: String,
-    outcome: String,
-}
-
-impl AwsError {
-    /// A modelled error; HTTP 500 for `ServerInternalErrorException`, 400 otherwise.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        let status = if code == "ServerInternalErrorException" {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        AwsError { status, code: Some(code.to_owned()), message: message.into(), outcome: code.to_owned() }
-    }
-
-    /// A bare HTTP failure, as a load balancer or an overloaded front end would send.
-    fn http(status: u16) -> Self {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let code = match status {
-            StatusCode::INTERNAL_SERVER_ERROR => Some("InternalFailure".to_owned()),
-            StatusCode::SERVICE_UNAVAILABLE => Some("ServiceUnavailable".to_owned()),
-            _ => None,
-        };
-        AwsError {
-            status,
-            code,
-            message: status.canonical_reason().unwrap_or("Error").to_owned(),
-            outcome: format!("http{}", status.as_u16()),
-        }
-    }
-
-    fn from_fault(kind: FaultKind) -> Option<Self> {
-        match kind {
-            FaultKind::Error { name, message } => {
-                let message = message.unwrap_or_else(|| format!("Injected {name}"));
-                Some(AwsError::new(&name, message))
-            }
-            FaultKind::Http { status } => Some(AwsError::http(status)),
-            FaultKind::Throttling => Some(AwsError::new("ThrottlingException", "Rate exceeded")),
-            FaultKind::Latency { .. } => None,
-        }
-    }
-
-    fn body(&self) -> Value {
-        match &self.code {
-            Some(code) => json!({ "__type": code, "message": self.message }),
-            None => json!({ "message": self.message }),
-        }
-    }
-}
+use super::protocol::{AwsError, CONTENT_TYPE, DescribeInput, StopInput, TARGET_PREFIX, UNKNOWN_OPERATION};
+use crate::ads::Operation;
 
 /// `POST /`: one ADS API call.
 pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
@@ -163,7 +70,7 @@ fn dispatch(
 
     let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
     let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
-    let answer = fault.and_then(|f| AwsError::from_fault(f.kind));
+    let answer = fault.and_then(|f| f.kind.answer());
     // The call takes effect first and its answer is delayed, as with a slow or lost
     // AWS response: a client that gives up meanwhile still leaves the effect behind.
     let result = match answer {

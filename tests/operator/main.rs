@@ -12,7 +12,7 @@ mod recovery;
 
 use std::time::Duration;
 
-use ads_export_operator::ads::aws::op;
+use ads_export_operator::ads::Operation;
 use ads_export_operator::api::{CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED};
 use ads_export_operator::emulator::{EmulatorConfig, Fault, FaultKind};
 use harness::*;
@@ -45,7 +45,7 @@ async fn create_starts_an_export_and_fills_status() {
     assert_eq!(exports.len(), 1);
     assert_eq!(exports[0].export_id, id);
     assert_eq!(st.start_time.as_deref(), Some(format_ms(exports[0].start_time_ms).as_str()));
-    assert_eq!(t.emu.emulator.calls(op::START), 1);
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 1);
     // finalizer present
     assert!(obj.metadata.finalizers.unwrap_or_default().contains(&"adsexport.io/stop-export".to_string()));
     t.expect_event("inv", "Started").await;
@@ -74,7 +74,7 @@ async fn stopping_writes_stop_time_also_with_a_slow_stop() {
     assert_rfc3339_ms(st.start_time.as_deref().expect("startTime"));
     let e = &t.emu.emulator.exports()[0];
     assert_eq!(st.stop_time.as_deref(), Some(format_ms(e.stop_time_ms.unwrap()).as_str()));
-    assert_eq!(t.emu.emulator.calls(op::STOP), 1);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 1);
     t.expect_event("inv", "Stopped").await;
 }
 
@@ -114,7 +114,7 @@ async fn delete_with_retain_policy_leaves_the_export_running() {
     t.api.delete("inv", &DeleteParams::default()).await.unwrap();
     t.wait_gone("inv").await;
     assert_eq!(t.export_status(&id), "ACTIVE");
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0);
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn a_retained_export_is_never_taken_over_by_a_new_object() {
     t.wait_gone("theirs").await;
 
     // A slow Start would time out in the SDK: but none is sent, since one export is running.
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Latency { ms: 25_000 }));
+    t.emu.emulator.inject_fault(Fault::new(Some(Operation::Start.name()), FaultKind::Latency { ms: 25_000 }));
     t.create("mine", json!({})).await;
     let obj = t
         .wait_status("mine", "Conflict", |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "Conflict"))
@@ -138,12 +138,12 @@ async fn a_retained_export_is_never_taken_over_by_a_new_object() {
     let msg = obj.status.as_ref().unwrap().condition(CONDITION_SYNCED).unwrap().message.clone();
     assert!(msg.contains(&id) && msg.contains("spec.exportId"), "names the running export to adopt: {msg}");
     assert!(!obj.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending"));
-    assert_eq!(t.emu.emulator.calls(op::START), 1, "only the first object's Start");
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 1, "only the first object's Start");
 
     t.api.delete("mine", &DeleteParams::default()).await.unwrap();
     t.wait_gone("mine").await;
     assert_eq!(t.export_status(&id), "ACTIVE", "the retained export keeps running");
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0);
 }
 
 #[tokio::test]
@@ -153,7 +153,7 @@ async fn a_second_object_waits_for_a_pending_start_and_never_takes_its_export() 
     // (and deleting the first stopped the second's export).
     let t = Test::new("pendwait", cfg()).await;
     let _op = t.operator(|_| {}).await; // backoff 500 ms doubling to 5 s
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Http { status: 500 }).times(4));
+    t.emu.emulator.inject_fault(Fault::new(Some(Operation::Start.name()), FaultKind::Http { status: 500 }).times(4));
     t.create("first", json!({})).await;
     t.wait_status("first", "ServerError", |s| s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "ServerError"))
         .await;
@@ -174,7 +174,7 @@ async fn a_second_object_waits_for_a_pending_start_and_never_takes_its_export() 
     let msg = obj.status.unwrap().condition(CONDITION_SYNCED).unwrap().message.clone();
     assert!(msg.contains(&id) && msg.contains(&format!("{}/first", t.ns)), "{msg}");
     assert_eq!(
-        t.emu.emulator.calls(op::START),
+        t.emu.emulator.calls(Operation::Start.name()),
         5,
         "four failed attempts of the first, then its Start; none of the second"
     );
@@ -195,7 +195,7 @@ async fn delete_after_out_of_band_stop_or_of_unknown_id_still_completes() {
     t.emu.emulator.stop_out_of_band(&id).unwrap();
     t.api.delete("inv", &DeleteParams::default()).await.unwrap();
     t.wait_gone("inv").await;
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0, "an INACTIVE export is not stopped again");
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0, "an INACTIVE export is not stopped again");
 
     t.create("ghost", json!({"exportId": "export-does-not-exist"})).await;
     t.wait_status("ghost", "Stalled NotFound", |s| s.is_true(CONDITION_STALLED)).await;
@@ -207,7 +207,7 @@ async fn delete_after_out_of_band_stop_or_of_unknown_id_still_completes() {
 async fn adopt_existing_export_without_starting_one() {
     let t = Test::new("adopt", cfg()).await;
     let id = t.start_export_out_of_band().await;
-    let starts_before = t.emu.emulator.calls(op::START);
+    let starts_before = t.emu.emulator.calls(Operation::Start.name());
     let _op = t.operator(|_| {}).await;
     t.apply_example("adopt.yaml", "adopted", |o| o["spec"]["exportId"] = json!(id)).await;
     let st = t.wait_ready("adopted").await.status.unwrap();
@@ -216,7 +216,7 @@ async fn adopt_existing_export_without_starting_one() {
     let e = &t.emu.emulator.exports()[0];
     assert_eq!(st.s3_bucket.as_deref(), Some(e.s3_bucket.as_str()));
     assert_eq!(st.start_time.as_deref(), Some(format_ms(e.start_time_ms).as_str()));
-    assert_eq!(t.emu.emulator.calls(op::START), starts_before, "adoption must not call Start");
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), starts_before, "adoption must not call Start");
     t.expect_event("adopted", "Adopted").await;
 }
 
@@ -231,11 +231,11 @@ async fn adopt_unknown_id_stalls_without_a_retry_storm() {
     assert_eq!(stalled.reason, "NotFound");
     assert!(stalled.message.contains("export-0000"), "{}", stalled.message);
     assert_eq!(st.condition(CONDITION_SYNCED).unwrap().status, "False");
-    let describes = t.emu.emulator.calls(op::DESCRIBE);
+    let describes = t.emu.emulator.calls(Operation::Describe.name());
     // With a 200 ms backoff base a retry loop would call Describe many times in 3 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(t.emu.emulator.calls(op::DESCRIBE), describes, "a stalled object is not retried");
-    assert_eq!(t.emu.emulator.calls(op::START), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Describe.name()), describes, "a stalled object is not retried");
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 0);
 }
 
 #[tokio::test]
@@ -286,7 +286,7 @@ async fn recoverable_error_backs_off_then_recovers(t: Test, reason: &str, clear:
 
     // Each attempt makes one AWS call, which fails: the look at the region's exports
     // (DescribeContinuousExports) before StartContinuousExport.
-    let attempts = || t.emu.emulator.calls(op::DESCRIBE) + t.emu.emulator.calls(op::START);
+    let attempts = || t.emu.emulator.calls(Operation::Describe.name()) + t.emu.emulator.calls(Operation::Start.name());
     let window = Duration::from_secs(30);
     let before = attempts();
     let started = std::time::Instant::now();
@@ -336,7 +336,7 @@ async fn out_of_band_stop_shows_after_resync() {
     // acknowledging the stop makes it Ready again without calling Stop
     t.patch_spec("inv", json!({"stopped": true})).await;
     t.wait_ready("inv").await;
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0);
 }
 
 #[tokio::test]
@@ -372,11 +372,11 @@ async fn steady_state_makes_no_writes_and_no_start_or_stop() {
     let settled =
         t.wait_status("inv", "settled", |s| s.is_true(CONDITION_READY) && !s.is_true(CONDITION_RECONCILING)).await;
     let rv = settled.metadata.resource_version.clone();
-    let (starts, stops) = (t.emu.emulator.calls(op::START), t.emu.emulator.calls(op::STOP));
-    let describes = t.emu.emulator.calls(op::DESCRIBE);
+    let (starts, stops) = (t.emu.emulator.calls(Operation::Start.name()), t.emu.emulator.calls(Operation::Stop.name()));
+    let describes = t.emu.emulator.calls(Operation::Describe.name());
     // wait for two resyncs to have happened (each Describes once)
     support::wait_for("two resyncs", Duration::from_secs(15), || async {
-        (t.emu.emulator.calls(op::DESCRIBE) >= describes + 2).then_some(())
+        (t.emu.emulator.calls(Operation::Describe.name()) >= describes + 2).then_some(())
     })
     .await;
     let now = t.get("inv").await;
@@ -386,7 +386,10 @@ async fn steady_state_makes_no_writes_and_no_start_or_stop() {
         serde_json::to_string_pretty(&settled).unwrap(),
         serde_json::to_string_pretty(&now).unwrap()
     );
-    assert_eq!((t.emu.emulator.calls(op::START), t.emu.emulator.calls(op::STOP)), (starts, stops));
+    assert_eq!(
+        (t.emu.emulator.calls(Operation::Start.name()), t.emu.emulator.calls(Operation::Stop.name())),
+        (starts, stops)
+    );
 }
 
 #[tokio::test]
@@ -408,14 +411,14 @@ async fn stopped_on_creation_starts_nothing() {
     t.create("idle", json!({"stopped": true})).await;
     let st = t.wait_ready("idle").await.status.unwrap();
     assert_eq!(st.condition(CONDITION_READY).unwrap().reason, "NotStarted");
-    assert_eq!(t.emu.emulator.calls(op::START), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 0);
 }
 
 #[tokio::test]
 async fn crash_between_start_and_status_write_leaves_one_export() {
     let t = Test::new("crash", cfg()).await;
     // Start takes effect at once but answers after 5 s: the operator is killed meanwhile.
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Latency { ms: 5000 }).times(1));
+    t.emu.emulator.inject_fault(Fault::new(Some(Operation::Start.name()), FaultKind::Latency { ms: 5000 }).times(1));
     let mut first = t.operator_process().await;
     t.create("inv", json!({})).await;
     support::wait_for("start-pending annotation", Duration::from_secs(30), || async {
@@ -438,7 +441,7 @@ async fn crash_between_start_and_status_write_leaves_one_export() {
     assert_eq!(st.export_id.as_deref(), Some(exports[0].export_id.as_str()));
     // The emulator counts a call when it takes effect: the first Start is counted
     // although its answer was cut off by the kill; a second would make it 2.
-    assert_eq!(t.emu.emulator.calls(op::START), 1, "no second Start");
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 1, "no second Start");
     support::wait_for("the start-pending annotation to go", DEADLINE, || async {
         let o = t.get("inv").await;
         (!o.metadata.annotations.unwrap_or_default().contains_key("adsexport.io/start-pending")).then_some(())
@@ -496,7 +499,7 @@ async fn two_objects_cannot_manage_one_export_until_the_first_is_gone() {
     assert_eq!(st.export_id.as_deref(), Some(id.as_str()));
     assert!(!st.is_true(CONDITION_STALLED));
     assert_eq!(t.export_status(&id), "ACTIVE");
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0);
 }
 
 #[tokio::test]
@@ -504,7 +507,7 @@ async fn start_is_never_retried_by_the_sdk() {
     // The binary uses the SDK's standard retry policy, except for Start: a retried
     // Start after a lost answer would conflict with the export the first one created.
     let t = Test::new("noretry", cfg()).await;
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Http { status: 503 }).times(1));
+    t.emu.emulator.inject_fault(Fault::new(Some(Operation::Start.name()), FaultKind::Http { status: 503 }).times(1));
     let _op = t.operator_process().await;
     t.create("inv", json!({})).await;
     t.wait_ready("inv").await;
@@ -512,7 +515,7 @@ async fn start_is_never_retried_by_the_sdk() {
     t.expect_event("inv", "ServerError").await;
     // ... which started again itself, once
     assert_eq!(t.emu.emulator.exports().len(), 1);
-    assert_eq!(t.emu.emulator.counters().get(op::START, "ok"), 1);
+    assert_eq!(t.emu.emulator.counters().get(Operation::Start.name(), "ok"), 1);
 }
 
 #[tokio::test]
@@ -556,6 +559,6 @@ async fn objects_adopting_one_export_at_once_leave_exactly_one_owner() {
         t.wait_gone(n).await;
     }
     assert_eq!(t.export_status(&id), "ACTIVE", "deleting the refused objects must not stop the owner's export");
-    assert_eq!(t.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), 0);
     assert!(t.get(owner).await.status.unwrap().is_true(CONDITION_READY));
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ads_export_operator::ads::aws::op;
+use ads_export_operator::ads::Operation;
 use ads_export_operator::emulator::{Fault, FaultKind};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -102,7 +102,7 @@ async fn leader_election_one_reconciles_and_the_standby_takes_over() {
 
     t.create("inv", json!({})).await;
     t.wait_ready("inv").await;
-    assert_eq!(t.emu.emulator.calls(op::START), 1);
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 1);
     let leader_flags = [scrape(&urls[0]).await, scrape(&urls[1]).await]
         .map(|m| (sample(&m, "ads_export_operator_leader", &[]), total(&m, "ads_export_operator_reconciles_total")));
     let leader = match leader_flags {
@@ -114,12 +114,12 @@ async fn leader_election_one_reconciles_and_the_standby_takes_over() {
 
     // The leader is killed while the stop cannot succeed yet; the standby finishes it.
     t.emu.emulator.inject_fault(Fault::new(
-        Some(op::STOP),
+        Some(Operation::Stop.name()),
         FaultKind::Error { name: "ServerInternalErrorException".into(), message: None },
     ));
     t.patch_spec("inv", json!({"stopped": true})).await;
     support::wait_for("the leader to try Stop", DEADLINE, || async {
-        (t.emu.emulator.calls(op::STOP) > 0).then_some(())
+        (t.emu.emulator.calls(Operation::Stop.name()) > 0).then_some(())
     })
     .await;
     ops[leader].kill().await;
@@ -150,10 +150,12 @@ async fn lease_loss_stops_reconciling_at_once_and_exits_non_zero() {
 
     // A reconcile in flight: ADS takes 60 s to answer Start (the SDK gives up after
     // 20 s). A graceful stop would wait for it.
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Latency { ms: 60_000 }));
+    t.emu.emulator.inject_fault(Fault::new(Some(Operation::Start.name()), FaultKind::Latency { ms: 60_000 }));
     t.create("inv", json!({})).await;
-    support::wait_for("Start in flight", DEADLINE, || async { (t.emu.emulator.calls(op::START) == 1).then_some(()) })
-        .await;
+    support::wait_for("Start in flight", DEADLINE, || async {
+        (t.emu.emulator.calls(Operation::Start.name()) == 1).then_some(())
+    })
+    .await;
 
     // Another replica takes the Lease (as after a network partition).
     let leases: Api<Lease> = Api::namespaced(t.client.clone(), &t.ns);
@@ -282,7 +284,7 @@ async fn chart_service_account_runs_the_operator_and_nothing_more() {
     let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
     let m = scrape(&url).await;
     assert_eq!(
-        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", op::START), ("outcome", "ok")]),
+        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", Operation::Start.name()), ("outcome", "ok")]),
         Some(1.0)
     );
     assert_eq!(sample(&m, "ads_export_operator_objects", &[("export_status", "ACTIVE")]), Some(1.0));
@@ -292,7 +294,7 @@ async fn chart_service_account_runs_the_operator_and_nothing_more() {
     t.expect_event("inv", "Stopped").await;
     let m = scrape(&url).await;
     assert_eq!(
-        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", op::STOP), ("outcome", "ok")]),
+        sample(&m, "ads_export_operator_aws_calls_total", &[("operation", Operation::Stop.name()), ("outcome", "ok")]),
         Some(1.0)
     );
     assert_eq!(sample(&m, "ads_export_operator_objects", &[("export_status", "INACTIVE")]), Some(1.0));

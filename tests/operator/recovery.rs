@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ads_export_operator::ads::aws::op;
+use ads_export_operator::ads::Operation;
 use ads_export_operator::api::{CONDITION_READY, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExportStatus};
 use ads_export_operator::emulator::{ExportStatus, Fault, FaultKind};
 use futures::StreamExt;
@@ -22,7 +22,9 @@ async fn start_answered_500_after_creating_the_export_is_recovered_not_duplicate
     let t = Test::new("recover5xx", cfg()).await;
     // The first Start creates an export, then answers HTTP 500: the operator must not
     // take the 500 as "nothing happened".
-    t.emu.emulator.inject_fault(Fault::new(Some(op::START), FaultKind::Http { status: 500 }).times(1).after_effect());
+    t.emu.emulator.inject_fault(
+        Fault::new(Some(Operation::Start.name()), FaultKind::Http { status: 500 }).times(1).after_effect(),
+    );
     let _op = t.operator(|_| {}).await;
     t.create("inv", json!({})).await;
 
@@ -35,9 +37,9 @@ async fn start_answered_500_after_creating_the_export_is_recovered_not_duplicate
     t.expect_event("inv", "ServerError").await;
     t.expect_event("inv", "Recovered").await;
     let counters = t.emu.emulator.counters();
-    assert_eq!(counters.get(op::START, "http500"), 1);
-    assert_eq!(counters.get(op::START, "ok"), 0, "no second successful Start: {counters:?}");
-    assert_eq!(t.emu.emulator.calls(op::START), 1, "no second Start at all: {counters:?}");
+    assert_eq!(counters.get(Operation::Start.name(), "http500"), 1);
+    assert_eq!(counters.get(Operation::Start.name(), "ok"), 0, "no second successful Start: {counters:?}");
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 1, "no second Start at all: {counters:?}");
     support::wait_for("the start-pending annotation to go", DEADLINE, || async {
         let o = t.get("inv").await;
         (!o.metadata.annotations.unwrap_or_default().contains_key(START_PENDING)).then_some(())
@@ -126,7 +128,7 @@ async fn stop_failed_is_stopped_again_and_ends_inactive() {
     // The operator sees STOP_FAILED, says so, and sends Stop again, which ADS accepts.
     t.expect_event("inv", "StopFailed").await;
     support::wait_for("the second Stop", DEADLINE, || async {
-        (t.emu.emulator.counters().get(op::STOP, "ok") == 2).then_some(())
+        (t.emu.emulator.counters().get(Operation::Stop.name(), "ok") == 2).then_some(())
     })
     .await;
     assert_eq!(t.export_status(&id), "STOP_IN_PROGRESS");
@@ -157,7 +159,7 @@ async fn stop_failed_is_stopped_again_and_ends_inactive() {
 
     // Exactly two Stops (the first, and the one after STOP_FAILED), no refusal.
     let counters = t.emu.emulator.counters();
-    assert_eq!(counters.total(op::STOP), 2, "{counters:?}");
+    assert_eq!(counters.total(Operation::Stop.name()), 2, "{counters:?}");
     assert_eq!(t.emu.emulator.exports().len(), 1, "no export started: {counters:?}");
 }
 
@@ -186,6 +188,6 @@ async fn a_start_failed_export_is_replaced_by_a_new_one() {
     assert!(obj.status.unwrap().is_true(CONDITION_READY));
     assert!(!obj.metadata.annotations.unwrap_or_default().contains_key(START_PENDING));
     t.expect_event("inv", "StartFailed").await;
-    assert_eq!(t.emu.emulator.calls(op::START), 2);
+    assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 2);
     assert_eq!(t.export_status(&first), "START_FAILED", "the failed one is left as ADS has it");
 }

@@ -1,0 +1,172 @@
+//! The third step of a pass: carry out a [`Plan`] (annotation, Start or Stop and the
+//! read after it, events) and write the status once. Every Kubernetes write and ADS
+//! call after the observation is here; what they mean is decided by the pure steps.
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::Event as KubeEvent;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::claims::owner;
+use super::context::Context;
+use super::decide::{AnnotationChange, Attempt, Call, Next, Notice, Plan, Times};
+use super::error::Error;
+use super::fold::{self, StartOutcome, StopOutcome, Verdict};
+use super::observation::Observation;
+use crate::ads::{ExportService, Reason, format_time};
+use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, START_PENDING_ANNOTATION};
+
+/// The object a pass acts on, and whether it carries `start-pending` right now.
+pub struct Target<'a> {
+    /// The object (as decided on).
+    pub obj: &'a ContinuousExport,
+    /// Its namespaced `Api`.
+    pub api: &'a Api<ContinuousExport>,
+    /// Whether the object carries the `start-pending` annotation (updated as it is set
+    /// and removed).
+    pub marked: bool,
+}
+
+impl Target<'_> {
+    /// Sets (`Some(time)`) or removes (`None`) the `start-pending` annotation (a plain
+    /// merge patch: the annotation is not part of the status' server-side apply).
+    async fn patch_pending(&mut self, value: Option<String>) -> Result<(), Error> {
+        let marked = value.is_some();
+        let patch = json!({"metadata": {"annotations": {START_PENDING_ANNOTATION: value}}});
+        self.api.patch(&self.obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        self.marked = marked;
+        Ok(())
+    }
+
+    /// Applies `change`: a removal only when the object carries the annotation.
+    pub async fn annotate(&mut self, change: AnnotationChange) -> Result<(), Error> {
+        match change {
+            AnnotationChange::Clear if self.marked => self.patch_pending(None).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Publishes an event; a failure to publish is logged, not returned.
+pub async fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
+    let ev = KubeEvent {
+        type_: notice.type_,
+        reason: notice.reason.clone(),
+        note: Some(notice.note.clone()),
+        action: notice.action.clone(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!(error = %e, reason = notice.reason, "could not publish event");
+    }
+}
+
+/// Server-side applies the whole status (owned fields not set are removed).
+/// A 404 (object gone meanwhile) is not an error.
+///
+/// # Errors
+/// [`Error::Kube`] for any other failure.
+pub async fn write_status(
+    api: &Api<ContinuousExport>,
+    name: &str,
+    status: &ContinuousExportStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "adsexport.io/v1alpha1",
+        "kind": "ContinuousExport",
+        "status": status,
+    });
+    match api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Carries out the plan's annotation change and call, and folds the outcome.
+///
+/// # Errors
+/// [`Error::Kube`] when an annotation patch fails (ADS failures are in the verdict).
+pub async fn execute<S: ExportService>(
+    ctx: &Context<S>,
+    target: &mut Target<'_>,
+    obs: &Observation,
+    plan: Plan,
+) -> Result<Verdict, Error> {
+    target.annotate(plan.annotation).await?;
+    let region = obs.region.clone().unwrap_or_default();
+    let spec = &target.obj.spec;
+    let verdict = match plan.next.clone() {
+        Next::Done(result) => fold::without_call(plan, result),
+        Next::Call(Call::Start(attempt)) => {
+            let outcome = start(ctx, target, &region, attempt).await?;
+            fold::start(spec, obs, plan, attempt, outcome)
+        }
+        Next::Call(Call::Stop { id, times, reason }) => {
+            let outcome = stop(ctx, &region, &id, times).await;
+            fold::stop(spec, obs, plan, &id, &reason, outcome)
+        }
+    };
+    target.annotate(verdict.annotation).await?;
+    Ok(verdict)
+}
+
+/// StartContinuousExport, once the region's start gate is taken and (first attempt)
+/// the annotation set; then Describe of the new export, or on a conflict a listing
+/// that names the running one.
+async fn start<S: ExportService>(
+    ctx: &Context<S>,
+    target: &mut Target<'_>,
+    region: &str,
+    attempt: Attempt,
+) -> Result<StartOutcome, Error> {
+    let _gate = match ctx.starts.enter(region, &owner(target.obj)) {
+        Ok(gate) => gate,
+        Err(holder) => return Ok(StartOutcome::Gated { holder }),
+    };
+    if attempt == Attempt::First {
+        target.patch_pending(Some(format_time(Timestamp::now()))).await?;
+    }
+    match ctx.ads.start(region).await {
+        Ok(started) => {
+            info!(export_id = %started.export_id, "started export");
+            let described = ctx.ads.describe(region, &started.export_id).await;
+            Ok(StartOutcome::Started { started, described })
+        }
+        Err(error) => {
+            let running = match error.reason {
+                Reason::Conflict => ctx
+                    .ads
+                    .list(region)
+                    .await
+                    .ok()
+                    .and_then(|all| all.into_iter().find(|d| super::decide::is_running(&d.status))),
+                _ => None,
+            };
+            Ok(StartOutcome::Failed { error, running })
+        }
+    }
+}
+
+/// StopContinuousExport of `id`; then Describe when the times are wanted and missing,
+/// or when ADS answers `OperationNotPermitted`.
+pub async fn stop<S: ExportService>(ctx: &Context<S>, region: &str, id: &str, times: Times) -> StopOutcome {
+    match ctx.ads.stop(region, id).await {
+        Ok(answer) => {
+            info!(export_id = id, "stopped export");
+            let missing = answer.start_time.is_none() || answer.stop_time.is_none();
+            let described = if times == Times::FromAnswerOrDescribe && missing {
+                Some(ctx.ads.describe(region, id).await)
+            } else {
+                None
+            };
+            StopOutcome::Stopped { times: answer, described }
+        }
+        Err(error) if error.reason == Reason::OperationNotPermitted => {
+            StopOutcome::Refused { error, described: ctx.ads.describe(region, id).await }
+        }
+        Err(e) => StopOutcome::Failed(e),
+    }
+}

@@ -1,0 +1,187 @@
+//! What other `ContinuousExport`s claim, read from the controller's watch cache, and
+//! the `start-pending` annotation's meaning: pure functions over objects.
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
+
+/// How far before the `start-pending` time an export's `startTime` may lie and still
+/// be taken as the one that start created (clock skew between this host and AWS).
+pub const PENDING_SKEW: SignedDuration = SignedDuration::from_secs(300);
+
+/// Another object's claim on an export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The export ID.
+    pub id: String,
+    /// `namespace/name` of the claiming object.
+    pub owner: String,
+    /// How: in `status.exportId` (it manages the export) or only in `spec.exportId`.
+    pub hold: Hold,
+    /// Whether the claiming object is older than this one (creation time, then
+    /// namespace and name): the tie-breaker when two objects adopted one export at once.
+    pub age: Age,
+    /// Whether the claiming object is being deleted (its finalizer may still stop the export).
+    pub lifecycle: Lifecycle,
+}
+
+/// How an object claims an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// In `status.exportId`: it manages the export.
+    Manages,
+    /// Only in `spec.exportId`: it means to adopt it.
+    Wants,
+}
+
+/// Another object's age relative to this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Age {
+    /// Created before this one (or at the same second, with a smaller namespace/name).
+    Older,
+    /// Created after this one.
+    Younger,
+}
+
+/// Whether an object is live or being deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// No `deletionTimestamp`.
+    Live,
+    /// Marked for deletion; its finalizer still runs.
+    Deleting,
+}
+
+/// Which other objects a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Among {
+    /// Every other object.
+    All,
+    /// Only objects older than this one.
+    Older,
+}
+
+impl Among {
+    fn admits(self, age: Age) -> bool {
+        self == Among::All || age == Age::Older
+    }
+}
+
+/// What the other objects in the watch cache claim, as one reconcile sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Others {
+    /// Their claims on exports, those being deleted included.
+    pub claims: Vec<Claim>,
+    /// The others whose start may be pending in this object's region (they carry
+    /// `start-pending` and no `status.exportId`).
+    pub pending_starts: Vec<PendingStart>,
+}
+
+/// Another object whose start may be pending in the region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingStart {
+    /// Its `namespace/name`.
+    pub owner: String,
+    /// Older or younger than this object.
+    pub age: Age,
+}
+
+impl Others {
+    /// The object (among `among`) that manages export `id`, if any.
+    pub fn manager_of(&self, id: &str, among: Among) -> Option<&Claim> {
+        self.claims.iter().find(|c| c.id == id && c.hold == Hold::Manages && among.admits(c.age))
+    }
+
+    /// Whether any other object claims `id`, by status or by spec.
+    pub fn claimed(&self, id: &str) -> bool {
+        self.claims.iter().any(|c| c.id == id)
+    }
+
+    /// The object naming `id`: the one managing it, else one that wants it.
+    pub fn named_owner(&self, id: &str) -> Option<&str> {
+        let managing = self.claims.iter().find(|c| c.id == id && c.hold == Hold::Manages);
+        managing.or_else(|| self.claims.iter().find(|c| c.id == id)).map(|c| c.owner.as_str())
+    }
+
+    /// Another object (among `among`) whose start is pending in the region:
+    /// its unanswered Start may have created any export that shows up there.
+    pub fn pending_start(&self, among: Among) -> Option<&str> {
+        self.pending_starts.iter().find(|p| among.admits(p.age)).map(|p| p.owner.as_str())
+    }
+}
+
+/// `namespace/name` of `o`.
+pub fn owner(o: &ContinuousExport) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// The per-object key of backoff state and metrics: the UID (namespace/name if none).
+pub fn key(obj: &ContinuousExport) -> String {
+    obj.uid().unwrap_or_else(|| owner(obj))
+}
+
+/// The order in which objects count as older: creation time, then namespace and name.
+fn age_key(o: &ContinuousExport) -> (Option<Timestamp>, String, String) {
+    (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// The export ID `o` manages (`status.exportId`), if any.
+pub fn managed_id(o: &ContinuousExport) -> Option<&str> {
+    o.status.as_ref().and_then(|s| s.export_id.as_deref())
+}
+
+/// Since when a start of this object may be pending, from its `start-pending`
+/// annotation; `None` when no start can be: no annotation, an adopting object
+/// (`spec.exportId`: it never sends Start), or a time from before the object existed (a
+/// value copied with a manifest). An unparsable or future time (later than `now` plus
+/// [`PENDING_SKEW`]) still means "a start may have happened", looked for from the
+/// object's creation on.
+pub fn pending_since(obj: &ContinuousExport, now: Timestamp) -> Option<Timestamp> {
+    if obj.spec.export_id.is_some() {
+        return None;
+    }
+    let raw = obj.annotations().get(START_PENDING_ANNOTATION)?;
+    let created = obj.meta().creation_timestamp.as_ref().map(|t| t.0);
+    let from_creation = Some(created.unwrap_or(Timestamp::UNIX_EPOCH));
+    let Ok(t) = raw.parse::<Timestamp>() else { return from_creation };
+    let latest = now.checked_add(PENDING_SKEW).unwrap_or(Timestamp::MAX);
+    match created.and_then(|c| c.checked_sub(PENDING_SKEW).ok()) {
+        Some(earliest) if t < earliest => None,
+        _ if t > latest => from_creation,
+        _ => Some(t),
+    }
+}
+
+/// What the objects of `cache` other than `obj` claim; `region_of` gives an object's
+/// region (`spec.region` or the default), `region` is `obj`'s.
+pub fn others(
+    obj: &ContinuousExport,
+    cache: &[std::sync::Arc<ContinuousExport>],
+    region: Option<&str>,
+    region_of: impl Fn(&ContinuousExport) -> Option<String>,
+    now: Timestamp,
+) -> Others {
+    let (me, my_age) = (obj.uid(), age_key(obj));
+    let mut out = Others::default();
+    for o in cache.iter().filter(|o| o.uid() != me) {
+        let age = if age_key(o) < my_age { Age::Older } else { Age::Younger };
+        if let Some(claim) = claim(o, age) {
+            out.claims.push(claim);
+        }
+        let pending = pending_since(o, now).is_some() && managed_id(o).is_none();
+        if pending && region.is_some() && region_of(o).as_deref() == region {
+            out.pending_starts.push(PendingStart { owner: owner(o), age });
+        }
+    }
+    out
+}
+
+fn claim(o: &ContinuousExport, age: Age) -> Option<Claim> {
+    let (id, hold) = match managed_id(o) {
+        Some(id) => (id.to_owned(), Hold::Manages),
+        None => (o.spec.export_id.clone()?, Hold::Wants),
+    };
+    let lifecycle = if o.meta().deletion_timestamp.is_some() { Lifecycle::Deleting } else { Lifecycle::Live };
+    Some(Claim { id, owner: owner(o), hold, age, lifecycle })
+}

@@ -1,0 +1,139 @@
+//! The state shared by all reconciles: [`Context`], its [`Settings`], the metrics
+//! hook ([`ReconcileObserver`]) and the per-region [`StartGate`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use super::backoff::Backoff;
+use crate::ads::ExportService;
+use crate::api::ContinuousExport;
+
+/// Controller settings (the `run` flags that shape reconcile).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Region for objects without `spec.region`. `None`: such objects report a
+    /// recoverable `UnknownError` (retried with backoff, no AWS call) until the operator
+    /// is restarted with a region; deleting one keeps the finalizer while it manages an export.
+    pub default_region: Option<String>,
+    /// Steady-state resync period (default 10 min): catches out-of-band changes.
+    pub resync_period: Duration,
+    /// First retry delay after a recoverable error (default 5 s).
+    pub backoff_base: Duration,
+    /// Retry delay cap (default 5 min).
+    pub backoff_max: Duration,
+    /// Objects reconciled at once (default 4).
+    pub max_concurrent_reconciles: u16,
+    /// Watch only this namespace (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Name in the events' `reportingController`.
+    pub controller_name: String,
+    /// This process's identity in events (`reportingInstance`), e.g. the pod name.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_region: None,
+            resync_period: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            max_concurrent_reconciles: 4,
+            namespace: None,
+            controller_name: "ads-export-operator".into(),
+            instance: None,
+        }
+    }
+}
+
+/// Observes reconciles for metrics; the default does nothing.
+pub trait ReconcileObserver: Send + Sync + 'static {
+    /// One reconcile finished: `result` is `"ok"` or `"error"`, after `elapsed`.
+    fn reconciled(&self, result: &'static str, elapsed: Duration);
+    /// An object's `exportStatus` as last written (`None`: no export), keyed by UID.
+    fn export_status(&self, uid: &str, status: Option<&str>);
+    /// The object with this UID is gone (its finalizer was released).
+    fn deleted(&self, uid: &str);
+    /// The watch cache has its first full list: the controller is serving.
+    fn synced(&self) {}
+}
+
+/// Shared state of all reconciles.
+pub struct Context<S: ExportService> {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The ADS seam.
+    pub ads: S,
+    /// Settings from flags.
+    pub settings: Settings,
+    /// Per-object retry and poll schedule.
+    pub backoff: Backoff,
+    /// Event recorder (events.k8s.io/v1).
+    pub recorder: Recorder,
+    /// The controller's cache of all watched `ContinuousExport`s: used to tell which
+    /// export IDs other objects already manage.
+    pub store: Option<Store<ContinuousExport>>,
+    /// Metrics hook.
+    pub observer: Option<Arc<dyn ReconcileObserver>>,
+    /// Regions with a StartContinuousExport in flight in this process, and whose.
+    pub starts: StartGate,
+}
+
+/// At most one StartContinuousExport in flight per region in this process: an
+/// unanswered start may have created any export that later shows up in the region, so
+/// two at once could not tell whose export is whose. (Across reconciles the
+/// `start-pending` annotation, seen in the watch cache, plays the same part.)
+#[derive(Debug, Default)]
+pub struct StartGate(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl StartGate {
+    /// Takes `region` for the object `owner` (`namespace/name`). The region is free
+    /// again when the returned guard is dropped.
+    ///
+    /// # Errors
+    /// The holder's `namespace/name` if another object holds the region.
+    pub fn enter<'a>(&'a self, region: &str, owner: &str) -> Result<StartGuard<'a>, String> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.get(region) {
+            Some(holder) if holder != owner => Err(holder.clone()),
+            _ => {
+                held.insert(region.to_owned(), owner.to_owned());
+                Ok(StartGuard { gate: self, region: region.to_owned() })
+            }
+        }
+    }
+}
+
+/// Holds a region of a [`StartGate`] until dropped.
+#[derive(Debug)]
+pub struct StartGuard<'a> {
+    gate: &'a StartGate,
+    region: String,
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        self.gate.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.region);
+    }
+}
+
+impl<S: ExportService> Context<S> {
+    /// A context with the given parts and no store or observer.
+    pub fn new(client: Client, ads: S, settings: Settings) -> Self {
+        let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+            client,
+            ads,
+            settings,
+            store: None,
+            observer: None,
+            starts: StartGate::default(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The first step of a pass: read the object (fresh when the cache may lag), the
+//! watch cache and ADS into one [`Observation`]. Which ADS reads are made is decided
+//! by the pure rules ([`decide::reads`], [`deletion::needs_listing`],
+//! [`deletion::to_describe`]); this module only performs them.
+
+use std::borrow::Cow;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Resource, ResourceExt};
+
+use super::backoff::Attempts;
+use super::claims::{self, key, managed_id, pending_since};
+use super::context::Context;
+use super::decide::{self, ReadPlan};
+use super::deletion;
+use super::error::Error;
+use super::observation::{Observation, Pending, Reads, Schedule};
+use crate::ads::ExportService;
+use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
+
+/// `spec.region`, else the operator's default region.
+pub fn region_of<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Option<String> {
+    obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone())
+}
+
+/// Whether the apply branch must read the object afresh: no export recorded yet, so
+/// the cache may lag behind this controller's own writes (an export just started, a
+/// pending start), and starting twice must not happen.
+pub fn needs_fresh_read(cached: &ContinuousExport, region: Option<&str>) -> bool {
+    region.is_some() && cached.spec.export_id.is_none() && managed_id(cached).is_none()
+}
+
+/// The object to decide on: `cached`, or a fresh read (see [`needs_fresh_read`]).
+///
+/// # Errors
+/// [`Error::Kube`] when the read fails.
+pub async fn object<'a, S: ExportService>(
+    cached: &'a ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+) -> Result<Cow<'a, ContinuousExport>, Error> {
+    if needs_fresh_read(cached, region_of(cached, ctx).as_deref()) {
+        return Ok(Cow::Owned(api.get(&cached.name_any()).await?));
+    }
+    Ok(Cow::Borrowed(cached))
+}
+
+/// What the object and the watch cache say, without ADS reads yet.
+pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
+    let now = Timestamp::now();
+    let region = region_of(obj, ctx);
+    let cache = ctx.store.as_ref().map(|s| s.state()).unwrap_or_default();
+    let others = claims::others(obj, &cache, region.as_deref(), |o| region_of(o, ctx), now);
+    let attempts: Attempts = ctx.backoff.attempts(&key(obj));
+    Observation {
+        region,
+        generation: obj.meta().generation.unwrap_or(0),
+        status: obj.status.clone().unwrap_or_default(),
+        pending: Pending {
+            marked: obj.annotations().contains_key(START_PENDING_ANNOTATION),
+            since: pending_since(obj, now),
+        },
+        others,
+        ads: Reads::default(),
+        schedule: Schedule {
+            resync: ctx.settings.resync_period,
+            policy: ctx.backoff.policy(),
+            attempts,
+            jitter: rand::random::<f64>(),
+        },
+        now,
+    }
+}
+
+/// The apply branch's observation: [`local`], then the ADS read [`decide::reads`] asks for.
+pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
+    let mut obs = local(obj, ctx);
+    let region = obs.region.clone().unwrap_or_default();
+    match decide::reads(&obj.spec, &obs) {
+        ReadPlan::Nothing => {}
+        ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
+        ReadPlan::List => obs.ads.listed = Some(ctx.ads.list(&region).await),
+    }
+    obs
+}
+
+/// The cleanup branch's observation: [`local`], the region's listing when a pending
+/// start's export must be found, then Describe of the export to stop.
+pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
+    let mut obs = local(obj, ctx);
+    let region = obs.region.clone().unwrap_or_default();
+    if deletion::needs_listing(&obs) {
+        obs.ads.listed = Some(ctx.ads.list(&region).await);
+    }
+    if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
+        obs.ads.described = Some(ctx.ads.describe(&region, &id).await);
+    }
+    obs
+}

@@ -1,0 +1,106 @@
+//! Running the controller: the start-up check ([`preflight`]), the watch and its
+//! trigger filter, and [`run`].
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector;
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::context::{Context, ReconcileObserver, Settings};
+use super::error::error_policy;
+use super::reconcile::reconcile;
+use crate::ads::ExportService;
+use crate::api::ContinuousExport;
+
+/// The `Api` for the watched scope (one namespace or all).
+pub fn scoped_api(client: &Client, namespace: Option<&str>) -> Api<ContinuousExport> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Checks that the apiserver is reachable and serves the CRD, with an error that
+/// says how to fix it.
+///
+/// # Errors
+/// A one-line description: no reachable cluster, CRD not installed, or forbidden.
+pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    match scoped_api(client, namespace).list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(anyhow::anyhow!(
+            "the CRD continuousexports.adsexport.io is not installed: run `ads-export-operator crd | kubectl apply \
+             --server-side -f -` (or `kubectl apply --server-side -f crds/continuousexports.adsexport.io.yaml`)"
+        )),
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(anyhow::anyhow!(
+            "forbidden to list continuousexports{}: {} (check the operator's RBAC)",
+            namespace.map(|n| format!(" in namespace {n}")).unwrap_or_default(),
+            s.message
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot reach the Kubernetes API server: {e}")),
+    }
+}
+
+/// The watch trigger filter: a new generation (spec change or deletion marking)
+/// or a finalizer change. Status and annotation writes, including the controller's
+/// own, do not trigger a reconcile; requeues handle polling.
+fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().generation.hash(&mut h);
+    obj.finalizers().hash(&mut h);
+    obj.meta().deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs the controller until `shutdown` resolves (then finishes in-flight
+/// reconciles and returns).
+///
+/// # Errors
+/// Only from start-up (see [`preflight`]).
+pub async fn run<S: ExportService>(
+    client: Client,
+    ads: S,
+    settings: Settings,
+    observer: Option<Arc<dyn ReconcileObserver>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    preflight(&client, settings.namespace.as_deref()).await?;
+    let api = scoped_api(&client, settings.namespace.as_deref());
+    let (reader, writer) = reflector::store();
+    // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
+    // waiter, and the controller is already one.
+    let on_synced = observer.clone();
+    let trigger = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let (Ok(watcher::Event::InitDone), Some(o)) = (event, &on_synced) {
+                tracing::info!("watch cache synced");
+                o.synced();
+            }
+        })
+        .applied_objects()
+        .predicate_filter(trigger_hash, PredicateConfig::default());
+    let concurrency = settings.max_concurrent_reconciles.max(1);
+    let mut ctx = Context::new(client, ads, settings);
+    ctx.store = Some(reader.clone());
+    ctx.observer = observer;
+    tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile ended with an error");
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
