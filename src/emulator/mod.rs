@@ -72,8 +72,14 @@
 //! Bad input answers 400 `{"error":"..."}`, the message naming the offending field.
 
 mod admin;
+mod credentials;
 mod fault;
+pub mod identity;
+mod identity_admin;
+pub mod oidc;
+mod pod_identity;
 mod state;
+pub mod sts;
 mod wire;
 
 use std::net::SocketAddr;
@@ -81,7 +87,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::post;
+use axum::body::Bytes;
+use axum::extract::State as Extract;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -106,18 +116,28 @@ pub struct EmulatorConfig {
 #[derive(Debug, Clone)]
 pub struct Emulator {
     state: Arc<Mutex<State>>,
+    identity: identity::Identity,
 }
 
 impl Emulator {
     /// A fresh emulator without exports, faults or counts.
     pub fn new(cfg: EmulatorConfig) -> Self {
         let state = State::new(cfg.home_region, cfg.start_delay, cfg.stop_delay);
-        Emulator { state: Arc::new(Mutex::new(state)) }
+        Emulator { state: Arc::new(Mutex::new(state)), identity: identity::Identity::default() }
+    }
+
+    /// The IAM side: STS, Pod Identity, strict credentials mode (see the module docs).
+    pub fn identity(&self) -> &identity::Identity {
+        &self.identity
     }
 
     /// The wire protocol at `POST /` and the admin API under `/_emulator/`.
     pub fn router(&self) -> Router {
-        Router::new().route("/", post(wire::handle)).nest("/_emulator", admin::routes()).with_state(self.clone())
+        Router::new()
+            .route("/", post(api))
+            .route(pod_identity::PATH, get(pod_identity::handle))
+            .nest("/_emulator", admin::routes())
+            .with_state(self.clone())
     }
 
     /// Binds `listen` (e.g. `"127.0.0.1:0"`) and serves [`Self::router`] in a tokio task.
@@ -204,6 +224,7 @@ impl Emulator {
     /// Clears exports, faults and counters; keeps home region, delays and response mode.
     pub fn reset(&self) {
         self.with_state(State::reset);
+        self.identity.reset();
     }
 
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -218,6 +239,15 @@ impl Emulator {
         f: impl FnOnce(&mut State, Instant) -> Result<(), ControlError>,
     ) -> Result<(), ControlError> {
         self.with_state(|s| f(s, Instant::now()))
+    }
+}
+
+/// `POST /`: an STS query call (form body) or an ADS awsJson1.1 call.
+async fn api(Extract(emulator): Extract<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    if sts::is_query_request(&headers) {
+        sts::handle(emulator, headers, body).await
+    } else {
+        wire::handle(Extract(emulator), headers, body).await
     }
 }
 
