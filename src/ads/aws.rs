@@ -324,7 +324,8 @@ impl AwsExportService {
         if let Some(url) = settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        Self::from_sdk_config(loader.load().await)
+        let source = super::credentials::CredentialSource::from_env(|k| std::env::var(k).ok());
+        Self::from_sdk_config(super::credentials::with_source_context(loader.load().await, source))
     }
 
     /// Wraps an existing [`SdkConfig`] (tests build one with static credentials).

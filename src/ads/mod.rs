@@ -6,6 +6,7 @@
 //! [`ExportDescription`], [`StartedExport`], [`StopTimes`] and [`AdsError`].
 
 pub mod aws;
+pub mod credentials;
 mod error;
 
 pub use error::{AdsError, ErrorClass, Reason};

@@ -126,6 +126,13 @@ impl Emulator {
         Emulator { state: Arc::new(Mutex::new(state)), identity: identity::Identity::default() }
     }
 
+    /// A new emulator with its own exports, faults and counters but this one's IAM side
+    /// (issued credentials, roles, OIDC providers, strict mode): e.g. to serve STS and
+    /// ADS on separate ports and see which port each call reached.
+    pub fn sharing_identity(&self, cfg: EmulatorConfig) -> Self {
+        Emulator { identity: self.identity.clone(), ..Emulator::new(cfg) }
+    }
+
     /// The IAM side: STS, Pod Identity, strict credentials mode (see the module docs).
     pub fn identity(&self) -> &identity::Identity {
         &self.identity
