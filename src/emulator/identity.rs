@@ -356,6 +356,12 @@ impl Identity {
         })
     }
 
+    /// The secret access keys and session tokens of all issued credentials, for tests
+    /// that check none of them leaks into logs or events.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.with(|s| s.issued.values().flat_map(|i| [i.secret_access_key.clone(), i.session_token.clone()]).collect())
+    }
+
     /// How ADS calls were signed (see [`CallClasses`]).
     pub fn call_classes(&self) -> CallClasses {
         self.with(|s| s.calls.clone())
