@@ -303,3 +303,118 @@ async fn pod_identity_credentials_start_and_stop_an_export() {
     }
     eks.assert_no_secrets_leaked(&op).await;
 }
+
+#[tokio::test]
+async fn aws_endpoint_url_env_is_global_and_takes_sts_along() {
+    // The flag `--aws-endpoint-url` moves ADS calls only (the other tests: STS stays on
+    // AWS_ENDPOINT_URL_STS). The SDK's own AWS_ENDPOINT_URL variable, which the flag also
+    // reads, is global: without AWS_ENDPOINT_URL_STS it sends STS there too.
+    let eks = Eks::new("globalurl", Duration::from_secs(3600), "sts.amazonaws.com").await;
+    eks.trust(&eks.subject());
+    let ads_url = eks.t.emu.endpoint_url();
+    let mut args = eks.t.operator_args();
+    let at = args.iter().position(|a| a == "--aws-endpoint-url").unwrap();
+    args.drain(at..at + 2);
+    let token_file = eks.token_file.path().to_str().unwrap();
+    let env = [
+        ("AWS_ROLE_ARN", ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file),
+        ("AWS_REGION", super::REGION),
+        ("AWS_ENDPOINT_URL", ads_url.as_str()),
+    ];
+    let op = eks.t.spawn_operator_with_env("operator", &args, &env, support::testbed().kubeconfig_path()).await;
+    eks.t.create("inv", json!({})).await;
+    eks.t.wait_ready("inv").await;
+    assert_eq!(eks.t.emu.emulator.counters().get("AssumeRoleWithWebIdentity", "ok"), 1);
+    assert_eq!(eks.sts.emulator.counters().total("AssumeRoleWithWebIdentity"), 0);
+    assert!(eks.t.emu.emulator.identity().call_classes().get("temporary").is_some_and(|n| *n > 0));
+    eks.assert_no_secrets_leaked(&op).await;
+}
+
+#[tokio::test]
+async fn typical_setup_mistakes_are_named_in_the_synced_condition() {
+    let eks = Eks::new("mistakes", Duration::from_secs(3600), "sts.amazonaws.com").await;
+    eks.trust(&eks.subject());
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_audience = dir.path().join("wrong-audience");
+    let token = kubectl(&[
+        "create",
+        "token",
+        SA,
+        "-n",
+        &eks.t.ns,
+        "--audience",
+        "https://kubernetes.default.svc",
+        "--duration",
+        "1h",
+    ]);
+    std::fs::write(&wrong_audience, token.trim()).unwrap();
+    let pod_token = dir.path().join("pod-identity");
+    let token =
+        kubectl(&["create", "token", SA, "-n", &eks.t.ns, "--audience", "pods.eks.amazonaws.com", "--duration", "1h"]);
+    std::fs::write(&pod_token, token.trim()).unwrap();
+    let missing = dir.path().join("missing");
+    let (wrong_audience, pod_token, missing) =
+        (wrong_audience.to_str().unwrap(), pod_token.to_str().unwrap(), missing.to_str().unwrap());
+    let sts_url = eks.sts.endpoint_url();
+    let pod_uri = format!("{sts_url}/v1/credentials");
+    let irsa = |token_file: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ROLE_ARN", ROLE.to_owned()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_owned()),
+            ("AWS_ENDPOINT_URL_STS", sts_url.clone()),
+        ]
+    };
+    let cases: Vec<(&str, Vec<(&str, String)>, Vec<String>)> = vec![
+        (
+            "token without the sts.amazonaws.com audience",
+            irsa(wrong_audience),
+            vec![
+                format!("could not assume role {ROLE}"),
+                "InvalidIdentityTokenException: Incorrect token audience".into(),
+            ],
+        ),
+        (
+            "token file not mounted",
+            irsa(missing),
+            vec![
+                format!("could not assume role {ROLE} with the web identity token in {missing}"),
+                "No such file".into(),
+            ],
+        ),
+        (
+            "no Pod Identity association",
+            vec![
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", pod_uri.clone()),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", pod_token.to_owned()),
+            ],
+            vec![format!("could not get credentials from the EKS Pod Identity Agent at {pod_uri}"), "403".into()],
+        ),
+    ];
+    for (i, (what, env, expected)) in cases.into_iter().enumerate() {
+        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("AWS_REGION", super::REGION));
+        let mut op = eks.operator(&env, &[]).await;
+        let name = format!("inv-{i}");
+        eks.t.create(&name, json!({})).await;
+        let obj = eks
+            .t
+            .wait_status(&name, what, |s| {
+                s.condition(CONDITION_SYNCED).is_some_and(|c| c.reason == "AuthorizationError")
+            })
+            .await;
+        let message = obj.status.unwrap().condition(CONDITION_SYNCED).unwrap().message.clone();
+        eprintln!("{what}: {message}");
+        for part in expected {
+            assert!(message.contains(&part), "{what}: {message:?} lacks {part:?}");
+        }
+        eks.assert_no_secrets_leaked(&op).await;
+        op.kill().await;
+        eks.t.api.delete(&name, &Default::default()).await.unwrap();
+        // No export was started, so the finalizer has nothing to stop; it stays until an
+        // operator runs, which the next case's does.
+    }
+    assert!(eks.t.emu.emulator.exports().is_empty());
+    let counters = eks.t.emu.emulator.counters();
+    assert!(ADS_OPERATIONS.iter().all(|op| counters.total(op) == 0), "{counters:?}");
+}
