@@ -358,14 +358,15 @@ async fn typical_setup_mistakes_are_named_in_the_synced_condition() {
         (wrong_audience.to_str().unwrap(), pod_token.to_str().unwrap(), missing.to_str().unwrap());
     let sts_url = eks.sts.endpoint_url();
     let pod_uri = format!("{sts_url}/v1/credentials");
-    let irsa = |token_file: &str| -> Vec<(&'static str, String)> {
+    let irsa = |token_file: &str| -> Env {
         vec![
             ("AWS_ROLE_ARN", ROLE.to_owned()),
             ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_owned()),
             ("AWS_ENDPOINT_URL_STS", sts_url.clone()),
         ]
     };
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<String>)> = vec![
+    type Env = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Env, Vec<String>)> = vec![
         (
             "token without the sts.amazonaws.com audience",
             irsa(wrong_audience),
