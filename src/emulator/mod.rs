@@ -14,7 +14,8 @@
 //! millisecond fraction, e.g. `1493405005.639`.
 //!
 //! A SigV4 `Authorization` header is required (else `MissingAuthenticationTokenException`);
-//! the signature is not verified, but the region of its credential scope selects the state:
+//! the signature is verified only in strict credentials mode (below), but the region of its
+//! credential scope always selects the state:
 //! exports are kept per region, and a call to any region but the home region answers
 //! `HomeRegionNotSetException`. Without a home region every call answers that error.
 //!
@@ -52,6 +53,38 @@
 //! fails (a `ConflictErrorException`, say), nothing changes and the fault's error is
 //! answered all the same. The counters record the answer the client got (e.g. `http500`).
 //!
+//! # STS, Pod Identity and strict credentials mode
+//!
+//! The same port also serves, for the SDK's credential providers:
+//!
+//! - **STS** (query protocol, `POST /` with a form body `Action=...&Version=2011-06-15`;
+//!   point the SDK at it with `AWS_ENDPOINT_URL_STS`): `AssumeRoleWithWebIdentity` verifies
+//!   the web identity token (a JWT from a registered OIDC issuer, signature checked against
+//!   the issuer's JWKS, `aud` = `sts.amazonaws.com`, `exp` in the future) and the role's
+//!   trust policy (`sub` among the role's `serviceAccounts`). Errors as STS sends them:
+//!   `InvalidIdentityToken` (not a JWT, unknown issuer, bad signature, wrong audience),
+//!   `ExpiredTokenException`, `AccessDenied` (HTTP 403: unknown role or subject not
+//!   trusted), `ValidationError`. `AssumeRole` authenticates the SigV4-signed caller
+//!   (issued credentials or a static key; `InvalidClientTokenId`, `ExpiredToken`,
+//!   `SignatureDoesNotMatch`) and checks it is among the role's `principals`.
+//! - **EKS Pod Identity Agent** (`GET /v1/credentials`; `AWS_CONTAINER_CREDENTIALS_FULL_URI`):
+//!   the `Authorization` header is a service-account token with audience
+//!   `pods.eks.amazonaws.com`, verified the same way; the association of its
+//!   ServiceAccount names the role. Answers the container-credentials JSON.
+//!
+//! Both issue temporary credentials (`ASIA...` key, secret, session token, expiry after
+//! the configured lifetime: default 1 h, down to 1 s). In **strict credentials mode** an
+//! ADS call is accepted only when signed (signature recomputed with `aws-sigv4`) with
+//! issued, unexpired credentials and their `X-Amz-Security-Token`, or with a configured
+//! static key: otherwise `ExpiredTokenException` (expired), `InvalidSignatureException`
+//! (bad signature) or `AuthorizationErrorException` (unknown key, missing or foreign
+//! session token). Off (the default), every signed call is accepted, as before. Either
+//! way each ADS call is classed (`temporary`, `static`, `unverified`, `rejected:<why>`)
+//! in `GET /_emulator/credentials`.
+//!
+//! All of it is configured by [`identity::IdentityConfig`] (the binary's
+//! `--identity-config` file), [`Emulator::identity`] in-process, or the admin API below.
+//!
 //! # Admin API (`/_emulator/`, JSON, no auth)
 //!
 //! | request | body | answer |
@@ -67,7 +100,14 @@
 //! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
 //! | `POST /_emulator/exports/{id}/error` | `{"statusDetail":"..."}` | `{"ok":true}`, 404 unknown |
 //! | `POST /_emulator/exports/{id}/status` | `{"status":"START_FAILED","statusDetail"?:"..."}` | `{"ok":true}`, 404 unknown |
-//! | `POST /_emulator/reset` | | `{"ok":true}` (exports, faults, counters cleared) |
+//! | `POST /_emulator/reset` | | `{"ok":true}` (exports, faults, counters, issued credentials and call classes cleared) |
+//! | `GET /_emulator/credentials` | | `{"strict","lifetimeSeconds","issued":[IssuedView],"calls":{"temporary":3,...}}` (never secrets) |
+//! | `POST /_emulator/credentials/strict` | `{"enabled":true}` | `{"ok":true}` |
+//! | `POST /_emulator/credentials/lifetime` | `{"seconds":60}` | `{"ok":true}` (for credentials issued from now on) |
+//! | `GET`/`POST /_emulator/roles` | [`identity::Role`]: `{"roleArn","serviceAccounts":["system:serviceaccount:ns:sa"],"principals":["arn:..."]}` | roles; POST creates or replaces the trust policy |
+//! | `GET`/`POST /_emulator/oidc-providers` | `{"issuer":"https://...","jwks":{"keys":[...]}}` (kube-apiserver's `/openid/v1/jwks`) | issuers; POST registers or replaces the keys |
+//! | `GET`/`POST /_emulator/pod-identity-associations` | `{"namespace","serviceAccount","roleArn"}` | associations; POST creates or replaces |
+//! | `POST /_emulator/static-keys` | `{"accessKeyId","secretAccessKey","arn"?}` | `{"ok":true}` (accepted in strict mode) |
 //!
 //! Bad input answers 400 `{"error":"..."}`, the message naming the offending field.
 
