@@ -102,6 +102,16 @@ impl Bed {
         ))
     }
 
+    /// Credentials issued with a 1 s lifetime, once they have expired, without their
+    /// expiry (the SDK would not sign with credentials it knows are expired).
+    async fn expired_credentials(&self) -> Credentials {
+        self.emu().identity().set_lifetime(Duration::from_secs(1));
+        let short = self.good_credentials().await;
+        wait_past(short.expiry().unwrap()).await;
+        let token = short.session_token().map(str::to_owned);
+        Credentials::new(short.access_key_id(), short.secret_access_key(), token, None, "t")
+    }
+
     async fn good_credentials(&self) -> Credentials {
         let token = self.signer.token(ISSUER, SUBJECT, "sts.amazonaws.com", 600);
         self.web_identity(ROLE, &token).await.expect("AssumeRoleWithWebIdentity")
@@ -365,17 +375,7 @@ async fn assume_role_checks_the_caller_and_its_signature() {
         assert_eq!(err.raw_response().unwrap().status().as_u16(), status, "{what}");
     }
 
-    id.set_lifetime(Duration::from_secs(1));
-    let short = bed.good_credentials().await;
-    wait_past(short.expiry().unwrap()).await;
-    // The SDK would not sign with credentials it knows are expired: drop the expiry.
-    let stale = Credentials::new(
-        short.access_key_id(),
-        short.secret_access_key(),
-        short.session_token().map(str::to_owned),
-        None,
-        "t",
-    );
+    let stale = bed.expired_credentials().await;
     let err =
         sts_client(&url, Some(stale)).assume_role().role_arn(target).role_session_name("x").send().await.unwrap_err();
     let (code, message) = code_and_status(&err);
@@ -464,16 +464,7 @@ async fn strict_mode_accepts_only_issued_or_configured_credentials() {
     ));
 
     // Expired issued credentials: the SDK-visible ExpiredTokenException.
-    id.set_lifetime(Duration::from_secs(1));
-    let short = bed.good_credentials().await;
-    wait_past(short.expiry().unwrap()).await;
-    let stale = Credentials::new(
-        short.access_key_id(),
-        short.secret_access_key(),
-        short.session_token().map(str::to_owned),
-        None,
-        "t",
-    );
+    let stale = bed.expired_credentials().await;
     let err = describe(stale).await.unwrap_err();
     assert_eq!(err.code(), Some("ExpiredTokenException"));
     assert_eq!(err.message(), Some("The security token included in the request is expired"));
