@@ -115,6 +115,8 @@ pub struct RunArgs {
     pub aws_region: Option<String>,
 
     /// Send ADS calls to this endpoint instead of AWS (the ADS emulator, a VPC endpoint).
+    /// The flag moves ADS only; the AWS_ENDPOINT_URL variable is the SDK's global one and
+    /// also moves STS (IRSA) unless AWS_ENDPOINT_URL_STS is set.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
     pub aws_endpoint_url: Option<String>,
 

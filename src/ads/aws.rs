@@ -107,7 +107,11 @@ pub struct AwsExportService {
 impl AwsExportService {
     /// Loads the shared configuration from the environment (`aws-config` defaults)
     /// with the given overrides. Per-attempt timeout 20 s, whole-operation timeout
-    /// 60 s; the SDK's standard retry policy (3 attempts) applies.
+    /// 60 s; the SDK's standard retry policy (3 attempts) applies. `endpoint_url`
+    /// applies to ADS only: the credential providers' STS client keeps its own
+    /// endpoint (`AWS_ENDPOINT_URL_STS`, else the SDK's). When the environment selects
+    /// IRSA or a container credentials endpoint, credential errors name it (see
+    /// [`super::credentials`]).
     pub async fn load(settings: AwsSettings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
@@ -122,7 +126,8 @@ impl AwsExportService {
         if let Some(url) = settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        Self::from_sdk_config(loader.load().await)
+        let source = super::credentials::CredentialSource::from_env(|k| std::env::var(k).ok());
+        Self::from_sdk_config(super::credentials::with_source_context(loader.load().await, source))
     }
 
     /// Wraps an existing [`SdkConfig`] (tests build one with static credentials).

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod classify;
+pub mod credentials;
 mod error;
 pub mod model;
 

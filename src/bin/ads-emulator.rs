@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ads_export_operator::duration;
+use ads_export_operator::emulator::identity::IdentityConfig;
 use ads_export_operator::emulator::{Emulator, EmulatorConfig, load_faults};
 use clap::Parser;
 
@@ -30,6 +31,18 @@ struct Args {
     /// JSON file holding an array of faults to inject at start-up.
     #[arg(long)]
     faults: Option<PathBuf>,
+    /// JSON file configuring STS, Pod Identity and strict mode: OIDC providers (issuer and
+    /// JWKS, e.g. kube-apiserver's /openid/v1/jwks), roles with their trust policies, Pod
+    /// Identity associations, static keys (see the emulator module docs).
+    #[arg(long)]
+    identity_config: Option<PathBuf>,
+    /// Accept ADS calls only when signed with credentials this emulator issued (or a
+    /// configured static key), with a valid SigV4 signature.
+    #[arg(long)]
+    strict_credentials: bool,
+    /// Lifetime of issued temporary credentials (e.g. 60s, 1h).
+    #[arg(long, value_parser = duration::parse_term)]
+    credentials_lifetime: Option<Duration>,
 }
 
 #[tokio::main]
@@ -64,6 +77,18 @@ async fn run(args: Args) -> Result<(), String> {
     });
     for fault in faults {
         emulator.inject_fault(fault);
+    }
+    if let Some(path) = &args.identity_config {
+        emulator.identity().configure(IdentityConfig::load(path)?);
+    }
+    if args.strict_credentials {
+        emulator.identity().set_strict(true);
+    }
+    if let Some(lifetime) = args.credentials_lifetime {
+        if lifetime < Duration::from_secs(1) {
+            return Err("--credentials-lifetime: must be at least 1s".into());
+        }
+        emulator.identity().set_lifetime(lifetime);
     }
     let running = emulator.spawn(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     println!("ads-emulator listening on {}", running.endpoint_url());

@@ -32,9 +32,10 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/exports/{id}/error", post(error_export))
         .route("/exports/{id}/status", post(status_export))
         .route("/reset", post(reset))
+        .merge(super::identity_admin::routes())
 }
 
-type AdminResult = Result<Response, AdminError>;
+pub(crate) type AdminResult = Result<Response, AdminError>;
 
 /// An admin failure, answered as `{"error": message}` with `status`.
 pub(crate) struct AdminError {
@@ -58,16 +59,16 @@ impl From<ControlError> for AdminError {
     }
 }
 
-fn bad_request(message: impl std::fmt::Display) -> AdminError {
+pub(crate) fn bad_request(message: impl std::fmt::Display) -> AdminError {
     AdminError { status: StatusCode::BAD_REQUEST, message: message.to_string() }
 }
 
-fn ok() -> Response {
+pub(crate) fn ok() -> Response {
     Json(json!({ "ok": true })).into_response()
 }
 
 /// Parses a JSON body; serde's messages name the missing, unknown or mistyped field.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))
 }
 

@@ -14,7 +14,8 @@
 //! millisecond fraction, e.g. `1493405005.639`.
 //!
 //! A SigV4 `Authorization` header is required (else `MissingAuthenticationTokenException`);
-//! the signature is not verified, but the region of its credential scope selects the state:
+//! the signature is verified only in strict credentials mode (below), but the region of its
+//! credential scope always selects the state:
 //! exports are kept per region, and a call to any region but the home region answers
 //! `HomeRegionNotSetException`. Without a home region every call answers that error.
 //!
@@ -52,6 +53,38 @@
 //! fails (a `ConflictErrorException`, say), nothing changes and the fault's error is
 //! answered all the same. The counters record the answer the client got (e.g. `http500`).
 //!
+//! # STS, Pod Identity and strict credentials mode
+//!
+//! The same port also serves, for the SDK's credential providers:
+//!
+//! - **STS** (query protocol, `POST /` with a form body `Action=...&Version=2011-06-15`;
+//!   point the SDK at it with `AWS_ENDPOINT_URL_STS`): `AssumeRoleWithWebIdentity` verifies
+//!   the web identity token (a JWT from a registered OIDC issuer, signature checked against
+//!   the issuer's JWKS, `aud` = `sts.amazonaws.com`, `exp` in the future) and the role's
+//!   trust policy (`sub` among the role's `serviceAccounts`). Errors as STS sends them:
+//!   `InvalidIdentityToken` (not a JWT, unknown issuer, bad signature, wrong audience),
+//!   `ExpiredTokenException`, `AccessDenied` (HTTP 403: unknown role or subject not
+//!   trusted), `ValidationError`. `AssumeRole` authenticates the SigV4-signed caller
+//!   (issued credentials or a static key; `InvalidClientTokenId`, `ExpiredToken`,
+//!   `SignatureDoesNotMatch`) and checks it is among the role's `principals`.
+//! - **EKS Pod Identity Agent** (`GET /v1/credentials`; `AWS_CONTAINER_CREDENTIALS_FULL_URI`):
+//!   the `Authorization` header is a service-account token with audience
+//!   `pods.eks.amazonaws.com`, verified the same way; the association of its
+//!   ServiceAccount names the role. Answers the container-credentials JSON.
+//!
+//! Both issue temporary credentials (`ASIA...` key, secret, session token, expiry after
+//! the configured lifetime: default 1 h, down to 1 s). In **strict credentials mode** an
+//! ADS call is accepted only when signed (signature recomputed with `aws-sigv4`) with
+//! issued, unexpired credentials and their `X-Amz-Security-Token`, or with a configured
+//! static key: otherwise `ExpiredTokenException` (expired), `InvalidSignatureException`
+//! (bad signature) or `AuthorizationErrorException` (unknown key, missing or foreign
+//! session token). Off (the default), every signed call is accepted, as before. Either
+//! way each ADS call is classed (`temporary`, `static`, `unverified`, `rejected:<why>`)
+//! in `GET /_emulator/credentials`.
+//!
+//! All of it is configured by [`identity::IdentityConfig`] (the binary's
+//! `--identity-config` file), [`Emulator::identity`] in-process, or the admin API below.
+//!
 //! # Admin API (`/_emulator/`, JSON, no auth)
 //!
 //! | request | body | answer |
@@ -67,14 +100,27 @@
 //! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
 //! | `POST /_emulator/exports/{id}/error` | `{"statusDetail":"..."}` | `{"ok":true}`, 404 unknown |
 //! | `POST /_emulator/exports/{id}/status` | `{"status":"START_FAILED","statusDetail"?:"..."}` | `{"ok":true}`, 404 unknown |
-//! | `POST /_emulator/reset` | | `{"ok":true}` (exports, faults, counters cleared) |
+//! | `POST /_emulator/reset` | | `{"ok":true}` (exports, faults, counters, issued credentials and call classes cleared) |
+//! | `GET /_emulator/credentials` | | `{"strict","lifetimeSeconds","issued":[IssuedView],"calls":{"temporary":3,...}}` (never secrets) |
+//! | `POST /_emulator/credentials/strict` | `{"enabled":true}` | `{"ok":true}` |
+//! | `POST /_emulator/credentials/lifetime` | `{"seconds":60}` | `{"ok":true}` (for credentials issued from now on) |
+//! | `GET`/`POST /_emulator/roles` | [`identity::Role`]: `{"roleArn","serviceAccounts":["system:serviceaccount:ns:sa"],"principals":["arn:..."]}` | roles; POST creates or replaces the trust policy |
+//! | `GET`/`POST /_emulator/oidc-providers` | `{"issuer":"https://...","jwks":{"keys":[...]}}` (kube-apiserver's `/openid/v1/jwks`) | issuers; POST registers or replaces the keys |
+//! | `GET`/`POST /_emulator/pod-identity-associations` | `{"namespace","serviceAccount","roleArn"}` | associations; POST creates or replaces |
+//! | `POST /_emulator/static-keys` | `{"accessKeyId","secretAccessKey","arn"?}` | `{"ok":true}` (accepted in strict mode) |
 //!
 //! Bad input answers 400 `{"error":"..."}`, the message naming the offending field.
 
 mod admin;
+mod credentials;
 mod fault;
+pub mod identity;
+mod identity_admin;
+pub mod oidc;
+mod pod_identity;
 mod protocol;
 mod state;
+pub mod sts;
 mod wire;
 
 use std::net::SocketAddr;
@@ -82,7 +128,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::post;
+use axum::body::Bytes;
+use axum::extract::State as Extract;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -108,18 +158,35 @@ pub struct EmulatorConfig {
 #[derive(Debug, Clone)]
 pub struct Emulator {
     state: Arc<Mutex<State>>,
+    identity: identity::Identity,
 }
 
 impl Emulator {
     /// A fresh emulator without exports, faults or counts.
     pub fn new(cfg: EmulatorConfig) -> Self {
         let state = State::new(cfg.home_region, cfg.start_delay, cfg.stop_delay);
-        Emulator { state: Arc::new(Mutex::new(state)) }
+        Emulator { state: Arc::new(Mutex::new(state)), identity: identity::Identity::default() }
+    }
+
+    /// A new emulator with its own exports, faults and counters but this one's IAM side
+    /// (issued credentials, roles, OIDC providers, strict mode): e.g. to serve STS and
+    /// ADS on separate ports and see which port each call reached.
+    pub fn sharing_identity(&self, cfg: EmulatorConfig) -> Self {
+        Emulator { identity: self.identity.clone(), ..Emulator::new(cfg) }
+    }
+
+    /// The IAM side: STS, Pod Identity, strict credentials mode (see the module docs).
+    pub fn identity(&self) -> &identity::Identity {
+        &self.identity
     }
 
     /// The wire protocol at `POST /` and the admin API under `/_emulator/`.
     pub fn router(&self) -> Router {
-        Router::new().route("/", post(wire::handle)).nest("/_emulator", admin::routes()).with_state(self.clone())
+        Router::new()
+            .route("/", post(api))
+            .route(pod_identity::PATH, get(pod_identity::handle))
+            .nest("/_emulator", admin::routes())
+            .with_state(self.clone())
     }
 
     /// Binds `listen` (e.g. `"127.0.0.1:0"`) and serves [`Self::router`] in a tokio task.
@@ -206,6 +273,7 @@ impl Emulator {
     /// Clears exports, faults and counters; keeps home region, delays and response mode.
     pub fn reset(&self) {
         self.with_state(State::reset);
+        self.identity.reset();
     }
 
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -220,6 +288,15 @@ impl Emulator {
         f: impl FnOnce(&mut State, Instant) -> Result<(), ControlError>,
     ) -> Result<(), ControlError> {
         self.with_state(|s| f(s, Instant::now()))
+    }
+}
+
+/// `POST /`: an STS query call (form body) or an ADS awsJson1.1 call.
+async fn api(Extract(emulator): Extract<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    if sts::is_query_request(&headers) {
+        sts::handle(emulator, headers, body).await
+    } else {
+        wire::handle(Extract(emulator), headers, body).await
     }
 }
 

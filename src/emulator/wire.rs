@@ -59,6 +59,9 @@ fn dispatch(
         Ok(r) => r,
         Err(e) => return (Err(e), Duration::ZERO),
     };
+    if let Err((code, message)) = super::credentials::authorize_ads_call(emulator.identity(), headers, body) {
+        return (Err(AwsError::new(code, message)), Duration::ZERO);
+    }
     let Some(operation) = operation else {
         let target =
             headers.get("x-amz-target").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();

@@ -201,6 +201,20 @@ impl Test {
         env: &[(&str, &str)],
         kubeconfig: &std::path::Path,
     ) -> Process {
+        let keys = [("AWS_ACCESS_KEY_ID", "AKIDTEST"), ("AWS_SECRET_ACCESS_KEY", "test-secret")];
+        self.spawn_operator_with_env(label, args, &[&keys, env].concat(), kubeconfig).await
+    }
+
+    /// Starts the operator binary with `args` and only `env` for AWS (no static keys,
+    /// no profile, no IMDS): it finds credentials through the SDK's default chain as
+    /// EKS's injected variables direct it. Logs like [`Self::spawn_operator`].
+    pub async fn spawn_operator_with_env(
+        &self,
+        label: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        kubeconfig: &std::path::Path,
+    ) -> Process {
         let logs = support::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&logs).unwrap();
         let path = logs.join(format!("{}-{label}.log", self.ns));
@@ -208,12 +222,13 @@ impl Test {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ads-export-operator"));
         cmd.args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info")
             .env("POD_NAME", label)
             .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod credentials;
 mod harness;
 mod packaging;
 mod recovery;

@@ -1,0 +1,259 @@
+//! Who signed a request: the SigV4 `Authorization` header checked against the access
+//! keys the emulator knows (issued temporary credentials and configured static keys),
+//! the `X-Amz-Security-Token` of temporary credentials, and the signature itself,
+//! recomputed with the SDK's own `aws-sigv4` crate from the request as received.
+//!
+//! Used by strict credentials mode for ADS calls and by STS `AssumeRole`.
+
+use std::time::SystemTime;
+
+use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use axum::http::{HeaderMap, header};
+
+use super::identity::{Identity, IdentityState};
+
+/// The caller a request was signed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// Issued temporary credentials: their access key ID and role ARN.
+    Temporary { access_key_id: String, role_arn: String },
+    /// A configured static key: its caller ARN.
+    Static { arn: String },
+}
+
+/// Why a request's signature was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthFailure {
+    /// No `Authorization` header, or not a SigV4 one.
+    Unsigned,
+    /// The access key is neither issued nor configured.
+    UnknownKey,
+    /// Issued credentials past their expiry.
+    Expired,
+    /// Issued credentials without their session token, or with another one.
+    TokenMismatch,
+    /// The signature does not match the request.
+    BadSignature,
+}
+
+impl AuthFailure {
+    /// The class counted for a rejected call (`rejected:<this>`).
+    pub fn class(self) -> &'static str {
+        match self {
+            AuthFailure::Unsigned => "unsigned",
+            AuthFailure::UnknownKey => "unknownKey",
+            AuthFailure::Expired => "expired",
+            AuthFailure::TokenMismatch => "tokenMismatch",
+            AuthFailure::BadSignature => "badSignature",
+        }
+    }
+}
+
+/// The parts of `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request,
+/// SignedHeaders=a;b, Signature=hex`.
+#[derive(Debug, PartialEq, Eq)]
+struct Authorization<'a> {
+    access_key_id: &'a str,
+    region: &'a str,
+    service: &'a str,
+    signed_headers: Vec<&'a str>,
+    signature: &'a str,
+}
+
+fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
+    let params = value.strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let field = |name: &str| params.split(',').map(str::trim).find_map(|p| p.strip_prefix(name));
+    let scope: Vec<&str> = field("Credential=")?.split('/').collect();
+    let [access_key_id, _date, region, service, "aws4_request"] = scope.as_slice() else { return None };
+    Some(Authorization {
+        access_key_id,
+        region,
+        service,
+        signed_headers: field("SignedHeaders=")?.split(';').filter(|h| !h.is_empty()).collect(),
+        signature: field("Signature=")?,
+    })
+}
+
+/// Authenticates a request to `path` (`/` for ADS and STS) with `body`: returns the
+/// caller, or why it was refused. Records an accepted call on issued credentials.
+pub(crate) fn authenticate(
+    identity: &Identity,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Result<Caller, AuthFailure> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(AuthFailure::Unsigned)?;
+    let auth = parse_authorization(value).ok_or(AuthFailure::Unsigned)?;
+    let now = SystemTime::now();
+    identity.with(|s| {
+        let (caller, secret, token) = lookup(s, &auth, headers, now)?;
+        if !signature_matches(&auth, headers, path, body, &secret, token.as_deref()) {
+            return Err(AuthFailure::BadSignature);
+        }
+        if let Caller::Temporary { access_key_id, .. } = &caller {
+            s.record_use(access_key_id, now);
+        }
+        Ok(caller)
+    })
+}
+
+type KeyMaterial = (Caller, String, Option<String>);
+
+fn lookup(
+    s: &IdentityState,
+    auth: &Authorization<'_>,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Result<KeyMaterial, AuthFailure> {
+    if let Some(issued) = s.issued.get(auth.access_key_id) {
+        if now >= issued.expires_at {
+            return Err(AuthFailure::Expired);
+        }
+        let sent = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+        if sent != Some(issued.session_token.as_str()) {
+            return Err(AuthFailure::TokenMismatch);
+        }
+        let caller =
+            Caller::Temporary { access_key_id: issued.access_key_id.clone(), role_arn: issued.role_arn.clone() };
+        return Ok((caller, issued.secret_access_key.clone(), Some(issued.session_token.clone())));
+    }
+    match s.static_keys.get(auth.access_key_id) {
+        Some(key) => Ok((Caller::Static { arn: key.caller_arn() }, key.secret_access_key.clone(), None)),
+        None => Err(AuthFailure::UnknownKey),
+    }
+}
+
+/// Recomputes the SigV4 signature over the signed headers as received and compares it.
+fn signature_matches(
+    auth: &Authorization<'_>,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    secret: &str,
+    token: Option<&str>,
+) -> bool {
+    let Some(time) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()).and_then(parse_amz_date) else {
+        return false;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
+    let mut signed: Vec<(&str, &str)> = Vec::new();
+    for name in &auth.signed_headers {
+        // A signed header that did not arrive (or is not text) cannot verify.
+        let Some(value) = headers.get(*name).and_then(|v| v.to_str().ok()) else { return false };
+        signed.push((name, value));
+    }
+    let mut settings = SigningSettings::default();
+    // Sign exactly what the client listed, nothing more and nothing less.
+    settings.excluded_headers = None;
+    if auth.signed_headers.contains(&"x-amz-content-sha256") {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
+    let credentials = aws_credential_types::Credentials::new(
+        auth.access_key_id,
+        secret,
+        token.map(str::to_owned),
+        None,
+        "ads-emulator",
+    );
+    let identity = credentials.into();
+    let Ok(params) = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(auth.region)
+        .name(auth.service)
+        .time(time)
+        .settings(settings)
+        .build()
+    else {
+        return false;
+    };
+    let uri = format!("http://{host}{path}");
+    let Ok(request) = SignableRequest::new("POST", uri, signed.into_iter(), SignableBody::Bytes(body)) else {
+        return false;
+    };
+    match sign(request, &params.into()) {
+        Ok(output) => output.signature() == auth.signature,
+        Err(_) => false,
+    }
+}
+
+/// Parses SigV4's `X-Amz-Date` (`20261201T084500Z`, UTC).
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    let dt = k8s_openapi::jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", s).ok()?;
+    let ts = dt.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    Some(SystemTime::from(ts))
+}
+
+/// Strict credentials mode for one ADS call: `Ok` to go on, or the class counted and
+/// the ADS error (`code`, `message`) to answer.
+///
+/// Classes are those of [`super::identity::CallClasses`]. With strict mode off every
+/// call goes on; one that would have been refused counts as `unverified`.
+pub(crate) fn authorize_ads_call(
+    identity: &Identity,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), (&'static str, String)> {
+    let result = authenticate(identity, headers, "/", body);
+    let strict = identity.with(|s| s.strict);
+    let class = match &result {
+        Ok(Caller::Temporary { .. }) => "temporary".to_owned(),
+        Ok(Caller::Static { .. }) => "static".to_owned(),
+        Err(_) if !strict => "unverified".to_owned(),
+        Err(f) => format!("rejected:{}", f.class()),
+    };
+    identity.with(|s| s.count(&class));
+    match result {
+        Err(failure) if strict => Err(ads_error(failure)),
+        _ => Ok(()),
+    }
+}
+
+/// The error ADS (an awsJson1.1 service) answers for `failure`.
+fn ads_error(failure: AuthFailure) -> (&'static str, String) {
+    match failure {
+        AuthFailure::Expired => {
+            ("ExpiredTokenException", "The security token included in the request is expired".into())
+        }
+        AuthFailure::BadSignature => (
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. \
+             Check your AWS Secret Access Key and signing method."
+                .into(),
+        ),
+        AuthFailure::Unsigned | AuthFailure::UnknownKey | AuthFailure::TokenMismatch => (
+            "AuthorizationErrorException",
+            "The security token included in the request is invalid: the access key was not issued by this \
+             emulator's STS or Pod Identity endpoint, or the session token does not belong to it (strict \
+             credentials mode)"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header() {
+        let a = parse_authorization(
+            "AWS4-HMAC-SHA256 Credential=ASIAX/20261201/us-west-2/discovery/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, Signature=abc123",
+        )
+        .unwrap();
+        assert_eq!(a.access_key_id, "ASIAX");
+        assert_eq!((a.region, a.service), ("us-west-2", "discovery"));
+        assert_eq!(a.signed_headers, ["content-type", "host", "x-amz-date"]);
+        assert_eq!(a.signature, "abc123");
+        assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=A/B/C/D/aws4_request").is_none());
+        assert!(parse_authorization("Bearer x").is_none());
+    }
+
+    #[test]
+    fn amz_dates() {
+        let t = parse_amz_date("20261201T084500Z").unwrap();
+        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_796_114_700);
+        assert!(parse_amz_date("2026-12-01").is_none());
+    }
+}
