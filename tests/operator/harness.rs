@@ -308,6 +308,19 @@ impl Test {
         .await
     }
 
+    /// Waits until the object no longer carries annotation `key`; panics with the
+    /// annotations it still has on timeout.
+    pub async fn wait_annotation_gone(&self, name: &str, key: &str) {
+        support::wait_for_ok(&format!("{}/{name}: annotation {key} removed", self.ns), DEADLINE, || async {
+            let o = self.api.get(name).await.map_err(|e| e.to_string())?;
+            match o.metadata.annotations {
+                Some(a) if a.contains_key(key) => Err(format!("annotations {a:?}")),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    }
+
     /// Waits until the object no longer exists.
     pub async fn wait_gone(&self, name: &str) {
         support::wait_for_ok(&format!("{}/{name} to be deleted", self.ns), DEADLINE, || async {

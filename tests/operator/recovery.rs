@@ -186,7 +186,9 @@ async fn a_start_failed_export_is_replaced_by_a_new_one() {
         })
         .await;
     assert!(obj.status.unwrap().is_true(CONDITION_READY));
-    assert!(!obj.metadata.annotations.unwrap_or_default().contains_key(START_PENDING));
+    // The status write comes first and the annotation's removal second (crash safety),
+    // so a read between the two still sees it: wait for the removal, with a deadline.
+    t.wait_annotation_gone("inv", START_PENDING).await;
     t.expect_event("inv", "StartFailed").await;
     assert_eq!(t.emu.emulator.calls(Operation::Start.name()), 2);
     assert_eq!(t.export_status(&first), "START_FAILED", "the failed one is left as ADS has it");
