@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff::Attempts;
-use super::claims::{self, key, managed_id, pending_since};
+use super::claims::{key, managed_id, pending_since};
 use super::context::Context;
 use super::decide::{self, ReadPlan};
 use super::deletion;
@@ -49,8 +49,8 @@ pub async fn object<'a, S: ExportService>(
 pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
     let now = Timestamp::now();
     let region = region_of(obj, ctx);
-    let cache = ctx.store.as_ref().map(|s| s.state()).unwrap_or_default();
-    let others = claims::others(obj, &cache, region.as_deref(), |o| region_of(o, ctx), now);
+    let ids = [managed_id(obj), obj.spec.export_id.as_deref()];
+    let others = ctx.claims.others(obj, region.as_deref(), ids.into_iter().flatten());
     let attempts: Attempts = ctx.backoff.attempts(&key(obj));
     Observation {
         region,
@@ -79,9 +79,22 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
     match decide::reads(&obj.spec, &obs) {
         ReadPlan::Nothing => {}
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
-        ReadPlan::List => obs.ads.listed = Some(ctx.ads.list(&region).await),
+        ReadPlan::List => listed(obj, ctx, &mut obs, &region).await,
     }
     obs
+}
+
+/// Lists the region and adds the other objects' claims on its running exports (the
+/// rules ask who claims them: a pending start's export, the one that blocks Start).
+async fn listed<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, obs: &mut Observation, region: &str) {
+    let listing = ctx.ads.list(region).await;
+    if let Ok(exports) = &listing {
+        let running = exports.iter().filter(|d| decide::is_running(&d.status)).map(|d| d.export_id.as_str());
+        let unasked = running.filter(|id| !obs.others.claimed(id));
+        let claims = ctx.claims.claims_on(obj, unasked);
+        obs.others.claims.extend(claims);
+    }
+    obs.ads.listed = Some(listing);
 }
 
 /// The cleanup branch's observation: [`local`], the region's listing when a pending
@@ -90,7 +103,7 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
     let mut obs = local(obj, ctx);
     let region = obs.region.clone().unwrap_or_default();
     if deletion::needs_listing(&obs) {
-        obs.ads.listed = Some(ctx.ads.list(&region).await);
+        listed(obj, ctx, &mut obs, &region).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
         obs.ads.described = Some(ctx.ads.describe(&region, &id).await);

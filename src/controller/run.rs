@@ -10,6 +10,7 @@ use kube::runtime::reflector;
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::claim_index::ClaimIndex;
 use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
 use super::reconcile::reconcile;
@@ -75,10 +76,15 @@ pub async fn run<S: ExportService>(
     // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
     // waiter, and the controller is already one.
     let on_synced = observer.clone();
+    let claims = Arc::new(ClaimIndex::new(settings.default_region.clone()));
+    let index = claims.clone();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
         .inspect(move |event| {
+            if let Ok(e) = event {
+                index.apply(e);
+            }
             if let (Ok(watcher::Event::InitDone), Some(o)) = (event, &on_synced) {
                 tracing::info!("watch cache synced");
                 o.synced();
@@ -88,7 +94,7 @@ pub async fn run<S: ExportService>(
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);
     let mut ctx = Context::new(client, ads, settings);
-    ctx.store = Some(reader.clone());
+    ctx.claims = claims;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     Controller::for_stream(trigger, reader)
