@@ -107,9 +107,12 @@ struct Started {
 
 /// Kubernetes client and preflight, the HTTP listener, the AWS client.
 async fn start(args: &RunArgs) -> anyhow::Result<Started> {
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
+    crate::identity::identify(&mut config);
+    let client = kube::Client::try_from(config)
+        .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client from its configuration: {e}"))?;
     controller::preflight(&client, args.namespace.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

@@ -991,3 +991,23 @@ fn binary_rejects_invalid_faults_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("faults.json") && stderr.contains("exactly one"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_operator_names_itself_to_ads() {
+    use ads_export_operator::ads::{ExportService, aws::AwsExportService};
+    use ads_export_operator::identity::AWS_APP_NAME;
+    let bed = Bed::home().await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(bed.url())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    let service = AwsExportService::from_sdk_config(sdk);
+    let id = service.start(REGION).await.expect("start").export_id;
+    service.describe(REGION, &id).await.expect("describe");
+    let agents = bed.emu().user_agents();
+    let wanted = format!("app/{AWS_APP_NAME}");
+    assert!(!agents.is_empty(), "the emulator saw no client identity");
+    assert!(agents.iter().all(|a| a.split(' ').any(|part| part == wanted)), "{wanted} missing from {agents:?}");
+}

@@ -147,10 +147,10 @@ impl AwsExportService {
         clients
             .entry(region.to_owned())
             .or_insert_with(|| {
-                let conf = aws_sdk_applicationdiscovery::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Client::from_conf(conf)
+                let mut conf = aws_sdk_applicationdiscovery::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()));
+                conf.set_app_name(app_name());
+                Client::from_conf(conf.build())
             })
             .clone()
     }
@@ -202,6 +202,12 @@ impl AwsExportService {
             .await?;
         Ok((out.descriptions().iter().filter_map(description).collect(), out.next_token().map(str::to_owned)))
     }
+}
+
+/// [`crate::identity::AWS_APP_NAME`] as the SDK's app name (sent as `app/<name>` in
+/// `x-amz-user-agent`); always valid (letters, digits, `-` and `.` only).
+fn app_name() -> Option<aws_config::AppName> {
+    aws_config::AppName::new(crate::identity::AWS_APP_NAME).ok()
 }
 
 impl ExportService for AwsExportService {

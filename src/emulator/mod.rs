@@ -203,6 +203,13 @@ impl Emulator {
         self.with_state(|s| s.counters.total(operation))
     }
 
+    /// The distinct client identities that called (each request's `x-amz-user-agent`,
+    /// where the AWS SDK puts the app name as `app/<name>`, else its `User-Agent`),
+    /// sorted; cleared by [`Self::reset`].
+    pub fn user_agents(&self) -> Vec<String> {
+        self.with_state(|s| s.user_agents.iter().cloned().collect())
+    }
+
     /// Clears exports, faults and counters; keeps home region, delays and response mode.
     pub fn reset(&self) {
         self.with_state(State::reset);

@@ -151,6 +151,8 @@ pub(crate) struct State {
     pub stop_sample_response: bool,
     pub faults: Vec<Fault>,
     pub counters: Counters,
+    /// The distinct client identities seen (`x-amz-user-agent`, else `User-Agent`).
+    pub user_agents: std::collections::BTreeSet<String>,
     regions: BTreeMap<String, Region>,
     next_seq: u64,
 }
@@ -164,6 +166,7 @@ impl State {
     pub fn reset(&mut self) {
         self.faults.clear();
         self.counters = Counters::default();
+        self.user_agents.clear();
         self.regions.clear();
     }
 

@@ -28,7 +28,12 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
     };
     // Counted when it takes effect: a client that gives up during the latency below
     // (dropping this handler) still made the call.
-    emulator.with_state(|s| s.counters.record(op_name, outcome));
+    let agent = headers.get("x-amz-user-agent").or_else(|| headers.get(header::USER_AGENT));
+    let agent = agent.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    emulator.with_state(|s| {
+        s.counters.record(op_name, outcome);
+        s.user_agents.extend(agent);
+    });
     tracing::info!(operation = op_name, outcome, "ADS call");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
