@@ -15,7 +15,7 @@ use super::decide::{self, ReadPlan};
 use super::deletion;
 use super::error::Error;
 use super::observation::{Observation, Pending, Reads, Schedule};
-use crate::ads::ExportService;
+use crate::ads::{AdsError, ExportDescription, ExportService, Reason};
 use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
 
 /// `spec.region`, else the operator's default region.
@@ -76,18 +76,58 @@ pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Obse
 pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
     let mut obs = local(obj, ctx);
     let region = obs.region.clone().unwrap_or_default();
+    let period = ctx.settings.resync_period;
     match decide::reads(&obj.spec, &obs) {
         ReadPlan::Nothing => {}
+        ReadPlan::Describe(id) if decide::shared_read_suffices(&obj.spec, &obs) => {
+            obs.ads.described = Some(ctx.ads.describe_shared(&region, &id, period).await);
+        }
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
-        ReadPlan::List => listed(obj, ctx, &mut obs, &region).await,
+        // A pending start's export must be looked for afresh; the check before a
+        // first Start reads the shared listing (a running export it misses makes
+        // Start answer ConflictErrorException, which is read as before).
+        ReadPlan::List if obs.pending.since.is_some() => listed(obj, ctx, &mut obs, &region, None).await,
+        ReadPlan::List => listed(obj, ctx, &mut obs, &region, Some(period)).await,
     }
     obs
 }
 
-/// Lists the region and adds the other objects' claims on its running exports (the
-/// rules ask who claims them: a pending start's export, the one that blocks Start).
-async fn listed<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, obs: &mut Observation, region: &str) {
-    let listing = ctx.ads.list(region).await;
+/// A shared listing with each export it shows running described afresh (usually
+/// none or one): a stale entry must not hold a region busy for a resync period.
+async fn confirm_running<S: ExportService>(
+    ctx: &Context<S>,
+    region: &str,
+    listing: Result<Vec<ExportDescription>, AdsError>,
+) -> Result<Vec<ExportDescription>, AdsError> {
+    let mut confirmed = Vec::new();
+    for d in listing? {
+        if !decide::is_running(&d.status) {
+            confirmed.push(d);
+            continue;
+        }
+        match ctx.ads.describe(region, &d.export_id).await {
+            Ok(fresh) => confirmed.push(fresh),
+            Err(e) if e.reason == Reason::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(confirmed)
+}
+
+/// Lists the region (afresh, or from the shared listing at most `max_age` old) and
+/// adds the other objects' claims on its running exports (the rules ask who claims
+/// them: a pending start's export, the one that blocks Start).
+async fn listed<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    obs: &mut Observation,
+    region: &str,
+    max_age: Option<std::time::Duration>,
+) {
+    let listing = match max_age {
+        Some(age) => confirm_running(ctx, region, ctx.ads.list_shared(region, age).await).await,
+        None => ctx.ads.list(region).await,
+    };
     if let Ok(exports) = &listing {
         let running = exports.iter().filter(|d| decide::is_running(&d.status)).map(|d| d.export_id.as_str());
         let unasked = running.filter(|id| !obs.others.claimed(id));
@@ -103,7 +143,7 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
     let mut obs = local(obj, ctx);
     let region = obs.region.clone().unwrap_or_default();
     if deletion::needs_listing(&obs) {
-        listed(obj, ctx, &mut obs, &region).await;
+        listed(obj, ctx, &mut obs, &region, None).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
         obs.ads.described = Some(ctx.ads.describe(&region, &id).await);

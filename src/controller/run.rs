@@ -15,6 +15,7 @@ use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
 use super::reconcile::reconcile;
 use crate::ads::ExportService;
+use crate::ads::shared::SharedListing;
 use crate::api::ContinuousExport;
 
 /// The `Api` for the watched scope (one namespace or all).
@@ -93,7 +94,7 @@ pub async fn run<S: ExportService>(
         .applied_objects()
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);
-    let mut ctx = Context::new(client, ads, settings);
+    let mut ctx = Context::new(client, SharedListing::new(ads), settings);
     ctx.claims = claims;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ads_export_operator::ads::aws::AwsExportService;
 use ads_export_operator::api::{CONDITION_READY, ContinuousExport, ContinuousExportStatus};
-use ads_export_operator::controller::{self, Settings};
+use ads_export_operator::controller::{self, ReconcileObserver, Settings};
 use ads_export_operator::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
 use k8s_openapi::api::events::v1::Event;
@@ -114,6 +114,15 @@ impl Test {
     /// Starts the controller in-process for this namespace; `tweak` adjusts settings
     /// (defaults here: region [`REGION`], resync 10 min, backoff 500 ms to 5 s).
     pub async fn operator(&self, tweak: impl FnOnce(&mut Settings)) -> InProcess {
+        self.operator_observed(tweak, None).await
+    }
+
+    /// [`operator`](Self::operator) with a metrics hook (e.g. to count reconciles).
+    pub async fn operator_observed(
+        &self,
+        tweak: impl FnOnce(&mut Settings),
+        observer: Option<std::sync::Arc<dyn ReconcileObserver>>,
+    ) -> InProcess {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.emu.endpoint_url())
@@ -137,7 +146,7 @@ impl Test {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = controller::run(client, ads, settings, None, shutdown).await {
+            if let Err(e) = controller::run(client, ads, settings, observer, shutdown).await {
                 panic!("controller failed: {e:#}");
             }
         });

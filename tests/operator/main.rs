@@ -9,6 +9,7 @@ mod support;
 mod harness;
 mod packaging;
 mod recovery;
+mod scale;
 
 use std::time::Duration;
 
