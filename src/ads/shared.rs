@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{AdsError, ExportDescription, ExportService, StartedExport, StopTimes};
+use super::{AdsError, ExportDescription, ExportService, ExportStatus, Reason, StartedExport, StopTimes};
 
 /// A region's last listing: when it was taken and the exports by ID.
 #[derive(Debug)]
@@ -54,6 +54,13 @@ impl RegionListing {
     }
 }
 
+/// Whether a shared read's listing was taken by that read or earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Taken {
+    Now,
+    Earlier,
+}
+
 /// An [`ExportService`] whose shared reads come from one listing per region; every
 /// other call goes to the wrapped service, and what its answers say keeps the
 /// listing current (a Describe replaces an entry, a full listing the snapshot, a
@@ -81,20 +88,27 @@ impl<S: ExportService> SharedListing<S> {
     }
 
     /// Reads the region's snapshot with `f`, listing the region first when the
-    /// snapshot is older than `max_age` (one caller lists; the others wait and read it).
-    async fn read<T>(&self, region: &str, max_age: Duration, f: impl Fn(&Snapshot) -> T) -> Result<T, AdsError> {
+    /// snapshot is older than `max_age` (one caller lists; the others wait and read
+    /// it). Also says whether this call took the listing.
+    async fn read<T>(
+        &self,
+        region: &str,
+        max_age: Duration,
+        f: impl Fn(&Snapshot) -> T,
+    ) -> Result<(T, Taken), AdsError> {
         let listing = self.region(region);
         if let Some(v) = listing.fresh(max_age, &f) {
-            return Ok(v);
+            return Ok((v, Taken::Earlier));
         }
         let _one = listing.refresh.lock().await;
         if let Some(v) = listing.fresh(max_age, &f) {
-            return Ok(v);
+            return Ok((v, Taken::Earlier));
         }
         let taken = Instant::now();
         let exports = self.inner.list(region).await?;
         listing.replace(&exports, taken);
-        Ok(listing.fresh(Duration::MAX, &f).unwrap_or_else(|| f(&Snapshot { taken, exports: HashMap::new() })))
+        let v = listing.fresh(Duration::MAX, &f).unwrap_or_else(|| f(&Snapshot { taken, exports: HashMap::new() }));
+        Ok((v, Taken::Now))
     }
 }
 
@@ -132,22 +146,42 @@ impl<S: ExportService> ExportService for SharedListing<S> {
         export_id: &str,
         max_age: Duration,
     ) -> Result<ExportDescription, AdsError> {
-        match self.read(region, max_age, |s| s.exports.get(export_id).cloned()).await? {
+        match self.read(region, max_age, |s| s.exports.get(export_id).cloned()).await?.0 {
             Some(d) => Ok(d),
             // Not in the listing: an export this listing predates, or an unknown ID.
             None => self.describe(region, export_id).await,
         }
     }
 
+    /// The listing as [`SharedListing`] holds it; when it was taken earlier, each
+    /// export it shows running (usually none or one) is described afresh, so a stale
+    /// entry cannot hold the region busy for a whole `max_age`.
     async fn list_shared(&self, region: &str, max_age: Duration) -> Result<Vec<ExportDescription>, AdsError> {
-        self.read(region, max_age, |s| s.exports.values().cloned().collect()).await
+        let (exports, taken): (Vec<ExportDescription>, _) =
+            self.read(region, max_age, |s| s.exports.values().cloned().collect()).await?;
+        if taken == Taken::Now {
+            return Ok(exports);
+        }
+        let mut confirmed = Vec::with_capacity(exports.len());
+        for d in exports {
+            if !d.status.known().is_some_and(ExportStatus::is_running) {
+                confirmed.push(d);
+                continue;
+            }
+            match self.describe(region, &d.export_id).await {
+                Ok(fresh) => confirmed.push(fresh),
+                Err(e) if e.reason == Reason::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(confirmed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ads::{ExportStatus, Operation, Reason, ReportedStatus};
+    use crate::ads::{Operation, ReportedStatus};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A region of `n` exports; counts the calls per kind.
@@ -227,6 +261,14 @@ mod tests {
         shared.stop("r", &id).await.unwrap();
         assert!(shared.describe_shared("r", &id, PERIOD).await.unwrap().status.is(ExportStatus::Inactive));
         assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 2);
+        // A running export in an earlier listing is confirmed by ID before it holds
+        // the region busy: here it was stopped meanwhile.
+        let id = shared.start("r").await.unwrap().export_id;
+        shared.describe("r", &id).await.unwrap();
+        shared.inner().stop("r", &id).await.unwrap(); // out of band: the listing still says ACTIVE
+        let busy = shared.list_shared("r", PERIOD).await.unwrap();
+        assert!(busy.iter().all(|d| !d.status.is(ExportStatus::Active)), "{busy:?}");
+        assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 4);
         let missing = shared.describe_shared("r", "e-nope", PERIOD).await.unwrap_err();
         assert_eq!(missing.reason, Reason::NotFound);
         assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 1);

@@ -15,7 +15,7 @@ use super::decide::{self, ReadPlan};
 use super::deletion;
 use super::error::Error;
 use super::observation::{Observation, Pending, Reads, Schedule};
-use crate::ads::{AdsError, ExportDescription, ExportService, Reason};
+use crate::ads::ExportService;
 use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
 
 /// `spec.region`, else the operator's default region.
@@ -92,28 +92,6 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
     obs
 }
 
-/// A shared listing with each export it shows running described afresh (usually
-/// none or one): a stale entry must not hold a region busy for a resync period.
-async fn confirm_running<S: ExportService>(
-    ctx: &Context<S>,
-    region: &str,
-    listing: Result<Vec<ExportDescription>, AdsError>,
-) -> Result<Vec<ExportDescription>, AdsError> {
-    let mut confirmed = Vec::new();
-    for d in listing? {
-        if !decide::is_running(&d.status) {
-            confirmed.push(d);
-            continue;
-        }
-        match ctx.ads.describe(region, &d.export_id).await {
-            Ok(fresh) => confirmed.push(fresh),
-            Err(e) if e.reason == Reason::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(confirmed)
-}
-
 /// Lists the region (afresh, or from the shared listing at most `max_age` old) and
 /// adds the other objects' claims on its running exports (the rules ask who claims
 /// them: a pending start's export, the one that blocks Start).
@@ -125,7 +103,7 @@ async fn listed<S: ExportService>(
     max_age: Option<std::time::Duration>,
 ) {
     let listing = match max_age {
-        Some(age) => confirm_running(ctx, region, ctx.ads.list_shared(region, age).await).await,
+        Some(age) => ctx.ads.list_shared(region, age).await,
         None => ctx.ads.list(region).await,
     };
     if let Ok(exports) = &listing {

@@ -1,4 +1,4 @@
-//! AWS call counts at scale (docs/architecture.md, "Shared listing"): reconciles read
+//! AWS call counts at scale (docs/architecture.md, "Reads at scale"): reconciles read
 //! their export from one shared listing per region, so Describe calls grow with the
 //! region's pages, not with the object count. Counts, never timings.
 

@@ -20,6 +20,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::backoff::POLL_MIN;
 use super::{Context, Error, Settings, StartGate, error_policy, reconcile};
 use crate::ads::{
     AdsError, ExportDescription, ExportService, ExportStatus, Operation, Reason, ReportedStatus, StartedExport,
