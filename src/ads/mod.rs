@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod classify;
 mod error;
+pub mod limit;
 pub mod model;
 pub mod shared;
 

@@ -165,6 +165,14 @@ impl Emulator {
         });
     }
 
+    /// Rate-limit mode: above `per_second` calls per second (a burst of as many) every
+    /// call answers `ThrottlingException` (HTTP 400) without effect, as ADS does when a
+    /// client exceeds its limit; `None` (or a value that is not positive) turns it off.
+    pub fn set_rate_limit(&self, per_second: Option<f64>) {
+        let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
+        self.with_state(|s| s.rate_limit = limit.map(|r| state::RateLimit::new(r, Instant::now())));
+    }
+
     /// When on, `StopContinuousExport` answers `{}` (the documented sample response, without
     /// `startTime`/`stopTime`) while still stopping the export.
     pub fn set_stop_sample_response(&self, on: bool) {

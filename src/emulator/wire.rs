@@ -73,6 +73,10 @@ fn dispatch(
         );
     };
 
+    let now = Instant::now();
+    if !emulator.with_state(|s| s.rate_limit.as_mut().is_none_or(|l| l.admit(now))) {
+        return (Err(AwsError::new("ThrottlingException", "Rate exceeded")), Duration::ZERO);
+    }
     let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
     let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
     let answer = fault.and_then(|f| f.kind.answer());
