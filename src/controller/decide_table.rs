@@ -254,8 +254,7 @@ fn delete(r: &Row, spec: &ContinuousExportSpec, mut obs: Observation) -> (Want, 
         assert_eq!(id, ID, "{}: describes", r.name);
         obs.ads.described = Some(described(r.ads));
     }
-    let mut notices = Vec::new();
-    match deletion::decide(spec, &obs, &mut notices) {
+    match deletion::decide(spec, &obs).0 {
         Deletion::Release(_) => (Want::Release, obs.status),
         Deletion::Stop(_) => (Want::Stop, obs.status),
         Deletion::Hold(f) => (Want::HoldDel, hold_deletion(&obs, &f).0),

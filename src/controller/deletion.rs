@@ -96,14 +96,18 @@ fn target(obs: &Observation) -> Target {
 }
 
 /// The cleanup rules: per `deletionPolicy`, stop the export or leave it, then let the
-/// finalizer go. Pure; `notices` receives the events to publish.
-pub fn decide(spec: &ContinuousExportSpec, obs: &Observation, notices: &mut Vec<Notice>) -> Deletion {
+/// finalizer go; with the events to publish. Pure.
+pub fn decide(spec: &ContinuousExportSpec, obs: &Observation) -> (Deletion, Vec<Notice>) {
     if spec.deletion_policy == DeletionPolicy::Retain {
-        if let Some(note) = retained_note(obs) {
-            notices.push(Notice::normal("Retained", "Delete", note));
-        }
-        return Deletion::Release("retained".into());
+        let notices = retained_note(obs).map(|note| Notice::normal("Retained", "Delete", note));
+        return (Deletion::Release("retained".into()), notices.into_iter().collect());
     }
+    (delete(obs), Vec::new())
+}
+
+/// `deletionPolicy: Delete`: stop the export this object manages, unless it is gone,
+/// settled or someone else's.
+fn delete(obs: &Observation) -> Deletion {
     if obs.region.is_none() {
         if obs.status.export_id.is_none() && obs.pending.since.is_none() {
             return Deletion::Release("no region: nothing could have been started".into());
@@ -152,8 +156,9 @@ fn retained_note(obs: &Observation) -> Option<String> {
     })
 }
 
-/// Folds the Stop of a deleted object's export: released, or held by the failure.
-pub fn fold_stop(obs: &Observation, id: &str, outcome: StopOutcome, notices: &mut Vec<Notice>) -> End {
+/// Folds the Stop of a deleted object's export: released, or held by the failure; with
+/// the events to publish.
+pub fn fold_stop(obs: &Observation, id: &str, outcome: StopOutcome) -> (End, Vec<Notice>) {
     let region = obs.region.as_deref().unwrap_or_default();
     // The object is going away: its status times are not needed.
     let plan = Plan {
@@ -163,11 +168,10 @@ pub fn fold_stop(obs: &Observation, id: &str, outcome: StopOutcome, notices: &mu
         next: Next::Done(Ok(Phase::Steady)),
     };
     let mut scratch: Verdict = without_call(plan, Ok(Phase::Steady));
-    let result = record_stop(&mut scratch, id, region, outcome);
-    notices.append(&mut scratch.notices);
-    match result {
+    let end = match record_stop(&mut scratch, id, region, outcome) {
         Ok(()) => End::Release(format!("stopped export {id}")),
         Err(e) if e.reason == Reason::NotFound => End::Release(format!("export {id} does not exist")),
         Err(e) => End::Hold(e.into()),
-    }
+    };
+    (end, scratch.notices)
 }

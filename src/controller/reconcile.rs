@@ -141,13 +141,15 @@ async fn cleanup<S: ExportService>(
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
     let obs = observe::for_deletion(obj, ctx).await;
-    let mut notices = Vec::new();
-    let end = match deletion::decide(&obj.spec, &obs, &mut notices).ended() {
+    let (deletion, mut notices) = deletion::decide(&obj.spec, &obs);
+    let end = match deletion.ended() {
         Ok(end) => end,
         Err(id) => {
             let region = obs.region.clone().unwrap_or_default();
             let stopped = act::stop(ctx, &region, &id, Times::NotNeeded).await;
-            deletion::fold_stop(&obs, &id, stopped, &mut notices)
+            let (end, mut more) = deletion::fold_stop(&obs, &id, stopped);
+            notices.append(&mut more);
+            end
         }
     };
     for notice in &notices {
