@@ -329,16 +329,21 @@ impl Test {
         serde_json::to_value(e.status).unwrap().as_str().unwrap().to_owned()
     }
 
-    /// Starts an export directly through the SDK (as the console would) and waits
-    /// until it is ACTIVE. Returns its ID.
-    pub async fn start_export_out_of_band(&self) -> String {
+    /// An SDK client of this test's emulator (as the console or CLI would call ADS).
+    pub fn out_of_band_client(&self) -> aws_sdk_applicationdiscovery::Client {
         let conf = aws_sdk_applicationdiscovery::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.emu.endpoint_url())
             .credentials_provider(aws_credential_types::Credentials::new("AKIDTEST", "s", None, None, "test"))
             .build();
-        let out = aws_sdk_applicationdiscovery::Client::from_conf(conf).start_continuous_export().send().await.unwrap();
+        aws_sdk_applicationdiscovery::Client::from_conf(conf)
+    }
+
+    /// Starts an export directly through the SDK (as the console would) and waits
+    /// until it is ACTIVE. Returns its ID.
+    pub async fn start_export_out_of_band(&self) -> String {
+        let out = self.out_of_band_client().start_continuous_export().send().await.unwrap();
         let id = out.export_id().unwrap().to_owned();
         support::wait_for("out-of-band export ACTIVE", DEADLINE, || async {
             (self.export_status(&id) == "ACTIVE").then_some(())

@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use ads_export_operator::ads::Operation;
 use ads_export_operator::controller::ReconcileObserver;
-use aws_config::BehaviorVersion;
-use aws_config::Region;
 use futures::StreamExt;
 use serde_json::json;
 
 use super::harness::*;
-use super::{REGION, support};
+use super::support;
 
 /// Counts finished reconciles.
 #[derive(Default)]
@@ -30,13 +28,7 @@ impl ReconcileObserver for Reconciles {
 
 /// `n` exports started and stopped through the SDK (as the console would): INACTIVE.
 async fn stopped_exports(t: &Test, n: usize) -> Vec<String> {
-    let conf = aws_sdk_applicationdiscovery::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(t.emu.endpoint_url())
-        .credentials_provider(aws_credential_types::Credentials::new("AKIDTEST", "s", None, None, "test"))
-        .build();
-    let ads = aws_sdk_applicationdiscovery::Client::from_conf(conf);
+    let ads = t.out_of_band_client();
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let id = ads.start_continuous_export().send().await.unwrap().export_id().unwrap().to_owned();
