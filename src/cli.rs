@@ -105,6 +105,14 @@ pub const MIN_RESYNC_PERIOD: Duration = Duration::from_secs(10);
 /// long, and polling a transition starts from it too.
 pub const MIN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 
+/// Parses `--aws-max-requests-per-second`: a positive, finite number (e.g. `5`, `0.5`).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of requests per second (e.g. 5 or 0.5)")),
+    }
+}
+
 /// Flags of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -129,6 +137,14 @@ pub struct RunArgs {
     /// (at least 10s).
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = duration::parse_positive)]
     pub resync_period: Duration,
+
+    /// Most ADS requests per second per AWS region (a token bucket with a burst of as
+    /// many; halved while ADS answers ThrottlingException, restored on success). AWS
+    /// does not publish ADS's limit; 5 leaves room for the console and CLI in the same
+    /// account and lists 10,000 exports in 20 s.
+    #[arg(long, env = "AWS_MAX_REQUESTS_PER_SECOND", default_value_t = crate::ads::limit::DEFAULT_MAX_REQUESTS_PER_SECOND,
+          value_parser = parse_rate)]
+    pub aws_max_requests_per_second: f64,
 
     /// Objects reconciled at once.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4,
@@ -289,6 +305,7 @@ mod tests {
         assert_eq!(a.backoff_base, Duration::from_secs(5));
         assert_eq!(a.backoff_max, Duration::from_secs(300));
         assert_eq!(a.max_concurrent_reconciles, 4);
+        assert_eq!(a.aws_max_requests_per_second, 5.0);
         assert_eq!(a.log_format, LogFormat::Text);
         let Command::Run(a) = parse(&["run", "--backoff-base", "250ms", "--log-format", "json"]).unwrap() else {
             panic!("not run")
@@ -313,6 +330,10 @@ mod tests {
         assert!(e.contains("--aws-endpoint-url") && e.contains("http://"), "{e}");
         let e = parse(&["--max-concurrent-reconciles", "0"]).unwrap_err().to_string();
         assert!(e.contains("--max-concurrent-reconciles"), "{e}");
+        for bad in ["0", "-1", "inf", "five"] {
+            let e = parse(&[&format!("--aws-max-requests-per-second={bad}")]).unwrap_err().to_string();
+            assert!(e.contains("--aws-max-requests-per-second") && e.contains("positive number"), "{e}");
+        }
         assert!(parse(&["--log-format", "xml"]).is_err());
         assert!(parse(&["--backoff-base", "0s"]).is_err());
         let Command::Run(a) = parse(&["--backoff-base", "10m", "--backoff-max", "1m"]).unwrap() else { panic!() };

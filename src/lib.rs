@@ -10,6 +10,7 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease;
 //! - [`metrics`] and [`http`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`;
 //! - [`cli`] and [`telemetry`]: the operator binary's flags and logging;
+//! - [`identity`]: the `User-Agent` and AWS app name the operator sends;
 //! - [`duration`] and [`signal`]: duration flags and messages, the shutdown signal (both binaries).
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod controller;
 pub mod duration;
 pub mod emulator;
 pub mod http;
+pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod operator;

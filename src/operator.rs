@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::ads::aws::{AwsExportService, AwsSettings};
+use crate::ads::limit::RateLimits;
 use crate::cli::RunArgs;
 use crate::controller::{self, ReconcileObserver};
 use crate::http::{self, Health};
@@ -66,7 +67,8 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
         let stop = shutdown.clone();
         tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move { stop.cancelled().await }))
     };
-    let ads = ads.with_observer(metrics.clone());
+    let limits = Arc::new(RateLimits::new(args.aws_max_requests_per_second));
+    let ads = ads.with_observer(metrics.clone()).with_rate_limits(limits);
     let mut settings = args.settings();
     settings.default_region = ads.default_region();
     if settings.default_region.is_none() {
@@ -107,9 +109,12 @@ struct Started {
 
 /// Kubernetes client and preflight, the HTTP listener, the AWS client.
 async fn start(args: &RunArgs) -> anyhow::Result<Started> {
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("no Kubernetes client configuration (KUBECONFIG or in-cluster): {e}"))?;
+    crate::identity::identify(&mut config);
+    let client = kube::Client::try_from(config)
+        .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client from its configuration: {e}"))?;
     controller::preflight(&client, args.namespace.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await

@@ -991,3 +991,74 @@ fn binary_rejects_invalid_faults_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("faults.json") && stderr.contains("exactly one"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_operator_names_itself_to_ads() {
+    use ads_export_operator::ads::{ExportService, aws::AwsExportService};
+    use ads_export_operator::identity::AWS_APP_NAME;
+    let bed = Bed::home().await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(bed.url())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    let service = AwsExportService::from_sdk_config(sdk);
+    let id = service.start(REGION).await.expect("start").export_id;
+    service.describe(REGION, &id).await.expect("describe");
+    let agents = bed.emu().user_agents();
+    let wanted = format!("app/{AWS_APP_NAME}");
+    assert!(!agents.is_empty(), "the emulator saw no client identity");
+    assert!(agents.iter().all(|a| a.split(' ').any(|part| part == wanted)), "{wanted} missing from {agents:?}");
+}
+
+/// Counts the operator's rate-limit waits.
+#[derive(Default)]
+struct Waits(std::sync::atomic::AtomicU64);
+
+impl ads_export_operator::ads::aws::CallObserver for Waits {
+    fn observe(&self, _: ads_export_operator::ads::Operation, _: &str, _: Duration) {}
+    fn rate_limited(&self, _: &str, _: Duration) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn the_client_rate_limit_keeps_below_the_emulators() {
+    use ads_export_operator::ads::limit::RateLimits;
+    use ads_export_operator::ads::{ExportService, aws::AwsExportService};
+    use std::sync::Arc;
+    let bed = Bed::home().await;
+    let id = bed.start().await;
+    let service = || async {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(bed.url())
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        AwsExportService::from_sdk_config(sdk)
+    };
+    let throttled = || bed.emu().counters().0.values().flat_map(|o| o.get("ThrottlingException")).sum::<u64>();
+    bed.emu().set_rate_limit(Some(10.0));
+
+    // Without a client-side limit, 40 calls at once exceed 10 per second.
+    let plain = service().await;
+    let answers = futures::future::join_all((0..40).map(|_| plain.describe(REGION, &id))).await;
+    assert!(answers.iter().any(|a| a.as_ref().is_err_and(|e| e.reason == ads_export_operator::ads::Reason::Throttled)));
+    assert!(throttled() > 0, "the emulator's rate-limit mode answers ThrottlingException");
+
+    // With 5 per second on the client, the same 40 calls wait instead and all succeed.
+    bed.emu().set_rate_limit(Some(10.0)); // a full bucket again
+    let before = throttled();
+    let waits = Arc::new(Waits::default());
+    let limited = service().await.with_observer(waits.clone()).with_rate_limits(Arc::new(RateLimits::new(5.0)));
+    let answers = futures::future::join_all((0..40).map(|_| limited.describe(REGION, &id))).await;
+    assert!(answers.iter().all(Result::is_ok), "{:?}", answers.iter().find(|a| a.is_err()));
+    assert_eq!(throttled(), before, "no call was throttled");
+    // All but the burst of 5 wait (fewer if the machine stalled long enough to refill).
+    let waited = waits.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=35).contains(&waited), "{waited} calls waited for the rate limit");
+    bed.emu().set_rate_limit(None);
+}

@@ -13,6 +13,7 @@ use aws_sdk_applicationdiscovery::types::ContinuousExportDescription;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 pub use super::classify::{OperationError, classify};
+use super::limit::RateLimits;
 use super::{
     AdsError, ExportDescription, ExportService, Operation, Reason, ReportedStatus, StartedExport, StopTimes, Timestamp,
 };
@@ -22,6 +23,12 @@ use super::{
 pub trait CallObserver: Send + Sync + 'static {
     /// Called once per ADS operation (after the SDK's own retries).
     fn observe(&self, operation: Operation, outcome: &str, elapsed: Duration);
+
+    /// A request in `region` waited `waited` for the client-side rate limit
+    /// ([`super::limit::RateLimits`]) before it was sent. The default ignores it.
+    fn rate_limited(&self, region: &str, waited: Duration) {
+        let _ = (region, waited);
+    }
 }
 
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
@@ -102,6 +109,7 @@ pub struct AwsExportService {
     base: SdkConfig,
     clients: Arc<Mutex<HashMap<String, Client>>>,
     observer: Option<Arc<dyn CallObserver>>,
+    limits: Option<Arc<RateLimits>>,
 }
 
 impl AwsExportService {
@@ -132,7 +140,7 @@ impl AwsExportService {
 
     /// Wraps an existing [`SdkConfig`] (tests build one with static credentials).
     pub fn from_sdk_config(base: SdkConfig) -> Self {
-        Self { base, clients: Arc::default(), observer: None }
+        Self { base, clients: Arc::default(), observer: None, limits: None }
     }
 
     /// Reports every call to `observer` (metrics).
@@ -140,6 +148,31 @@ impl AwsExportService {
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Sends every request (each page of a listing included) through `limits`, the
+    /// per-region token buckets that throttling answers slow down.
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Waits for the region's rate limit (if any) and reports a wait to the observer.
+    async fn admit(&self, region: &str) {
+        let Some(limits) = &self.limits else { return };
+        let waited = limits.acquire(region).await;
+        if let (false, Some(observer)) = (waited.is_zero(), &self.observer) {
+            observer.rate_limited(region, waited);
+        }
+    }
+
+    /// Tells the region's rate limit how ADS answered.
+    fn feedback<U>(&self, region: &str, result: &Result<U, AdsError>) {
+        match (&self.limits, result) {
+            (Some(limits), Err(e)) if e.reason == Reason::Throttled => limits.throttled(region),
+            (Some(limits), _) => limits.succeeded(region),
+            (None, _) => {}
+        }
     }
 
     /// The default region from flags or the `aws-config` chain, if any.
@@ -152,10 +185,10 @@ impl AwsExportService {
         clients
             .entry(region.to_owned())
             .or_insert_with(|| {
-                let conf = aws_sdk_applicationdiscovery::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Client::from_conf(conf)
+                let mut conf = aws_sdk_applicationdiscovery::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()));
+                conf.set_app_name(app_name());
+                Client::from_conf(conf.build())
             })
             .clone()
     }
@@ -165,6 +198,7 @@ impl AwsExportService {
     async fn call<T, U, E, F>(
         &self,
         operation: Operation,
+        region: &str,
         fut: F,
         accept: impl FnOnce(T) -> Result<U, AdsError>,
     ) -> Result<U, AdsError>
@@ -172,8 +206,10 @@ impl AwsExportService {
         E: OperationError,
         F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
+        self.admit(region).await;
         let started = Instant::now();
         let result = fut.await.map_err(|e| classify(operation, &e)).and_then(accept);
+        self.feedback(region, &result);
         if let Some(observer) = &self.observer {
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -196,6 +232,7 @@ impl AwsExportService {
         let out = self
             .call(
                 Operation::Describe,
+                region,
                 self.client(region)
                     .describe_continuous_exports()
                     .set_export_ids(ids)
@@ -209,6 +246,12 @@ impl AwsExportService {
     }
 }
 
+/// [`crate::identity::AWS_APP_NAME`] as the SDK's app name (sent as `app/<name>` in
+/// `x-amz-user-agent`); always valid (letters, digits, `-` and `.` only).
+fn app_name() -> Option<aws_config::AppName> {
+    aws_config::AppName::new(crate::identity::AWS_APP_NAME).ok()
+}
+
 impl ExportService for AwsExportService {
     async fn start(&self, region: &str) -> Result<StartedExport, AdsError> {
         // Start is not idempotent: an SDK retry after a lost answer would meet the
@@ -217,7 +260,7 @@ impl ExportService for AwsExportService {
         let once = aws_sdk_applicationdiscovery::config::Builder::default()
             .retry_config(aws_config::retry::RetryConfig::disabled());
         let send = self.client(region).start_continuous_export().customize().config_override(once).send();
-        self.call(Operation::Start, send, started_export).await
+        self.call(Operation::Start, region, send, started_export).await
     }
 
     async fn describe(&self, region: &str, export_id: &str) -> Result<ExportDescription, AdsError> {
@@ -242,7 +285,7 @@ impl ExportService for AwsExportService {
 
     async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {
         let send = self.client(region).stop_continuous_export().export_id(export_id).send();
-        let out = self.call(Operation::Stop, send, Ok).await?;
+        let out = self.call(Operation::Stop, region, send, Ok).await?;
         Ok(StopTimes { start_time: time(out.start_time()), stop_time: time(out.stop_time()) })
     }
 }

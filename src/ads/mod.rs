@@ -10,12 +10,15 @@ pub mod aws;
 pub mod classify;
 pub mod credentials;
 mod error;
+pub mod limit;
 pub mod model;
+pub mod shared;
 
 pub use error::{AdsError, ErrorClass, Reason};
 pub use model::{ExportStatus, Operation};
 
 use std::future::Future;
+use std::time::Duration;
 
 /// An instant as ADS reports it: UTC, millisecond precision (ADS's awsJson1.1
 /// answers carry epoch seconds with a fraction; see [`timestamp_from_epoch`]).
@@ -209,6 +212,37 @@ pub trait ExportService: Send + Sync + 'static {
     /// [`AdsError`] with reason `NotFound`, `ResourceInUse` (still starting) or
     /// `OperationNotPermitted` (already stopping or stopped), among others.
     fn stop(&self, region: &str, export_id: &str) -> impl Future<Output = Result<StopTimes, AdsError>> + Send;
+
+    /// Export `export_id` as a listing of `region` at most `max_age` old reports it
+    /// (a steady-state read: [`shared::SharedListing`] serves all objects of a region
+    /// from one listing); an ID the listing lacks is described by ID. The default is
+    /// [`Self::describe`].
+    ///
+    /// # Errors
+    /// As [`Self::describe`] (and [`Self::list`] when the listing is taken).
+    fn describe_shared(
+        &self,
+        region: &str,
+        export_id: &str,
+        max_age: Duration,
+    ) -> impl Future<Output = Result<ExportDescription, AdsError>> + Send {
+        let _ = max_age;
+        self.describe(region, export_id)
+    }
+
+    /// The exports of `region` from a listing at most `max_age` old (the pre-Start
+    /// check; see [`Self::describe_shared`]). The default is [`Self::list`].
+    ///
+    /// # Errors
+    /// As [`Self::list`].
+    fn list_shared(
+        &self,
+        region: &str,
+        max_age: Duration,
+    ) -> impl Future<Output = Result<Vec<ExportDescription>, AdsError>> + Send {
+        let _ = max_age;
+        self.list(region)
+    }
 }
 
 #[cfg(test)]

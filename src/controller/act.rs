@@ -2,6 +2,8 @@
 //! read after it, events) and write the status once. Every Kubernetes write and ADS
 //! call after the observation is here; what they mean is decided by the pure steps.
 
+use std::borrow::Cow;
+
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Event as KubeEvent;
@@ -102,7 +104,8 @@ pub async fn execute<S: ExportService>(
         Next::Done(result) => fold::without_call(plan, result),
         Next::Call(Call::Start(attempt)) => {
             let outcome = start(ctx, target, &region, attempt).await?;
-            fold::start(spec, obs, plan, attempt, outcome)
+            let obs = with_claims_on_running(ctx, target.obj, obs, &outcome);
+            fold::start(spec, &obs, plan, attempt, outcome)
         }
         Next::Call(Call::Stop { id, times, reason }) => {
             let outcome = stop(ctx, &region, &id, times).await;
@@ -111,6 +114,23 @@ pub async fn execute<S: ExportService>(
     };
     target.annotate(verdict.annotation).await?;
     Ok(verdict)
+}
+
+/// The observation with the other objects' claims on the export a conflict named
+/// (the observation asked the claim index only about the IDs it knew of).
+fn with_claims_on_running<'a, S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    obs: &'a Observation,
+    outcome: &StartOutcome,
+) -> Cow<'a, Observation> {
+    let StartOutcome::Failed { running: Some(active), .. } = outcome else { return Cow::Borrowed(obs) };
+    if obs.others.claimed(&active.export_id) {
+        return Cow::Borrowed(obs);
+    }
+    let mut more = obs.clone();
+    more.others.claims.extend(ctx.claims.claims_on(obj, [active.export_id.as_str()]));
+    Cow::Owned(more)
 }
 
 /// StartContinuousExport, once the region's start gate is taken and (first attempt)

@@ -9,8 +9,10 @@ use std::time::Duration;
 /// `max` stays a hard cap).
 pub const JITTER: f64 = 0.2;
 
-/// First poll delay while an export is in `START_IN_PROGRESS`/`STOP_IN_PROGRESS`.
-pub const POLL_MIN: Duration = Duration::from_secs(1);
+/// First poll delay while an export is in `START_IN_PROGRESS`/`STOP_IN_PROGRESS` (or
+/// a wait): short, so a stop ADS completes at once shows `INACTIVE` within about
+/// 250 ms; it doubles on every poll, so a long transition costs few calls.
+pub const POLL_MIN: Duration = Duration::from_millis(250);
 /// Longest poll delay during a transition.
 pub const POLL_MAX: Duration = Duration::from_secs(30);
 
@@ -29,7 +31,7 @@ pub fn exponential(base: Duration, max: Duration, attempt: u32, jitter_fraction:
 pub struct Attempts {
     /// Recoverable failures in a row (the next failure waits `base * 2^failures`).
     pub failures: u32,
-    /// Polls of the current transition or wait (the next poll waits `1 s * 2^polls`, at most 30 s).
+    /// Polls of the current transition or wait (the next poll waits `250 ms * 2^polls`, at most 30 s).
     pub polls: u32,
 }
 
@@ -208,10 +210,10 @@ mod tests {
     #[test]
     fn polls_double_then_settle() {
         let b = Backoff::new(S, 60 * S);
-        let got: Vec<_> = (0..7).map(|_| poll(&b, "a").as_secs()).collect();
-        assert_eq!(got, [1, 2, 4, 8, 16, 30, 30]);
+        let got: Vec<_> = (0..9).map(|_| poll(&b, "a").as_millis()).collect();
+        assert_eq!(got, [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
         b.advance("a", Pace::Stalled, 0.0);
-        assert_eq!(poll(&b, "a"), S);
+        assert_eq!(poll(&b, "a"), POLL_MIN);
         b.forget("a");
         assert_eq!(b.attempts("a").failures, 0);
     }
@@ -221,7 +223,7 @@ mod tests {
         let policy = Policy { base: 5 * S, max: 300 * S };
         let before = Attempts { failures: 2, polls: 3 };
         let (a, d) = policy.advance(before, Pace::Polling, 1.0);
-        assert_eq!((a, d), (Attempts { failures: 2, polls: 4 }, Some(Delay { attempt: 4, after: 8 * S })));
+        assert_eq!((a, d), (Attempts { failures: 2, polls: 4 }, Some(Delay { attempt: 4, after: 2 * S })));
         let (a, d) = policy.advance(before, Pace::Failing, 0.0);
         assert_eq!((a, d), (Attempts { failures: 3, polls: 3 }, Some(Delay { attempt: 3, after: 20 * S })));
         assert_eq!(policy.advance(before, Pace::Stalled, 0.0), (Attempts { failures: 2, polls: 0 }, None));

@@ -1,4 +1,4 @@
-//! What other `ContinuousExport`s claim, read from the controller's watch cache, and
+//! What other `ContinuousExport`s claim (indexed in [`super::claim_index`]), and
 //! the `start-pending` annotation's meaning: pure functions over objects.
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -121,11 +121,6 @@ pub fn key(obj: &ContinuousExport) -> String {
     obj.uid().unwrap_or_else(|| owner(obj))
 }
 
-/// The order in which objects count as older: creation time, then namespace and name.
-fn age_key(o: &ContinuousExport) -> (Option<Timestamp>, String, String) {
-    (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.namespace().unwrap_or_default(), o.name_any())
-}
-
 /// The export ID `o` manages (`status.exportId`), if any.
 pub fn managed_id(o: &ContinuousExport) -> Option<&str> {
     o.status.as_ref().and_then(|s| s.export_id.as_deref())
@@ -151,37 +146,4 @@ pub fn pending_since(obj: &ContinuousExport, now: Timestamp) -> Option<Timestamp
         _ if t > latest => from_creation,
         _ => Some(t),
     }
-}
-
-/// What the objects of `cache` other than `obj` claim; `region_of` gives an object's
-/// region (`spec.region` or the default), `region` is `obj`'s.
-pub fn others(
-    obj: &ContinuousExport,
-    cache: &[std::sync::Arc<ContinuousExport>],
-    region: Option<&str>,
-    region_of: impl Fn(&ContinuousExport) -> Option<String>,
-    now: Timestamp,
-) -> Others {
-    let (me, my_age) = (obj.uid(), age_key(obj));
-    let mut out = Others::default();
-    for o in cache.iter().filter(|o| o.uid() != me) {
-        let age = if age_key(o) < my_age { Age::Older } else { Age::Younger };
-        if let Some(claim) = claim(o, age) {
-            out.claims.push(claim);
-        }
-        let pending = pending_since(o, now).is_some() && managed_id(o).is_none();
-        if pending && region.is_some() && region_of(o).as_deref() == region {
-            out.pending_starts.push(PendingStart { owner: owner(o), age });
-        }
-    }
-    out
-}
-
-fn claim(o: &ContinuousExport, age: Age) -> Option<Claim> {
-    let (id, hold) = match managed_id(o) {
-        Some(id) => (id.to_owned(), Hold::Manages),
-        None => (o.spec.export_id.clone()?, Hold::Wants),
-    };
-    let lifecycle = if o.meta().deletion_timestamp.is_some() { Lifecycle::Deleting } else { Lifecycle::Live };
-    Some(Claim { id, owner: owner(o), hold, age, lifecycle })
 }

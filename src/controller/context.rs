@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
 
 use super::backoff::Backoff;
+use super::claim_index::ClaimIndex;
 use crate::ads::ExportService;
-use crate::api::ContinuousExport;
 
 /// Controller settings (the `run` flags that shape reconcile).
 #[derive(Clone, Debug)]
@@ -74,9 +73,9 @@ pub struct Context<S: ExportService> {
     pub backoff: Backoff,
     /// Event recorder (events.k8s.io/v1).
     pub recorder: Recorder,
-    /// The controller's cache of all watched `ContinuousExport`s: used to tell which
-    /// export IDs other objects already manage.
-    pub store: Option<Store<ContinuousExport>>,
+    /// The claims of all watched `ContinuousExport`s, fed by the controller's watch:
+    /// which export IDs other objects manage or want, whose starts are pending.
+    pub claims: Arc<ClaimIndex>,
     /// Metrics hook.
     pub observer: Option<Arc<dyn ReconcileObserver>>,
     /// Regions with a StartContinuousExport in flight in this process, and whose.
@@ -122,16 +121,16 @@ impl Drop for StartGuard<'_> {
 }
 
 impl<S: ExportService> Context<S> {
-    /// A context with the given parts and no store or observer.
+    /// A context with the given parts, an empty claim index and no observer.
     pub fn new(client: Client, ads: S, settings: Settings) -> Self {
         let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+            claims: Arc::new(ClaimIndex::new(settings.default_region.clone())),
             client,
             ads,
             settings,
-            store: None,
             observer: None,
             starts: StartGate::default(),
         }

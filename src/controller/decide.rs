@@ -186,6 +186,19 @@ pub fn reads(spec: &ContinuousExportSpec, obs: &Observation) -> ReadPlan {
     }
 }
 
+/// Whether a pass may read its export from the region's shared listing (at most one
+/// resync period old) instead of describing it by ID: the stored export is settled
+/// (`ACTIVE` or `INACTIVE`) for this very generation, or the object adopts
+/// `spec.exportId` (an ID the listing lacks is still described by ID). A transition,
+/// a spec change or an export just started or stopped is read afresh.
+pub fn shared_read_suffices(spec: &ContinuousExportSpec, obs: &Observation) -> bool {
+    let settled = matches!(obs.status.export_status.as_deref(), Some("ACTIVE" | "INACTIVE"));
+    match obs.status.export_id {
+        Some(_) => settled && obs.status.observed_generation == Some(obs.generation),
+        None => spec.export_id.is_some(),
+    }
+}
+
 /// Whether the object is stalled by a terminal error for this very generation: it
 /// waits for a spec change and makes no AWS calls. (A stall on the export's own state,
 /// [`RECHECKED_STALLS`], is looked at again every resync.)

@@ -11,6 +11,7 @@
 
 pub mod act;
 pub mod backoff;
+pub mod claim_index;
 pub mod claims;
 pub mod conclude;
 pub mod conditions;

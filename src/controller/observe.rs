@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff::Attempts;
-use super::claims::{self, key, managed_id, pending_since};
+use super::claims::{key, managed_id, pending_since};
 use super::context::Context;
 use super::decide::{self, ReadPlan};
 use super::deletion;
@@ -49,8 +49,8 @@ pub async fn object<'a, S: ExportService>(
 pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
     let now = Timestamp::now();
     let region = region_of(obj, ctx);
-    let cache = ctx.store.as_ref().map(|s| s.state()).unwrap_or_default();
-    let others = claims::others(obj, &cache, region.as_deref(), |o| region_of(o, ctx), now);
+    let ids = [managed_id(obj), obj.spec.export_id.as_deref()];
+    let others = ctx.claims.others(obj, region.as_deref(), ids.into_iter().flatten());
     let attempts: Attempts = ctx.backoff.attempts(&key(obj));
     Observation {
         region,
@@ -76,12 +76,43 @@ pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Obse
 pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
     let mut obs = local(obj, ctx);
     let region = obs.region.clone().unwrap_or_default();
+    let period = ctx.settings.resync_period;
     match decide::reads(&obj.spec, &obs) {
         ReadPlan::Nothing => {}
+        ReadPlan::Describe(id) if decide::shared_read_suffices(&obj.spec, &obs) => {
+            obs.ads.described = Some(ctx.ads.describe_shared(&region, &id, period).await);
+        }
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
-        ReadPlan::List => obs.ads.listed = Some(ctx.ads.list(&region).await),
+        // A pending start's export must be looked for afresh; the check before a
+        // first Start reads the shared listing (a running export it misses makes
+        // Start answer ConflictErrorException, which is read as before).
+        ReadPlan::List if obs.pending.since.is_some() => listed(obj, ctx, &mut obs, &region, None).await,
+        ReadPlan::List => listed(obj, ctx, &mut obs, &region, Some(period)).await,
     }
     obs
+}
+
+/// Lists the region (afresh, or from the shared listing at most `max_age` old) and
+/// adds the other objects' claims on its running exports (the rules ask who claims
+/// them: a pending start's export, the one that blocks Start).
+async fn listed<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    obs: &mut Observation,
+    region: &str,
+    max_age: Option<std::time::Duration>,
+) {
+    let listing = match max_age {
+        Some(age) => ctx.ads.list_shared(region, age).await,
+        None => ctx.ads.list(region).await,
+    };
+    if let Ok(exports) = &listing {
+        let running = exports.iter().filter(|d| decide::is_running(&d.status)).map(|d| d.export_id.as_str());
+        let unasked = running.filter(|id| !obs.others.claimed(id));
+        let claims = ctx.claims.claims_on(obj, unasked);
+        obs.others.claims.extend(claims);
+    }
+    obs.ads.listed = Some(listing);
 }
 
 /// The cleanup branch's observation: [`local`], the region's listing when a pending
@@ -90,7 +121,7 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
     let mut obs = local(obj, ctx);
     let region = obs.region.clone().unwrap_or_default();
     if deletion::needs_listing(&obs) {
-        obs.ads.listed = Some(ctx.ads.list(&region).await);
+        listed(obj, ctx, &mut obs, &region, None).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
         obs.ads.described = Some(ctx.ads.describe(&region, &id).await);

@@ -10,10 +10,12 @@ use kube::runtime::reflector;
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::claim_index::ClaimIndex;
 use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
 use super::reconcile::reconcile;
 use crate::ads::ExportService;
+use crate::ads::shared::SharedListing;
 use crate::api::ContinuousExport;
 
 /// The `Api` for the watched scope (one namespace or all).
@@ -57,6 +59,22 @@ fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What the watch cache keeps of an object: everything but `metadata.managedFields`
+/// and the annotations of other tools (e.g. `kubectl.kubernetes.io/last-applied-configuration`,
+/// often as large as the object); only this operator's `adsexport.io/` annotations are
+/// read. Status writes are server-side applies of the status alone and the finalizer
+/// patch touches only `metadata.finalizers`, so nothing written is derived from the
+/// dropped fields.
+pub fn slim(obj: &mut ContinuousExport) {
+    obj.metadata.managed_fields = None;
+    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+        annotations.retain(|k, _| k.starts_with(OWN_ANNOTATION_PREFIX));
+    }
+}
+
+/// The prefix of the annotations this operator reads (`adsexport.io/start-pending`).
+const OWN_ANNOTATION_PREFIX: &str = "adsexport.io/";
+
 /// Runs the controller until `shutdown` resolves (then finishes in-flight
 /// reconciles and returns).
 ///
@@ -75,10 +93,16 @@ pub async fn run<S: ExportService>(
     // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
     // waiter, and the controller is already one.
     let on_synced = observer.clone();
+    let claims = Arc::new(ClaimIndex::new(settings.default_region.clone()));
+    let index = claims.clone();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(slim)
         .reflect(writer)
         .inspect(move |event| {
+            if let Ok(e) = event {
+                index.apply(e);
+            }
             if let (Ok(watcher::Event::InitDone), Some(o)) = (event, &on_synced) {
                 tracing::info!("watch cache synced");
                 o.synced();
@@ -87,8 +111,8 @@ pub async fn run<S: ExportService>(
         .applied_objects()
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);
-    let mut ctx = Context::new(client, ads, settings);
-    ctx.store = Some(reader.clone());
+    let mut ctx = Context::new(client, SharedListing::new(ads), settings);
+    ctx.claims = claims;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     Controller::for_stream(trigger, reader)
@@ -103,4 +127,32 @@ pub async fn run<S: ExportService>(
         .await;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ContinuousExportSpec, START_PENDING_ANNOTATION};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn the_cache_keeps_only_what_the_controller_reads() {
+        let mut o = ContinuousExport::new("inv", ContinuousExportSpec::default());
+        o.metadata.managed_fields =
+            Some(vec![ManagedFieldsEntry { manager: Some("kubectl".into()), ..Default::default() }]);
+        o.metadata.annotations = Some(
+            [
+                (START_PENDING_ANNOTATION.to_owned(), "2026-01-01T00:00:00Z".to_owned()),
+                ("kubectl.kubernetes.io/last-applied-configuration".to_owned(), "{...}".to_owned()),
+            ]
+            .into(),
+        );
+        o.metadata.finalizers = Some(vec![crate::api::FINALIZER.to_owned()]);
+        slim(&mut o);
+        assert_eq!(o.metadata.managed_fields, None);
+        let kept: Vec<_> = o.metadata.annotations.iter().flatten().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kept, [START_PENDING_ANNOTATION]);
+        assert!(START_PENDING_ANNOTATION.starts_with(OWN_ANNOTATION_PREFIX));
+        assert_eq!(o.metadata.finalizers.as_deref(), Some(&[crate::api::FINALIZER.to_owned()][..]));
+    }
 }

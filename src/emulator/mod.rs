@@ -232,6 +232,14 @@ impl Emulator {
         });
     }
 
+    /// Rate-limit mode: above `per_second` calls per second (a burst of as many) every
+    /// call answers `ThrottlingException` (HTTP 400) without effect, as ADS does when a
+    /// client exceeds its limit; `None` (or a value that is not positive) turns it off.
+    pub fn set_rate_limit(&self, per_second: Option<f64>) {
+        let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
+        self.with_state(|s| s.rate_limit = limit.map(|r| state::RateLimit::new(r, Instant::now())));
+    }
+
     /// When on, `StopContinuousExport` answers `{}` (the documented sample response, without
     /// `startTime`/`stopTime`) while still stopping the export.
     pub fn set_stop_sample_response(&self, on: bool) {
@@ -268,6 +276,13 @@ impl Emulator {
     /// Total calls of `operation` (e.g. `"StartContinuousExport"`), whatever the outcome.
     pub fn calls(&self, operation: &str) -> u64 {
         self.with_state(|s| s.counters.total(operation))
+    }
+
+    /// The distinct client identities that called (each request's `x-amz-user-agent`,
+    /// where the AWS SDK puts the app name as `app/<name>`, else its `User-Agent`),
+    /// sorted; cleared by [`Self::reset`].
+    pub fn user_agents(&self) -> Vec<String> {
+        self.with_state(|s| s.user_agents.iter().cloned().collect())
     }
 
     /// Clears exports, faults and counters; keeps home region, delays and response mode.

@@ -142,6 +142,32 @@ struct Region {
     exports: Vec<Export>,
 }
 
+/// The emulator's rate-limit mode: a token bucket of `per_second` tokens per second.
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimit {
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, now: Instant) -> Self {
+        RateLimit { per_second, tokens: per_second.max(1.0), last: now }
+    }
+
+    /// Whether a call at `now` is within the rate (and takes its token).
+    pub fn admit(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second.max(1.0));
+        self.last = now;
+        let admitted = self.tokens >= 1.0;
+        if admitted {
+            self.tokens -= 1.0;
+        }
+        admitted
+    }
+}
+
 /// Everything the emulator remembers.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -151,6 +177,11 @@ pub(crate) struct State {
     pub stop_sample_response: bool,
     pub faults: Vec<Fault>,
     pub counters: Counters,
+    /// Rate-limit mode: calls above this many per second (a token bucket with a burst
+    /// of as many) answer `ThrottlingException`; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// The distinct client identities seen (`x-amz-user-agent`, else `User-Agent`).
+    pub user_agents: std::collections::BTreeSet<String>,
     regions: BTreeMap<String, Region>,
     next_seq: u64,
 }
@@ -164,6 +195,7 @@ impl State {
     pub fn reset(&mut self) {
         self.faults.clear();
         self.counters = Counters::default();
+        self.user_agents.clear();
         self.regions.clear();
     }
 

@@ -28,7 +28,12 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
     };
     // Counted when it takes effect: a client that gives up during the latency below
     // (dropping this handler) still made the call.
-    emulator.with_state(|s| s.counters.record(op_name, outcome));
+    let agent = headers.get("x-amz-user-agent").or_else(|| headers.get(header::USER_AGENT));
+    let agent = agent.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    emulator.with_state(|s| {
+        s.counters.record(op_name, outcome);
+        s.user_agents.extend(agent);
+    });
     tracing::info!(operation = op_name, outcome, "ADS call");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -71,6 +76,10 @@ fn dispatch(
         );
     };
 
+    let now = Instant::now();
+    if !emulator.with_state(|s| s.rate_limit.as_mut().is_none_or(|l| l.admit(now))) {
+        return (Err(AwsError::new("ThrottlingException", "Rate exceeded")), Duration::ZERO);
+    }
     let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
     let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
     let answer = fault.and_then(|f| f.kind.answer());

@@ -101,6 +101,8 @@ pub struct Metrics {
     aws_call_duration: HistogramFamily<OperationLabels>,
     objects: Family<StatusLabels, Gauge>,
     leader: Gauge<i64, AtomicI64>,
+    rate_limit_waits: Counter,
+    rate_limit_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     statuses: Mutex<ObjectStatuses>,
 }
 
@@ -150,6 +152,20 @@ impl Metrics {
             leader.clone(),
         );
 
+        let rate_limit_waits = Counter::default();
+        registry.register(
+            "aws_rate_limit_waits",
+            "Application Discovery Service requests that waited for the client-side rate limit (--aws-max-requests-per-second)",
+            rate_limit_waits.clone(),
+        );
+        let rate_limit_wait_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "aws_rate_limit_wait",
+            "Time Application Discovery Service requests waited for the client-side rate limit, in seconds",
+            Unit::Seconds,
+            rate_limit_wait_seconds.clone(),
+        );
+
         let metrics = Self {
             registry,
             reconciles,
@@ -158,6 +174,8 @@ impl Metrics {
             aws_call_duration,
             objects,
             leader,
+            rate_limit_waits,
+            rate_limit_wait_seconds,
             statuses: Mutex::new(ObjectStatuses::default()),
         };
         metrics.seed();
@@ -230,6 +248,11 @@ impl CallObserver for Metrics {
         let operation = operation.name();
         self.aws_calls.get_or_create(&CallLabels { operation, outcome: outcome.to_owned() }).inc();
         self.aws_call_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+    }
+
+    fn rate_limited(&self, _region: &str, waited: Duration) {
+        self.rate_limit_waits.inc();
+        self.rate_limit_wait_seconds.inc_by(waited.as_secs_f64());
     }
 }
 

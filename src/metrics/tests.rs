@@ -170,6 +170,8 @@ fn render_is_openmetrics_with_all_families() {
         ("ads_export_operator_aws_call_duration_seconds", "histogram", Some("seconds")),
         ("ads_export_operator_objects", "gauge", None),
         ("ads_export_operator_leader", "gauge", None),
+        ("ads_export_operator_aws_rate_limit_waits", "counter", None),
+        ("ads_export_operator_aws_rate_limit_wait_seconds", "counter", Some("seconds")),
     ] {
         let f = family(&families, name);
         assert_eq!(f.kind, kind, "{name}");
@@ -178,7 +180,20 @@ fn render_is_openmetrics_with_all_families() {
         assert!(!f.samples.is_empty(), "{name} has samples from the start");
         assert!(text.contains(&format!("# HELP {name} ")) && text.contains(&format!("# TYPE {name} {kind}\n")));
     }
-    assert_eq!(families.len(), 6, "{:?}", families.keys());
+    assert_eq!(families.len(), 8, "{:?}", families.keys());
+}
+
+#[test]
+fn rate_limit_waits_are_counted() {
+    let metrics = Metrics::new();
+    let calls: Arc<dyn CallObserver> = metrics.clone();
+    calls.rate_limited("us-west-2", Duration::from_millis(200));
+    calls.rate_limited("us-west-2", Duration::from_millis(300));
+    let waits = "ads_export_operator_aws_rate_limit_waits";
+    assert_eq!(value(&metrics, waits, &format!("{waits}_total"), &[]), Some(2.0));
+    let secs = "ads_export_operator_aws_rate_limit_wait_seconds";
+    let total = value(&metrics, secs, &format!("{secs}_total"), &[]).unwrap();
+    assert!((total - 0.5).abs() < 1e-9, "{total}");
 }
 
 #[test]

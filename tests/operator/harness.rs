@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ads_export_operator::ads::aws::AwsExportService;
 use ads_export_operator::api::{CONDITION_READY, ContinuousExport, ContinuousExportStatus};
-use ads_export_operator::controller::{self, Settings};
+use ads_export_operator::controller::{self, ReconcileObserver, Settings};
 use ads_export_operator::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
 use k8s_openapi::api::events::v1::Event;
@@ -146,6 +146,15 @@ impl Test {
     /// Starts the controller in-process for this namespace; `tweak` adjusts settings
     /// (defaults here: region [`REGION`], resync 10 min, backoff 500 ms to 5 s).
     pub async fn operator(&self, tweak: impl FnOnce(&mut Settings)) -> InProcess {
+        self.operator_observed(tweak, None).await
+    }
+
+    /// [`operator`](Self::operator) with a metrics hook (e.g. to count reconciles).
+    pub async fn operator_observed(
+        &self,
+        tweak: impl FnOnce(&mut Settings),
+        observer: Option<std::sync::Arc<dyn ReconcileObserver>>,
+    ) -> InProcess {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.emu.endpoint_url())
@@ -169,7 +178,7 @@ impl Test {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = controller::run(client, ads, settings, None, shutdown).await {
+            if let Err(e) = controller::run(client, ads, settings, observer, shutdown).await {
                 panic!("controller failed: {e:#}");
             }
         });
@@ -380,16 +389,21 @@ impl Test {
         serde_json::to_value(e.status).unwrap().as_str().unwrap().to_owned()
     }
 
-    /// Starts an export directly through the SDK (as the console would) and waits
-    /// until it is ACTIVE. Returns its ID.
-    pub async fn start_export_out_of_band(&self) -> String {
+    /// An SDK client of this test's emulator (as the console or CLI would call ADS).
+    pub fn out_of_band_client(&self) -> aws_sdk_applicationdiscovery::Client {
         let conf = aws_sdk_applicationdiscovery::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.emu.endpoint_url())
             .credentials_provider(aws_credential_types::Credentials::new("AKIDTEST", "s", None, None, "test"))
             .build();
-        let out = aws_sdk_applicationdiscovery::Client::from_conf(conf).start_continuous_export().send().await.unwrap();
+        aws_sdk_applicationdiscovery::Client::from_conf(conf)
+    }
+
+    /// Starts an export directly through the SDK (as the console would) and waits
+    /// until it is ACTIVE. Returns its ID.
+    pub async fn start_export_out_of_band(&self) -> String {
+        let out = self.out_of_band_client().start_continuous_export().send().await.unwrap();
         let id = out.export_id().unwrap().to_owned();
         support::wait_for("out-of-band export ACTIVE", DEADLINE, || async {
             (self.export_status(&id) == "ACTIVE").then_some(())

@@ -10,6 +10,7 @@ mod credentials;
 mod harness;
 mod packaging;
 mod recovery;
+mod scale;
 
 use std::time::Duration;
 

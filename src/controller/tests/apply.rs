@@ -63,7 +63,7 @@ async fn start_in_progress_polls_with_short_backoff() {
 
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(1)), "first poll after 1 s");
+    assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN), "first poll after POLL_MIN");
 
     let status = seen.requests[2].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::START_IN_PROGRESS));
@@ -466,7 +466,7 @@ async fn stop_without_times_in_the_answer_takes_them_from_describe() {
 
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(1)), "poll the stop");
+    assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN), "poll the stop");
     assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1"), describe("e-1")]);
     ads.assert_drained();
     let status = seen.requests[0].applied_status();
@@ -505,7 +505,7 @@ async fn stop_with_times_in_the_answer_needs_no_second_describe() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN));
     assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
@@ -522,6 +522,6 @@ async fn stop_waits_for_a_starting_export() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN));
     assert_eq!(ads.take_calls(), [describe("e-1")], "no Stop before ACTIVE");
 }

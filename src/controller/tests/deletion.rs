@@ -392,7 +392,7 @@ async fn describe_not_found_right_after_start_is_a_transition() {
     )));
     let (client, server) = apiserver(starting(&obj));
     let ctx = context(client, &ads);
-    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(POLL_MIN));
     let seen = server.finish().await;
     let status = seen.requests[2].applied_status();
     assert_eq!(status.export_id.as_deref(), Some("e-1"));

@@ -20,6 +20,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::backoff::POLL_MIN;
 use super::{Context, Error, Settings, StartGate, error_policy, reconcile};
 use crate::ads::{
     AdsError, ExportDescription, ExportService, ExportStatus, Operation, Reason, ReportedStatus, StartedExport,
@@ -215,11 +216,11 @@ fn other_object(name: &str, id: &str) -> ContinuousExport {
 
 /// A context whose controller cache holds `others` (for claims of other objects).
 fn context_with_cache(client: Client, ads: &FakeAds, others: Vec<ContinuousExport>) -> Arc<Context<FakeAds>> {
-    let (reader, mut writer) = kube::runtime::reflector::store::<ContinuousExport>();
+    let ctx = Context::new(client, ads.clone(), settings());
     for o in others {
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+        ctx.claims.apply(&kube::runtime::watcher::Event::Apply(o));
     }
-    Arc::new(Context { store: Some(reader), ..Context::new(client, ads.clone(), settings()) })
+    Arc::new(ctx)
 }
 
 fn cleanup_error(result: Result<Action, Error>) -> Error {

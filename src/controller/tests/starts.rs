@@ -32,13 +32,13 @@ async fn a_start_waits_while_another_object_has_a_pending_start_in_the_region() 
     let ctx = context_with_cache(client, &ads, vec![pending_object("old")]);
     let action = run(&obj, &ctx).await.expect("reconcile");
     let seen = server.finish().await;
-    assert_eq!(action, Action::requeue(Duration::from_secs(1)), "a wait is polled, not backed off as a failure");
+    assert_eq!(action, Action::requeue(POLL_MIN), "a wait is polled, not backed off as a failure");
     assert_eq!(ads.take_calls(), [Call::List], "no Start, no annotation");
     let status = seen.requests[1].applied_status();
     assert_cond(&status, CONDITION_SYNCED, "False", "ResourceInUse");
     assert!(cond(&status, CONDITION_SYNCED).message.contains("pending start of ContinuousExport team-a/old"));
     let msg = &cond(&status, CONDITION_RECONCILING).message;
-    assert!(msg.contains("looking again in 1s (at "), "{msg}");
+    assert!(msg.contains("looking again in 250ms (at "), "{msg}");
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn stopping_an_export_not_listed_yet_still_stops_it() {
         .on_stop(Ok(StopTimes::default()));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
-    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(Duration::from_secs(1)), "polls");
+    assert_eq!(run(&obj, &ctx).await.expect("reconcile"), Action::requeue(POLL_MIN), "polls");
     let seen = server.finish().await;
     assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
     let status = seen.requests[0].applied_status();

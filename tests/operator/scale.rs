@@ -1,0 +1,118 @@
+//! AWS call counts at scale (docs/architecture.md, "Reads at scale"): reconciles read
+//! their export from one shared listing per region, so Describe calls grow with the
+//! region's pages, not with the object count. Counts, never timings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ads_export_operator::ads::Operation;
+use ads_export_operator::controller::ReconcileObserver;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::harness::*;
+use super::support;
+
+/// Counts finished reconciles.
+#[derive(Default)]
+struct Reconciles(AtomicU64);
+
+impl ReconcileObserver for Reconciles {
+    fn reconciled(&self, _: &'static str, _: Duration) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn export_status(&self, _: &str, _: Option<&str>) {}
+    fn deleted(&self, _: &str) {}
+}
+
+/// `n` exports started and stopped through the SDK (as the console would): INACTIVE.
+async fn stopped_exports(t: &Test, n: usize) -> Vec<String> {
+    let ads = t.out_of_band_client();
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = ads.start_continuous_export().send().await.unwrap().export_id().unwrap().to_owned();
+        ads.stop_continuous_export().export_id(&id).send().await.unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+fn describes(t: &Test) -> u64 {
+    t.emu.emulator.calls(Operation::Describe.name())
+}
+
+/// Waits until every object `name-0..n` is Ready on its generation (8 at a time).
+async fn wait_all_ready(t: &Test, prefix: &str, n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(8, |i| async move {
+            t.wait_ready(&format!("{prefix}-{i}")).await;
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn steady_resyncs_of_250_objects_share_one_listing() {
+    const N: usize = 250;
+    let t = Test::new("scale-steady", cfg()).await;
+    let ids = stopped_exports(&t, N).await;
+    let reconciles = Arc::new(Reconciles::default());
+    let period = Duration::from_secs(3);
+    let _op =
+        t.operator_observed(|s| s.resync_period = period, Some(reconciles.clone() as Arc<dyn ReconcileObserver>)).await;
+    futures::stream::iter(ids.iter().enumerate())
+        .for_each_concurrent(8, |(i, id)| {
+            let t = &t;
+            async move {
+                t.create(&format!("inv-{i}"), json!({"exportId": id, "stopped": true})).await;
+            }
+        })
+        .await;
+    wait_all_ready(&t, "inv", N).await;
+
+    // Steady state: every object resyncs at least twice more.
+    let (d0, r0) = (describes(&t), reconciles.0.load(Ordering::SeqCst));
+    support::wait_for("two resyncs of every object", DEADLINE * 2, || async {
+        (reconciles.0.load(Ordering::SeqCst) >= r0 + 2 * N as u64).then_some(())
+    })
+    .await;
+    let (d1, r1) = (describes(&t), reconciles.0.load(Ordering::SeqCst));
+    // One listing of the region is ceil(250 / 100) = 3 pages, taken at most once per
+    // period; N resyncs span about one period (plus one listing of slack at each end).
+    let rounds = (r1 - r0).div_ceil(N as u64);
+    eprintln!("steady: {} Describe calls for {} resyncs of {N} objects", d1 - d0, r1 - r0);
+    let ceiling = 3 * (rounds + 2);
+    assert!(
+        d1 - d0 <= ceiling,
+        "{} Describe calls for {} resyncs of {N} objects ({rounds} rounds): at most {ceiling} wanted (3 per round)",
+        d1 - d0,
+        r1 - r0
+    );
+    let starts_stops = t.emu.emulator.calls(Operation::Start.name()) + t.emu.emulator.calls(Operation::Stop.name());
+    assert_eq!(starts_stops, 2 * N as u64, "only the seeding started and stopped exports");
+}
+
+#[tokio::test]
+async fn creates_in_a_region_of_1040_exports_share_its_listing() {
+    const HISTORY: usize = 1040;
+    let t = Test::new("scale-create", cfg()).await;
+    stopped_exports(&t, HISTORY).await;
+    let _op = t.operator(|_| {}).await;
+    let pages = HISTORY.div_ceil(100) as u64;
+
+    let d0 = describes(&t);
+    t.create("first", json!({})).await;
+    t.wait_ready("first").await;
+    let first = describes(&t) - d0;
+    assert!(first <= 2 + pages, "first create: {first} Describe calls, at most 2 + {pages} pages wanted");
+
+    // Stop it, so the region is free for a second object's start.
+    t.patch_spec("first", json!({"stopped": true})).await;
+    t.wait_status("first", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    let d1 = describes(&t);
+    t.create("second", json!({})).await;
+    t.wait_ready("second").await;
+    let second = describes(&t) - d1;
+    eprintln!("region of {HISTORY} exports: first create {first} Describe calls, second {second}");
+    assert!(second <= 2, "second create: {second} Describe calls, at most 2 wanted (the listing is shared)");
+}
