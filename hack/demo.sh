@@ -8,17 +8,20 @@
 #   hack/demo.sh --keep   run the demo, then leave bed, emulator and operator running
 #   hack/demo.sh --down   stop what --keep left running
 #
-# State and logs: target/testbed/demo (the bed's TESTBED_DIR):
+# State and logs: target/testbed/demo (the bed's TESTBED_DIR; DEMO_DIR overrides it, and
+# the lock is <that dir>.lock, so demos with different dirs do not exclude each other):
 #   kubeconfig, logs/{ads-export-operator,ads-emulator,kube-apiserver,etcd}.log,
 #   emulator.url, metrics.url, {ads-export-operator,ads-emulator}.pid
 # Every run starts from a fresh bed, so leftovers of an earlier run do not matter.
-# Environment: DEMO_TIMEOUT (seconds per wait, default 60).
+# A daemon that dies is reported at once (exit status or signal, tail of its log), by
+# hack/lib/daemons.sh, whichever step the demo is waiting in.
+# Environment: DEMO_TIMEOUT (seconds per wait, default 60), DEMO_DIR (state dir).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-export TESTBED_DIR="$repo/target/testbed/demo"
-dir="$TESTBED_DIR"
+dir="$(realpath -m "${DEMO_DIR:-$repo/target/testbed/demo}")"
+export TESTBED_DIR="$dir"
 logs="$dir/logs"
 export KUBECONFIG="$dir/kubeconfig"
 kubectl="$repo/target/testbed/bin/kubectl"
@@ -35,7 +38,7 @@ case "${1:-}" in
   "") ;;
   --keep) mode=keep ;;
   --down) mode=down ;;
-  -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--keep | --down]" >&2; exit 2 ;;
 esac
 (($# <= 1)) || { echo "usage: $0 [--keep | --down]" >&2; exit 2; }
@@ -54,60 +57,27 @@ k() { "$kubectl" "$@"; }
 
 # ---------------------------------------------------------------- processes
 
-# Prints the PID in $dir/<name>.pid if that process is alive and runs <binary>
-# (guards against PID reuse).
-live_pid() { # <name> <binary>
-  local f="$dir/$1.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(cat "$f")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
-  echo "$pid"
-}
-
-stop_proc() { # <name> <binary>: SIGTERM, SIGKILL after 15 s
-  local pid deadline
-  if pid="$(live_pid "$1" "$2")"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 15))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "demo: $1 (pid $pid) ignored SIGTERM; killing" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    echo "demo: stopped $1 (pid $pid)" >&2
-  fi
-  rm -f "$dir/$1.pid"
-}
+# The emulator and the operator run in their own sessions (a Ctrl-C aimed at this script
+# does not hit them; the trap stops them in order), logs in logs/<name>.log. Unless --keep,
+# they also get SIGTERM should this script die without running its trap (SIGKILL); the bed
+# has its own watchdog for that. hack/lib/daemons.sh tracks them (and the bed's etcd and
+# kube-apiserver, whose pidfiles share this dir) and reports how any of them died.
+# shellcheck source=lib/daemons.sh
+source "$repo/hack/lib/daemons.sh"
+DAEMONS_PREFIX=demo
+[[ "$mode" == keep ]] || DAEMONS_PDEATHSIG=TERM
+daemons_init "$dir"
 
 stop_everything() {
-  stop_proc ads-export-operator "$operator_bin"
-  stop_proc ads-emulator "$emulator_bin"
+  daemon_stop ads-export-operator ads-emulator
   hack/testbed.sh down 8>&- || true
-}
-
-# Starts a daemon in its own session (a Ctrl-C aimed at this script does not hit it;
-# the trap stops it in order), stdio to logs/<name>.log. Unless --keep, it also gets
-# SIGTERM should this script die without running its trap (SIGKILL); the bed has
-# its own watchdog for that.
-spawn() { # <name> <binary> <cmd...>: <cmd> runs <binary>
-  local name="$1" binary="$2" guard=() i
-  shift 2
-  [[ "$mode" == keep ]] || guard=(setpriv --pdeathsig TERM --)
-  setsid "${guard[@]}" "$@" </dev/null >>"$logs/$name.log" 2>&1 8>&- &
-  echo $! >"$dir/$name.pid"
-  for ((i = 0; i < 50; i++)); do # until the fork has exec'd, so live_pid knows it
-    live_pid "$name" "$binary" >/dev/null && return 0
-    sleep 0.1
-  done
-  die "$name did not start (log: $logs/$name.log)"
 }
 
 # ---------------------------------------------------------------- --down
 
-mkdir -p "$repo/target/testbed"
-exec 8>"$repo/target/testbed/demo.lock"
-flock -n 8 || die "another hack/demo.sh is running (lock target/testbed/demo.lock)"
+mkdir -p "$(dirname "$dir")"
+exec 8>"$dir.lock"
+flock -n 8 || die "another hack/demo.sh is running (lock $dir.lock)"
 
 if [[ "$mode" == down ]]; then
   stop_everything
@@ -124,8 +94,9 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM HUP
   if ((rc != 0 && rc != 129 && rc != 130 && rc != 143)); then # failed, not interrupted
-    for f in ads-export-operator:30 ads-emulator:10; do
-      if [[ -s "$logs/${f%:*}.log" ]]; then
+    daemon_check || true # a death not reported yet
+    for f in ads-export-operator:30 ads-emulator:10; do # the live ones' last words
+      if daemon_alive "${f%:*}" && [[ -s "$logs/${f%:*}.log" ]]; then
         printf '\n---- tail of %s ----\n' "$logs/${f%:*}.log" >&2
         tail -n "${f#*:}" "$logs/${f%:*}.log" >&2 || true
         printf -- '----\n' >&2
@@ -180,12 +151,12 @@ align() {
 watch_until() { # <exportStatus>
   local want="$1" deadline=$((SECONDS + timeout)) out table key last="" state
   while :; do
-    live_pid ads-export-operator "$operator_bin" >/dev/null ||
-      die "the operator exited (log: $logs/ads-export-operator.log)"
+    # Every daemon the demo depends on, not only the operator.
+    daemon_check || die "a daemon died while waiting for $want with Ready=True (logs: $logs)"
     # State first, then the table: a table read after the state is never older.
     state="$(k get cex -n "$ns" "$name" \
       -o jsonpath='{.status.exportStatus}/{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
-    out="$(k get cex -n "$ns" 2>&1)" || die "kubectl get cex failed: $out"
+    out="$(k get cex -n "$ns" 2>&1)" || { daemon_check || true; die "kubectl get cex failed: $out"; }
     key="$(awk 'NR > 1 { $NF = ""; print }' <<<"$out")" # all columns but Age
     if [[ "$key" != "$last" ]]; then
       if [[ "$(head -c 4 <<<"$out")" == NAME ]]; then
@@ -211,31 +182,31 @@ cargo build --bins 8>&-
 
 step "start the test bed (etcd + kube-apiserver) in $dir"
 # A fresh bed every time: leftovers of an interrupted or --keep run go first.
-stop_proc ads-export-operator "$operator_bin"
-stop_proc ads-emulator "$emulator_bin"
+daemon_stop ads-export-operator ads-emulator
 hack/testbed.sh down >/dev/null 2>&1 8>&- || true
 if [[ "$mode" == keep ]]; then
   hack/testbed.sh up 8>&-
 else
   hack/testbed.sh up --watch-pid $$ 8>&- # its watchdog tears the bed down should we die
 fi
+# Started by hack/testbed.sh (which has exited): watched by their pidfiles in $dir.
+daemon_watch etcd kube-apiserver
+daemon_check || die "the test bed is not running"
 
 step "install the CRD"
 show kubectl apply --server-side -f crds/continuousexports.adsexport.io.yaml
 k apply --server-side -f crds/continuousexports.adsexport.io.yaml
-k wait --for condition=Established crd/continuousexports.adsexport.io --timeout="${timeout}s"
+k wait --for condition=Established crd/continuousexports.adsexport.io --timeout="${timeout}s" ||
+  { daemon_check || true; die "the CRD did not become Established"; }
 
 step "start the ADS emulator (home region $region)"
-spawn ads-emulator "$emulator_bin" "$emulator_bin" --listen 127.0.0.1:0 --home-region "$region" \
-  --start-delay 2s --stop-delay 3s
+daemon_start ads-emulator "$logs/ads-emulator.log" "$emulator_bin" --listen 127.0.0.1:0 --home-region "$region" \
+  --start-delay 2s --stop-delay 3s || die "the emulator did not start"
 url=""
-deadline=$((SECONDS + 20))
-until url="$(grep -o 'listening on http://[^ ]*' "$logs/ads-emulator.log" 2>/dev/null | cut -d' ' -f3)" &&
-  [[ -n "$url" ]]; do
-  live_pid ads-emulator "$emulator_bin" >/dev/null || die "the emulator exited"
-  ((SECONDS < deadline)) || die "the emulator printed no URL within 20s"
-  sleep 0.1
-done
+emulator_url() { # sets url once the emulator has logged it
+  url="$(grep -o 'listening on http://[^ ]*' "$logs/ads-emulator.log" 2>/dev/null | cut -d' ' -f3)" && [[ -n "$url" ]]
+}
+daemon_wait_until 20 "the emulator to print its URL" emulator_url || die "the emulator is not serving"
 echo "$url" >"$dir/emulator.url"
 say "ads-emulator at $url (START_IN_PROGRESS for 2s, STOP_IN_PROGRESS for 3s)"
 
@@ -244,19 +215,16 @@ metrics_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 metrics="http://127.0.0.1:$metrics_port"
 # A clean environment: dummy credentials (the emulator wants signed requests but
 # does not check signatures), no profile, no instance metadata.
-spawn ads-export-operator "$operator_bin" env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONFIG" \
-  ${RUST_LOG:+"RUST_LOG=$RUST_LOG"} \
+daemon_start ads-export-operator "$logs/ads-export-operator.log" \
+  env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONFIG" ${RUST_LOG:+"RUST_LOG=$RUST_LOG"} \
   AWS_ACCESS_KEY_ID=AKIDEMOEXAMPLE AWS_SECRET_ACCESS_KEY=demo-secret-not-checked \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-  "$operator_bin" run --aws-region "$region" --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port"
+  "$operator_bin" run --aws-region "$region" --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port" ||
+  die "the operator did not start"
 show AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ads-export-operator run --aws-region "$region" \
   --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port"
-deadline=$((SECONDS + timeout))
-until curl -sf --max-time 2 "$metrics/healthz" >/dev/null 2>&1; do
-  live_pid ads-export-operator "$operator_bin" >/dev/null || die "the operator exited"
-  ((SECONDS < deadline)) || die "the operator does not answer $metrics/healthz after ${timeout}s"
-  sleep 0.2
-done
+daemon_wait_until "$timeout" "the operator to answer $metrics/healthz" curl -sf --max-time 2 -o /dev/null "$metrics/healthz" ||
+  die "the operator is not serving"
 echo "$metrics" >"$dir/metrics.url"
 say "operator up ($metrics/healthz), log $logs/ads-export-operator.log"
 

@@ -17,7 +17,10 @@
 #   kubeconfig-nobody    authenticated user "nobody" with no RBAC rights
 #   bin -> <repo>/target/testbed/bin (kubectl, helm, ...)
 #   logs/{etcd,kube-apiserver,watchdog}.log
-# Environment: TESTBED_READY_TIMEOUT (seconds, default 120).
+# Environment: TESTBED_READY_TIMEOUT (seconds, default 120), TESTBED_ETCD_TIMEOUT (seconds
+# for etcd to answer /health, default 30); TESTBED_TEST_ETCD_EXEC_DELAY (seconds; tests only:
+# the first etcd attempt sleeps that long before it execs etcd, so that attempt times out).
+# Process handling (pidfiles, reports of how a daemon died): hack/lib/daemons.sh.
 set -euo pipefail
 
 self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -27,6 +30,7 @@ dir="$(realpath -m "${TESTBED_DIR:-$repo/target/testbed/run}")"
 pki="$dir/pki"
 logs="$dir/logs"
 ready_timeout="${TESTBED_READY_TIMEOUT:-120}"
+etcd_timeout="${TESTBED_ETCD_TIMEOUT:-30}"
 sa_issuer="https://kubernetes.default.svc.cluster.local"
 
 say() { printf 'testbed: %s\n' "$*" >&2; }
@@ -34,66 +38,16 @@ die() { say "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- processes
 
-# Prints the PID recorded in $dir/<name>.pid if that process is alive and is
-# really ours (its command line mentions a path under this state dir), guarding
-# against PID reuse.
-live_pid() {
-  local f="$dir/$1.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(cat "$f")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 1
-  echo "$pid"
-}
-
-# Stops the named processes (SIGTERM to all, then wait; SIGKILL after 20s) and
-# removes their pidfiles. Never signals this shell itself (the watchdog runs `down`).
-stop() { # <name>...
-  local name pid i deadline pids=() names=()
-  for name in "$@"; do
-    if pid="$(live_pid "$name")" && [[ "$pid" != "$$" ]]; then
-      kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$pid")
-      names+=("$name")
-    fi
-  done
-  for ((i = 0; i < ${#pids[@]}; i++)); do
-    pid="${pids[$i]}"
-    deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "${names[$i]} (pid $pid) ignored SIGTERM; killing"
-      kill -KILL "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    say "stopped ${names[$i]} (pid $pid)"
-  done
-  for name in "$@"; do rm -f "$dir/$name.pid"; done
-}
+# Daemons (etcd, kube-apiserver, watchdog): hack/lib/daemons.sh tracks them by PID and
+# start time in $dir/<name>.pid and says how one died.
+# shellcheck source=lib/daemons.sh
+source "$repo/hack/lib/daemons.sh"
+DAEMONS_PREFIX=testbed
+daemons_init "$dir"
 
 # The bed's data is disposable (every `up` starts from scratch), so all
 # processes stop at once instead of apiserver first.
-stop_all() { stop watchdog kube-apiserver etcd; }
-
-# Starts a command in its own session (so a Ctrl-C aimed at the caller does not
-# kill it half-way), stdio detached, and records its PID.
-spawn() { # <name> <cmd...>
-  local name="$1"; shift
-  # 9>&-: the daemons must not inherit the lock fd, or they would hold the lock forever.
-  setsid "$@" </dev/null >>"$logs/$name.log" 2>&1 9>&- &
-  local pid=$! i
-  echo "$pid" >"$dir/$name.pid"
-  # Until the fork has exec'd, /proc/<pid>/cmdline is still this shell's, and
-  # live_pid would call a healthy daemon dead (seen on a slow CI machine: three
-  # "failed" etcd starts with empty logs). Wait for the exec, or for the exit.
-  for ((i = 0; i < 100; i++)); do # 10s
-    kill -0 "$pid" 2>/dev/null || return 0
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && return 0
-    sleep 0.1
-  done
-  say "$name (pid $pid) did not exec within 10s"
-}
+stop_all() { daemon_stop watchdog kube-apiserver etcd; }
 
 free_ports() { # <n>: n distinct free loopback ports
   python3 - "$1" <<'PY'
@@ -115,8 +69,12 @@ apiserver_ready() {
     "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
 }
 
+etcd_healthy() { # <client port>
+  curl -sf --max-time 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
 is_up() {
-  live_pid etcd >/dev/null && live_pid kube-apiserver >/dev/null && apiserver_ready
+  daemon_alive etcd && daemon_alive kube-apiserver && apiserver_ready
 }
 
 # ---------------------------------------------------------------- setup
@@ -188,29 +146,27 @@ EOF
   mv -f "$1.tmp" "$1"
 }
 
-start_etcd() { # <client port> <peer port>; returns 1 if etcd exits or never gets healthy
-  local i
+start_etcd() { # <client port> <peer port> <attempt>; returns 1 (having said why) if etcd exits or never gets healthy
+  local delay=()
   rm -rf "$dir/etcd"
-  spawn etcd env GOMEMLIMIT=256MiB "$bin/etcd" \
+  if [[ -n "${TESTBED_TEST_ETCD_EXEC_DELAY:-}" && "$3" == 1 ]]; then
+    # shellcheck disable=SC2016 # for the inner shell
+    delay=(bash -c 'sleep "$0" && exec "$@"' "$TESTBED_TEST_ETCD_EXEC_DELAY")
+  fi
+  GOMEMLIMIT=256MiB daemon_start etcd "$logs/etcd.log" "${delay[@]}" "$bin/etcd" \
     --name testbed --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$1" --advertise-client-urls "http://127.0.0.1:$1" \
     --listen-peer-urls "http://127.0.0.1:$2" --initial-advertise-peer-urls "http://127.0.0.1:$2" \
     --initial-cluster "testbed=http://127.0.0.1:$2" --initial-cluster-state new \
     --unsafe-no-fsync --quota-backend-bytes 2147483648 \
     --auto-compaction-mode periodic --auto-compaction-retention 10m \
-    --snapshot-count 5000 --log-level warn
-  for ((i = 0; i < 300; i++)); do # 30s
-    live_pid etcd >/dev/null || return 1
-    curl -sf --max-time 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"health":"true"' && return 0
-    sleep 0.1
-  done
-  return 1
+    --snapshot-count 5000 --log-level warn || return 1
+  daemon_wait_until "$etcd_timeout" "etcd to answer /health on 127.0.0.1:$1" etcd_healthy "$1"
 }
 
-start_apiserver() { # <etcd port> <secure port>; returns 1 (after printing the log tail) if not ready
-  local deadline=$((SECONDS + ready_timeout))
+start_apiserver() { # <etcd port> <secure port>; returns 1 (having said why) if not ready
   printf 'ETCD_PORT=%s\nAPISERVER_PORT=%s\n' "$1" "$2" >"$dir/ports.env"
-  spawn kube-apiserver env GOMEMLIMIT=768MiB "$bin/kube-apiserver" \
+  GOMEMLIMIT=768MiB daemon_start kube-apiserver "$logs/kube-apiserver.log" "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$1" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$2" \
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
@@ -224,18 +180,9 @@ start_apiserver() { # <etcd port> <secure port>; returns 1 (after printing the l
     --enable-priority-and-fairness=false \
     --profiling=false \
     --delete-collection-workers 1 \
-    --event-ttl 30m
-  until apiserver_ready; do
-    if ! live_pid kube-apiserver >/dev/null; then
-      say "kube-apiserver exited during startup"
-      return 1
-    fi
-    if ((SECONDS >= deadline)); then
-      say "kube-apiserver not ready after ${ready_timeout}s"
-      return 1
-    fi
-    sleep 0.2
-  done
+    --event-ttl 30m || return 1
+  # Watches etcd too: an etcd that dies now is reported as such, not as a slow apiserver.
+  daemon_wait_until "$ready_timeout" "kube-apiserver to be ready" apiserver_ready
 }
 
 print_log_tail() {
@@ -247,7 +194,7 @@ print_log_tail() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-  local watch="" start=$SECONDS attempt etcd_port peer_port api_port ok
+  local watch="" watch_start start=$SECONDS attempt etcd_port peer_port api_port ok bed_id
   while (($#)); do
     case "$1" in
       --watch-pid) watch="${2:?--watch-pid needs a PID}"; shift 2 ;;
@@ -275,29 +222,34 @@ cmd_up() {
   ln -sfn "$bin" "$dir/bin"
   gen_pki
   gen_tokens
+  # This bed's identity: a watchdog tears down only the bed it was started for, never
+  # a later one in the same $dir (its `down` may wait for our lock while we start anew).
+  bed_id="$(openssl rand -hex 8)"
+  echo "$bed_id" >"$dir/bed.id"
   if [[ -n "$watch" ]]; then
     # Started before the daemons so that nothing leaks even if the watched
     # process dies during startup (the watchdog's `down` waits for our lock).
-    kill -0 "$watch" 2>/dev/null || die "--watch-pid $watch is not running"
-    spawn watchdog bash "$self" __watchdog "$watch" "$dir/"
+    # PID + start time: a reused PID does not keep the bed up.
+    watch_start="$(_daemon_stat "$watch")" || die "--watch-pid $watch is not running"
+    daemon_start watchdog "$logs/watchdog.log" bash "$self" __watchdog "$watch" "${watch_start#* }" "$dir/" "$bed_id" ||
+      die "could not start the watchdog"
   fi
 
   ok=0
   for attempt in 1 2 3; do # ports are only reserved until we close them: retry on a race
     read -r etcd_port peer_port api_port <<<"$(free_ports 3)"
-    if ! start_etcd "$etcd_port" "$peer_port"; then
+    if ! start_etcd "$etcd_port" "$peer_port" "$attempt"; then
       say "etcd failed to start (attempt $attempt)"
-      print_log_tail etcd 20
-      stop etcd
+      if daemon_alive etcd; then print_log_tail etcd 20; fi
+      daemon_stop etcd
       continue
     fi
     if start_apiserver "$etcd_port" "$api_port"; then
       ok=1
       break
     fi
-    print_log_tail kube-apiserver 40
-    stop kube-apiserver
-    stop etcd
+    if daemon_alive kube-apiserver; then print_log_tail kube-apiserver 40; fi
+    daemon_stop kube-apiserver etcd
     # Only a lost port race is worth another try.
     grep -q "address already in use" "$logs/kube-apiserver.log" 2>/dev/null || break
   done
@@ -319,11 +271,21 @@ cmd_up() {
 }
 
 cmd_down() {
-  local purge=0
-  [[ "${1:-}" == "--purge" ]] && purge=1
+  local purge=0 bed=""
+  while (($#)); do
+    case "$1" in
+      --purge) purge=1; shift ;;
+      --bed) bed="${2:?--bed needs an ID}"; shift 2 ;; # internal: only if the bed is still this one
+      *) die "down: unknown argument $1" ;;
+    esac
+  done
   if [[ -f "$dir/.lock" ]]; then
     exec 9>"$dir/.lock"
     flock 9
+  fi
+  if [[ -n "$bed" && "$(cat "$dir/bed.id" 2>/dev/null)" != "$bed" ]]; then
+    say "bed $bed in $dir was already replaced or removed; leaving $dir alone"
+    return 0
   fi
   stop_all
   if ((purge)); then
@@ -346,7 +308,7 @@ rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/n
 cmd_status() {
   local name pid rc=0
   for name in etcd kube-apiserver watchdog; do
-    if pid="$(live_pid "$name")"; then
+    if pid="$(daemon_pid "$name")"; then
       echo "$name: running (pid $pid, rss $(rss_mib "$pid") MiB)"
     else
       echo "$name: not running"
@@ -363,12 +325,12 @@ cmd_status() {
   return $rc
 }
 
-cmd_watchdog() { # <pid> <dir>: internal, started by `up --watch-pid`
+cmd_watchdog() { # <pid> <start time> <dir> <bed id>: internal, started by `up --watch-pid`
   local pid="$1"
-  while kill -0 "$pid" 2>/dev/null; do sleep 1; done
-  say "watched pid $pid exited; tearing down $2"
-  rm -f "${2%/}/watchdog.pid"
-  TESTBED_DIR="$2" exec "$self" down --purge
+  while _daemon_same "$pid" "$2"; do sleep 1; done
+  say "watched pid $pid exited; tearing down bed $4 in $3"
+  rm -f "${3%/}/watchdog.pid"
+  TESTBED_DIR="$3" exec "$self" down --purge --bed "$4"
 }
 
 case "${1:-}" in
