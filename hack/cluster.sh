@@ -351,7 +351,7 @@ cmd_exec() {
   [[ -n "$(ns_pid)" ]] && kill -0 "$(ns_pid)" 2>/dev/null || die "no cluster up in $dir (run: $self up)"
   (($#)) || die "exec: no command"
   eval "$(cmd_env)"
-  exec nsenter -t "$(ns_pid)" -n -m -- "$@"
+  exec nsenter -t "$(ns_pid)" -n -m --wd="$PWD" -- "$@" # (a mount namespace starts in /)
 }
 
 cmd_env() {

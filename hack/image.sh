@@ -17,7 +17,8 @@
 #   hack/image.sh chart
 #       `helm package` of charts/ads-export-operator, `helm push` to oci://$REGISTRY/charts.
 #
-# Prints the pushed reference on stdout. buildah's storage lives in $IMAGE_STATE_DIR
+# Prints the pushed reference on stdout. IMAGE_BINARIES_DIR (default <repo>/target/release)
+# is where the operator image's binaries come from. buildah's storage lives in $IMAGE_STATE_DIR
 # (default <repo>/target/image/buildah, vfs driver): nothing is written to the host's
 # container storage. Why buildah: it builds OCI images from a plain directory tree
 # with no daemon and no RUN step (so no shell is needed in the image), and pushes
@@ -27,13 +28,15 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$repo/target/testbed/bin"
 state="$(realpath -m "${IMAGE_STATE_DIR:-$repo/target/image/buildah}")"
+binaries="${IMAGE_BINARIES_DIR:-$repo/target/release}"
 # shellcheck source=versions.env
 source "$repo/hack/versions.env"
 
 say() { printf 'image: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-: "${REGISTRY:?set REGISTRY=host:port (hack/cluster.sh env prints it as CLUSTER_REGISTRY)}"
+REGISTRY="${REGISTRY:-${CLUSTER_REGISTRY:-}}" # (hack/cluster.sh env exports CLUSTER_REGISTRY)
+: "${REGISTRY:?set REGISTRY=host:port of the registry}"
 # helm's registry login/cache dirs stay under the state dir too, not in $HOME.
 export HELM_CACHE_HOME="${HELM_CACHE_HOME:-$state/helm/cache}" HELM_CONFIG_HOME="${HELM_CONFIG_HOME:-$state/helm/config}"
 export HELM_DATA_HOME="${HELM_DATA_HOME:-$state/helm/data}"
@@ -56,8 +59,8 @@ copy_with_libs() { # <rootfs> <file> <dest path>
 operator_rootfs() { # <rootfs>
   local r="$1" b
   for b in ads-export-operator ads-emulator; do
-    [[ -x "$repo/target/release/$b" ]] || die "target/release/$b missing (cargo build --release --locked --bin ads-export-operator --bin ads-emulator)"
-    copy_with_libs "$r" "$repo/target/release/$b" "/usr/local/bin/$b"
+    [[ -x "$binaries/$b" ]] || die "$binaries/$b missing (cargo build --release --locked --bin ads-export-operator --bin ads-emulator)"
+    copy_with_libs "$r" "$binaries/$b" "/usr/local/bin/$b"
   done
   install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
   mkdir -p "$r/tmp" "$r/home/nonroot"
@@ -94,7 +97,7 @@ cmd_operator() {
   ctr="$(bah from --quiet scratch)"
   bah copy --quiet "$ctr" "$rootfs/" / >/dev/null
   local cfg=(
-    --user 65532:65532 --port 8080 --workingdir /
+    --user 65532:65532 --port 8080/tcp --workingdir / # (docker build records EXPOSE 8080 as 8080/tcp)
     --entrypoint '["/usr/local/bin/ads-export-operator"]' --cmd run
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
     --label "org.opencontainers.image.title=$(crate_field name)"
