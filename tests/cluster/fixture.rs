@@ -284,6 +284,15 @@ impl Release {
         api.create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("create {ns}/{name}: {e}"));
     }
 
+    /// Creates ContinuousExport `name` with `spec` in namespace `ns` and waits until
+    /// it is Ready and its export ACTIVE in the emulator; the export's ID.
+    pub async fn active_export(&self, ns: &str, name: &str, spec: Value) -> String {
+        self.create_export(ns, name, spec).await;
+        let id = self.wait_export_ready(ns, name).await;
+        assert_eq!(self.emulator_status(&id), "ACTIVE");
+        id
+    }
+
     /// Waits for Ready=True on the current generation; the export's ID.
     pub async fn wait_export_ready(&self, ns: &str, name: &str) -> String {
         let api: Api<ContinuousExport> = Api::namespaced(self.client.clone(), ns);

@@ -139,9 +139,7 @@ async fn the_running_container_is_read_only_non_root_without_capabilities() {
 async fn an_export_is_started_stopped_and_deleted_by_the_in_cluster_operator() {
     let r = Release::install("lifecycle", base_tag(), 18083).await;
     let ns = r.exports.clone();
-    r.create_export(&ns, "inv", json!({"deletionPolicy": "Delete"})).await;
-    let id = r.wait_export_ready(&ns, "inv").await;
-    assert_eq!(r.emulator_status(&id), "ACTIVE");
+    let id = r.active_export(&ns, "inv", json!({"deletionPolicy": "Delete"})).await;
 
     r.exports_api()
         .patch("inv", &PatchParams::default(), &Patch::Merge(json!({"spec": {"stopped": true}})))
@@ -164,8 +162,7 @@ async fn an_export_is_started_stopped_and_deleted_by_the_in_cluster_operator() {
 async fn deleting_the_leader_pod_fails_over_within_the_lease_duration() {
     let r = Release::install("failover", base_tag(), 18084).await;
     let ns = r.exports.clone();
-    r.create_export(&ns, "inv", json!({})).await;
-    let id = r.wait_export_ready(&ns, "inv").await;
+    let id = r.active_export(&ns, "inv", json!({})).await;
     let leader = r.leader().await;
 
     let deleted = Instant::now();
@@ -191,14 +188,21 @@ async fn deleting_the_leader_pod_fails_over_within_the_lease_duration() {
 async fn helm_upgrade_rolls_the_pods_without_touching_the_export() {
     let r = Release::install("upgrade", base_tag(), 18085).await;
     let ns = r.exports.clone();
-    r.create_export(&ns, "inv", json!({})).await;
-    let id = r.wait_export_ready(&ns, "inv").await;
-    let before: Vec<_> = r.pods().await.into_iter().filter_map(|p| p.metadata.uid).collect();
+    let id = r.active_export(&ns, "inv", json!({})).await;
+    let old_pods = r.pods().await;
+    let before: Vec<_> = old_pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    let old_image = container_status(&old_pods[0]).image_id;
 
     push_image("cluster-next", &["org.opencontainers.image.ref.name=cluster-next"]);
+    let rolled = Instant::now();
     r.upgrade("cluster-next", 18085);
     let after = r.wait_replicas_ready(2, "cluster-next").await;
+    eprintln!("upgrade: helm upgrade -> 2 new pods Ready in {:.1}s", rolled.elapsed().as_secs_f64());
     assert!(after.iter().all(|p| !before.contains(p.metadata.uid.as_ref().unwrap())), "every pod replaced");
+    for p in &after {
+        let image = container_status(p).image_id;
+        assert_ne!(image, old_image, "the new pods run the second build (another digest)");
+    }
     r.leader().await;
     assert_eq!(r.emulator_status(&id), "ACTIVE");
     r.wait_export_ready(&ns, "inv").await;
@@ -225,9 +229,7 @@ async fn deleting_a_namespace_stops_delete_exports_and_keeps_retain_ones() {
 /// returns the export's ID.
 async fn namespace_with_export_deleted(r: &Release, policy: &str) -> String {
     let ns = support::namespace(&r.client, &format!("doomed-{}", policy.to_lowercase())).await;
-    r.create_export(&ns, "inv", json!({"deletionPolicy": policy})).await;
-    let id = r.wait_export_ready(&ns, "inv").await;
-    assert_eq!(r.emulator_status(&id), "ACTIVE");
+    let id = r.active_export(&ns, "inv", json!({"deletionPolicy": policy})).await;
     let deleted = Instant::now();
     r.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(r.client.clone());
@@ -246,11 +248,11 @@ async fn namespace_with_export_deleted(r: &Release, policy: &str) -> String {
 async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
     let r = Release::install("sigkill", base_tag(), 18087).await;
     let ns = r.exports.clone();
-    r.create_export(&ns, "inv", json!({})).await;
-    let id = r.wait_export_ready(&ns, "inv").await;
+    let id = r.active_export(&ns, "inv", json!({})).await;
     let leader = r.leader().await;
     let victim = ContainerProcess::of_pod(&leader).await;
 
+    let killed_at = Instant::now();
     let killed = std::process::Command::new("kill").args(["-KILL", &victim.pid.to_string()]).status().unwrap();
     assert!(killed.success());
     let pod = support::wait_for_ok(&format!("{leader} restarted and Ready"), POD_DEADLINE, || async {
@@ -259,6 +261,7 @@ async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
         if cs.restart_count == 1 && pod_ready(&p) { Ok(p) } else { Err(format!("{cs:?}")) }
     })
     .await;
+    eprintln!("sigkill: container restarted and Ready in {:.1}s", killed_at.elapsed().as_secs_f64());
     let last = container_status(&pod).last_state.and_then(|s| s.terminated).expect("lastState.terminated");
     assert_eq!(last.exit_code, 137, "{last:?}");
     // Nothing leaked: one operator process per pod, the export untouched.
