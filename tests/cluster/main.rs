@@ -264,6 +264,9 @@ async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
     eprintln!("sigkill: container restarted and Ready in {:.1}s", killed_at.elapsed().as_secs_f64());
     let last = container_status(&pod).last_state.and_then(|s| s.terminated).expect("lastState.terminated");
     assert_eq!(last.exit_code, 137, "{last:?}");
+    // The killed container's log, through the apiserver and the kubelet (`kubectl logs`).
+    let previous = r.kubectl(&["logs", "-n", &r.ns, &leader, "--previous"]);
+    assert!(previous.contains("acquired the leader lease"), "previous log: {previous}");
     // Nothing leaked: one operator process per pod, the export untouched.
     let all = operator_pids(|env| env.contains(&format!("POD_NAMESPACE={}", r.ns)));
     assert_eq!(all.len(), 2, "operator processes {all:?}");
