@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM or Ctrl-C (SIGINT), logging which (a clean exit's status cannot tell).
 async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -72,9 +72,9 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight reconciles");
+    let signal = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = term => "SIGTERM",
+    };
+    tracing::info!(signal, "shutdown signal received; finishing in-flight reconciles");
 }

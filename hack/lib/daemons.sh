@@ -162,7 +162,8 @@ _daemon_report() {
   sent="$(_daemon_sent "$name")"
   case "$how" in
     killed\ by\ SIG*) if [[ -n "$sent" ]]; then how+=" (we sent it: $sent)"; else how+=" (not sent by these scripts)"; fi ;;
-    *) [[ -z "$sent" ]] || how+=" (after we sent: $sent)" ;;
+    exit\ status\ unknown*) if [[ -n "$sent" ]]; then how+=" (we sent: $sent)"; else how+=" (no signal from these scripts)"; fi ;;
+    *) if [[ -n "$sent" ]]; then how+=" (after we sent: $sent)"; else how+=" (no signal from these scripts)"; fi ;;
   esac
   _daemon_say "$name (pid $_pid) died: $how"
   if [[ -n "$_log" ]]; then
@@ -208,6 +209,18 @@ _daemon_execd() {
   [[ -n "$cmdline" && "$cmdline" != "$(tr '\0' ' ' <"/proc/$$/cmdline")" ]]
 }
 
+# _daemon_exec LOG CMD...: in the forked child: no inherited fds above 2 (lock fds), stdio
+# to /dev/null and LOG, then exec setsid, which execs CMD in the same process.
+_daemon_exec() {
+  local fd log="$1"
+  shift
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd="${fd##*/}"
+    ((fd > 2)) && eval "exec $fd>&-"
+  done
+  exec setsid "$@" </dev/null >>"$log" 2>&1
+}
+
 # daemon_start NAME LOG CMD...: starts CMD in its own session (stdin /dev/null, stdout and
 # stderr appended to LOG), records it in <dir>/NAME.pid and watches it. Returns 0 once the
 # process runs CMD itself; 1 (after reporting why, and stopping it) if it died or did not
@@ -230,13 +243,7 @@ daemon_start() {
   rm -f "$DAEMONS_DIR/$name.sent" "$DAEMONS_DIR/$name.exit"
   unset "DAEMONS_STATUS[$name]" "DAEMONS_REPORTED[$name]"
   [[ $- == *m* ]] && jobctl=1 && set +m # with job control the job would lead a group: setsid would fork
-  (
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd="${fd##*/}"
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    exec setsid "${guard[@]}" "$@" </dev/null >>"$log" 2>&1
-  ) &
+  _daemon_exec "$log" "${guard[@]}" "$@" & # (bash may note a signalled one as "<pid> Killed _daemon_exec ...")
   pid=$!
   ((jobctl)) && set -m
   start="$(_daemon_stat "$pid")" && start="${start#* }" || start=0 # 0: already gone

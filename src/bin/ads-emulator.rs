@@ -66,12 +66,14 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let running = emulator.spawn(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     println!("ads-emulator listening on {}", running.endpoint_url());
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    let signal = shutdown_signal().await;
+    // Which signal: the exit status (0) of a clean shutdown cannot tell.
+    tracing::info!(signal, "shutting down");
     running.shutdown().await.map_err(|e| e.to_string())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, with that signal's name.
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for Ctrl-C: {e}");
@@ -94,7 +96,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        () = ctrl_c => "SIGINT",
+        () = terminate => "SIGTERM",
     }
 }

@@ -46,31 +46,50 @@ impl Drop for InProcess {
     }
 }
 
-/// The operator binary; SIGKILLed on drop. Its stdout and stderr go to `log`.
+/// The operator binary, a direct child of the test process (its PID is the operator's own);
+/// SIGKILLed on drop. Its stdout and stderr go to `log`.
 pub struct Process {
-    child: tokio::process::Child,
+    /// Locked only briefly, to ask whether it has exited (which reaps it).
+    child: std::sync::Mutex<tokio::process::Child>,
     /// The log file.
     pub log: std::path::PathBuf,
 }
 
 impl Process {
+    fn child(&mut self) -> &mut tokio::process::Child {
+        self.child.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// SIGKILL, as a node failure or OOM kill would: no clean-up code runs.
     pub async fn kill(&mut self) {
-        self.child.kill().await.expect("kill the operator process");
+        self.child().kill().await.expect("kill the operator process");
     }
 
     /// SIGTERM, then wait for the exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("running").to_string();
+        let pid = self.child().id().expect("running").to_string();
         let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(sent.success(), "kill -TERM {pid}");
-        tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exit after SIGTERM").unwrap()
+        tokio::time::timeout(DEADLINE, self.child().wait()).await.expect("exit after SIGTERM").unwrap()
     }
 
     /// Waits up to `limit` for the process to exit on its own; its exit status, or
     /// `None` if it still runs.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(limit, self.child.wait()).await.ok().map(|r| r.expect("wait for the operator"))
+        tokio::time::timeout(limit, self.child().wait()).await.ok().map(|r| r.expect("wait for the operator"))
+    }
+
+    /// `None` while the process runs; once it has exited, how it ended ("exited with status
+    /// 1", "killed by SIGKILL") and the tail of its log.
+    pub fn exited(&self) -> Option<String> {
+        let mut child = self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let status = child.try_wait().ok()??;
+        Some(format!(
+            "the operator process {}; last lines of {}:\n{}",
+            support::process::describe(status),
+            self.log.display(),
+            tail(&self.log_text())
+        ))
     }
 
     /// The whole log so far.
@@ -78,9 +97,13 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The base URL of the metrics server, from its start-up log line.
+    /// The base URL of the metrics server, from its start-up log line. Panics at once, with
+    /// its exit status and log tail, if the process exits first.
     pub async fn metrics_url(&self) -> String {
         support::wait_for_ok(&format!("metrics address in {}", self.log.display()), DEADLINE, || async {
+            if let Some(how) = self.exited() {
+                panic!("{how}");
+            }
             let text = self.log_text();
             let line = text.lines().find(|l| l.contains("serving /metrics")).ok_or_else(|| tail(&text))?;
             let addr = line
@@ -94,9 +117,18 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// A test that fails because the operator died says how it died (kill_on_drop then
+    /// SIGKILLs one that still runs).
+    fn drop(&mut self) {
+        if let Some(how) = self.exited() {
+            eprintln!("{how}");
+        }
+    }
+}
+
 fn tail(text: &str) -> String {
-    let lines: Vec<_> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    support::process::tail(text, 20)
 }
 
 impl Test {
@@ -190,7 +222,7 @@ impl Test {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the operator binary");
-        Process { child, log: path }
+        Process { child: std::sync::Mutex::new(child), log: path }
     }
 
     /// Creates an object from raw JSON (so even values our types reject reach the

@@ -13,6 +13,8 @@
 //! per test from [`TestBed::client`] and never share one across tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::fmt::Debug;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -120,6 +122,23 @@ impl TestBed {
         let path = self.dir.join(format!("kubeconfig-{user}"));
         assert!(path.is_file(), "the test bed has no user {user:?} ({} missing)", path.display());
         client_from(&path).await
+    }
+
+    /// Empty if the bed's `etcd` and `kube-apiserver` (as `hack/testbed.sh` recorded them:
+    /// PID and start time) run; otherwise, for each one that does not, a line saying so and
+    /// the tail of its log. A wait that times out appends it (see [`wait_for_ok`]).
+    pub fn daemons_report(&self) -> String {
+        let mut report = String::new();
+        for name in ["etcd", "kube-apiserver"] {
+            let log = self.dir.join("logs").join(format!("{name}.log"));
+            match process::Recorded::read(&self.dir, name) {
+                Some(r) if r.alive() => continue,
+                Some(r) => report += &format!("\ntest bed: {name} (pid {}) is not running", r.pid),
+                None => report += &format!("\ntest bed: {name} is not running (no {name}.pid)"),
+            }
+            report += &format!("; last lines of {}:\n{}", log.display(), process::log_tail(&log, 15));
+        }
+        report
     }
 
     pub fn kubeconfig_path(&self) -> &Path {
@@ -267,8 +286,13 @@ where
             Err(_) => format!("attempt still running after {remaining:?}"),
         };
         if start.elapsed() >= deadline {
+            // The bed may be why: say so if one of its daemons is gone.
+            let bed = match BED.get() {
+                Some(Ok(bed)) => bed.daemons_report(),
+                _ => String::new(),
+            };
             panic!(
-                "timed out after {:.1}s ({attempts} attempts) waiting for {what}; last observation: {last}",
+                "timed out after {:.1}s ({attempts} attempts) waiting for {what}; last observation: {last}{bed}",
                 start.elapsed().as_secs_f64()
             );
         }
