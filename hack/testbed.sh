@@ -101,6 +101,13 @@ EOF
     # Service-account token signing key pair.
     $ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     $ossl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+    # The apiserver's client certificate for kubelets (kubectl logs/exec on a
+    # hack/cluster.sh node): system:masters, so the kubelet's webhook authorizes it.
+    $ossl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout kubelet-client.key \
+      -out kubelet-client.csr -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+    $ossl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+      -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
     chmod 600 ./*.key
   )
 }
@@ -171,6 +178,7 @@ start_apiserver() { # <etcd port> <secure port>; returns 1 (having said why) if 
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$2" \
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
     --token-auth-file "$dir/tokens.csv" \
     --authorization-mode RBAC \
     --service-account-issuer "$sa_issuer" --api-audiences "$sa_issuer" \
