@@ -15,7 +15,7 @@ mod fixture;
 
 use std::time::{Duration, Instant};
 
-use ads_export_operator::ads::aws::op;
+use ads_export_operator::ads::Operation;
 use fixture::*;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
@@ -154,8 +154,8 @@ async fn an_export_is_started_stopped_and_deleted_by_the_in_cluster_operator() {
         }
     })
     .await;
-    assert_eq!(r.emu.emulator.calls(op::START), 1);
-    assert_eq!(r.emu.emulator.calls(op::STOP), 1);
+    assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1);
+    assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1);
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn deleting_the_leader_pod_fails_over_within_the_lease_duration() {
     eprintln!("failover: {leader} -> {new_leader} in {:.1}s (lease {LEASE_SECONDS}s)", took.as_secs_f64());
     assert!(took <= Duration::from_secs(LEASE_SECONDS + 5), "took {took:?}");
     r.wait_emulator_status(&id, "INACTIVE").await;
-    assert_eq!(r.emu.emulator.calls(op::START), 1, "no Start sent twice");
+    assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1, "no Start sent twice");
 }
 
 #[tokio::test]
@@ -206,8 +206,8 @@ async fn helm_upgrade_rolls_the_pods_without_touching_the_export() {
     r.leader().await;
     assert_eq!(r.emulator_status(&id), "ACTIVE");
     r.wait_export_ready(&ns, "inv").await;
-    assert_eq!(r.emu.emulator.calls(op::START), 1, "no Start caused by the roll");
-    assert_eq!(r.emu.emulator.calls(op::STOP), 0, "no Stop caused by the roll");
+    assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1, "no Start caused by the roll");
+    assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 0, "no Stop caused by the roll");
 }
 
 #[tokio::test]
@@ -218,10 +218,10 @@ async fn deleting_a_namespace_stops_delete_exports_and_keeps_retain_ones() {
     // One after the other: ADS allows one active export per region.
     let stopped = namespace_with_export_deleted(&r, "Delete").await;
     assert_eq!(r.emulator_status(&stopped), "INACTIVE", "Delete stops the export");
-    assert_eq!(r.emu.emulator.calls(op::STOP), 1);
+    assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1);
     let kept = namespace_with_export_deleted(&r, "Retain").await;
     assert_eq!(r.emulator_status(&kept), "ACTIVE", "Retain keeps the export running");
-    assert_eq!(r.emu.emulator.calls(op::STOP), 1, "no Stop for the Retain export");
+    assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1, "no Stop for the Retain export");
 }
 
 /// Creates a namespace holding an ACTIVE export with `policy`, deletes the namespace
@@ -272,8 +272,8 @@ async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
     assert_eq!(all.len(), 2, "operator processes {all:?}");
     assert_eq!(r.emulator_status(&id), "ACTIVE");
     r.leader().await;
-    assert_eq!(r.emu.emulator.calls(op::START), 1);
-    assert_eq!(r.emu.emulator.calls(op::STOP), 0);
+    assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1);
+    assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 0);
 }
 
 #[tokio::test]
