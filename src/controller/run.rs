@@ -2,8 +2,9 @@
 //! trigger filter, and [`run`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector;
@@ -93,6 +94,9 @@ pub async fn run<S: ExportService>(
     // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
     // waiter, and the controller is already one.
     let on_synced = observer.clone();
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark_synced = synced.clone();
+    let shutdown = shutdown.shared();
     let claims = Arc::new(ClaimIndex::new(settings.default_region.clone()));
     let index = claims.clone();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
@@ -103,9 +107,12 @@ pub async fn run<S: ExportService>(
             if let Ok(e) = event {
                 index.apply(e);
             }
-            if let (Ok(watcher::Event::InitDone), Some(o)) = (event, &on_synced) {
-                tracing::info!("watch cache synced");
-                o.synced();
+            if let Ok(watcher::Event::InitDone) = event {
+                mark_synced.store(true, Ordering::Release);
+                if let Some(o) = &on_synced {
+                    tracing::info!("watch cache synced");
+                    o.synced();
+                }
             }
         })
         .applied_objects()
@@ -115,18 +122,34 @@ pub async fn run<S: ExportService>(
     ctx.claims = claims;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
-    Controller::for_stream(trigger, reader)
+    let controller = Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile ended with an error");
             }
-        })
-        .await;
-    tracing::info!("controller stopped");
+        });
+    tokio::select! {
+        () = controller => tracing::info!("controller stopped"),
+        () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
+    }
     Ok(())
+}
+
+/// Resolves when `shutdown` comes before the watch cache's first list completed.
+///
+/// kube-runtime's graceful shutdown ends the trigger stream, which also feeds the
+/// cache, while its runner waits for the cache to be ready before it starts: a
+/// shutdown (SIGTERM) during the first list would wait forever. With nothing synced,
+/// no reconcile has started, so the controller can simply be dropped. After the sync
+/// this never resolves, and the graceful shutdown lets in-flight reconciles finish.
+async fn shutdown_before_sync(shutdown: impl Future<Output = ()>, synced: Arc<AtomicBool>) {
+    shutdown.await;
+    if synced.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
 }
 
 #[cfg(test)]
