@@ -47,6 +47,7 @@ mod apiserver;
 mod apply;
 mod deletion;
 mod fake_ads;
+mod shutdown;
 mod starts;
 
 use apiserver::*;
