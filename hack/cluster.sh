@@ -54,6 +54,8 @@ nodes=(1 2)
 source "$repo/hack/versions.env"
 # shellcheck source=lib/daemons.sh
 source "$repo/hack/lib/daemons.sh"
+# shellcheck source=lib/ports.sh
+source "$repo/hack/lib/ports.sh"
 # shellcheck source=lib/cluster-config.sh
 source "$repo/hack/lib/cluster-config.sh"
 
@@ -173,16 +175,6 @@ is_up() {
 
 # ---------------------------------------------------------------- start
 
-free_ports() { # <n>: n distinct free loopback ports inside the namespace
-  in_ns python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
 start_ns() {
   mkdir -p "$dir/etc"
   write_hosts_file "$dir/etc/hosts"
@@ -272,7 +264,7 @@ cmd_up() {
   fi
   start_ns
   start_control_plane
-  read -r reg_port <<<"$(free_ports 1)"
+  read -r reg_port <<<"$(free_ports 1 in_ns)"
   REGISTRY="127.0.0.1:$reg_port"
   printf 'REGISTRY=%s\nAPISERVER_PORT=%s\nNETNS=%s\n' "$REGISTRY" "$api_port" \
     "$(readlink "/proc/$(ns_pid)/ns/net")" >"$dir/cluster.env"
@@ -280,7 +272,7 @@ cmd_up() {
   # The sandbox image comes from the bed's registry like any other image.
   in_ns env REGISTRY="$REGISTRY" IMAGE_STATE_DIR="$dir/buildah" "$repo/hack/image.sh" pause
   make_cgroups
-  read -r -a ports <<<"$(free_ports "${#nodes[@]}")"
+  read -r -a ports <<<"$(free_ports "${#nodes[@]}" in_ns)"
   for n in "${nodes[@]}"; do start_node "$n" "${ports[$((n - 1))]}"; done
   daemon_wait_until "$ready_timeout" "nodes $(printf 'node-%s ' "${nodes[@]}")Ready" all_nodes_ready
   trap - EXIT

@@ -64,6 +64,8 @@ k() { "$kubectl" "$@"; }
 # kube-apiserver, whose pidfiles share this dir) and reports how any of them died.
 # shellcheck source=lib/daemons.sh
 source "$repo/hack/lib/daemons.sh"
+# shellcheck source=lib/ports.sh
+source "$repo/hack/lib/ports.sh"
 DAEMONS_PREFIX=demo
 [[ "$mode" == keep ]] || DAEMONS_PDEATHSIG=TERM
 daemons_init "$dir"
@@ -211,7 +213,7 @@ echo "$url" >"$dir/emulator.url"
 say "ads-emulator at $url (START_IN_PROGRESS for 2s, STOP_IN_PROGRESS for 3s)"
 
 step "start the operator"
-metrics_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+metrics_port="$(free_ports 1)"
 metrics="http://127.0.0.1:$metrics_port"
 # A clean environment: dummy credentials (the emulator wants signed requests but
 # does not check signatures), no profile, no instance metadata.

@@ -42,22 +42,14 @@ die() { say "ERROR: $*"; exit 1; }
 # start time in $dir/<name>.pid and says how one died.
 # shellcheck source=lib/daemons.sh
 source "$repo/hack/lib/daemons.sh"
+# shellcheck source=lib/ports.sh
+source "$repo/hack/lib/ports.sh"
 DAEMONS_PREFIX=testbed
 daemons_init "$dir"
 
 # The bed's data is disposable (every `up` starts from scratch), so all
 # processes stop at once instead of apiserver first.
 stop_all() { daemon_stop watchdog kube-apiserver etcd; }
-
-free_ports() { # <n>: n distinct free loopback ports
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 
 # ---------------------------------------------------------------- health
 
