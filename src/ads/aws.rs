@@ -244,6 +244,21 @@ impl AwsExportService {
             .await?;
         Ok((out.descriptions().iter().filter_map(description).collect(), out.next_token().map(str::to_owned)))
     }
+
+    /// Every page of DescribeContinuousExports (`ids`: those exports only; `None`: the
+    /// whole region), following `nextToken`.
+    async fn pages(&self, region: &str, ids: Option<Vec<String>>) -> Result<Vec<ExportDescription>, AdsError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let (page, next) = self.describe_page(region, ids.clone(), token).await?;
+            all.extend(page);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
 }
 
 /// [`crate::identity::AWS_APP_NAME`] as the SDK's app name (sent as `app/<name>` in
@@ -270,17 +285,12 @@ impl ExportService for AwsExportService {
         })
     }
 
+    async fn describe_many(&self, region: &str, export_ids: &[String]) -> Result<Vec<ExportDescription>, AdsError> {
+        self.pages(region, Some(export_ids.to_vec())).await
+    }
+
     async fn list(&self, region: &str) -> Result<Vec<ExportDescription>, AdsError> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let (page, next) = self.describe_page(region, None, token).await?;
-            all.extend(page);
-            match next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(all),
-            }
-        }
+        self.pages(region, None).await
     }
 
     async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {

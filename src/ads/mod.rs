@@ -213,6 +213,46 @@ pub trait ExportService: Send + Sync + 'static {
     /// `OperationNotPermitted` (already stopping or stopped), among others.
     fn stop(&self, region: &str, export_id: &str) -> impl Future<Output = Result<StopTimes, AdsError>> + Send;
 
+    /// DescribeContinuousExports for several IDs in `region` at once (`exportIds`, at
+    /// most [`shared::MAX_IDS_PER_DESCRIBE`] = 100, ADS's `maxResults` ceiling), in
+    /// the order ADS answers. The default describes them one by one.
+    ///
+    /// # Errors
+    /// [`AdsError`] with reason `NotFound` when ADS does not know one of the IDs (ADS
+    /// then answers `ResourceNotFoundException` for the whole call), as [`Self::describe`]
+    /// otherwise.
+    fn describe_many(
+        &self,
+        region: &str,
+        export_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<ExportDescription>, AdsError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(export_ids.len());
+            for id in export_ids {
+                found.push(self.describe(region, id).await?);
+            }
+            Ok(found)
+        }
+    }
+
+    /// Export `export_id`, in transition (`START_IN_PROGRESS`, `STOP_IN_PROGRESS`), as
+    /// the region's transition watch last saw it, when that is at most `max_age` ago;
+    /// otherwise described by ID. [`shared::SharedListing`] keeps such exports under
+    /// watch (250 ms doubling to 30 s) and reports their changes, so the reconciles of
+    /// their objects read, not call. The default is [`Self::describe`].
+    ///
+    /// # Errors
+    /// As [`Self::describe`].
+    fn describe_watched(
+        &self,
+        region: &str,
+        export_id: &str,
+        max_age: Duration,
+    ) -> impl Future<Output = Result<ExportDescription, AdsError>> + Send {
+        let _ = max_age;
+        self.describe(region, export_id)
+    }
+
     /// Export `export_id` as a listing of `region` at most `max_age` old reports it
     /// (a steady-state read: [`shared::SharedListing`] serves all objects of a region
     /// from one listing); an ID the listing lacks is described by ID. The default is

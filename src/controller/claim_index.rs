@@ -162,6 +162,14 @@ impl ClaimIndex {
         claims_on(&self.lock().live, &key(obj), &age_key(obj), ids)
     }
 
+    /// The objects (namespace, name) that claim export `id`: manage it
+    /// (`status.exportId`) or want it (`spec.exportId`).
+    pub fn claimants(&self, id: &str) -> Vec<(String, String)> {
+        let g = self.lock();
+        let keys = g.live.by_export.get(id).into_iter().flatten();
+        keys.filter_map(|k| g.live.objects.get(k)).map(|e| (e.age.1.clone(), e.age.2.clone())).collect()
+    }
+
     /// How many objects the live index holds.
     pub fn len(&self) -> usize {
         self.lock().live.objects.len()

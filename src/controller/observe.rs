@@ -16,6 +16,7 @@ use super::deletion;
 use super::error::Error;
 use super::observation::{Observation, Pending, Reads, Schedule};
 use crate::ads::ExportService;
+use crate::ads::shared::WATCH_MAX;
 use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
 
 /// `spec.region`, else the operator's default region.
@@ -82,6 +83,11 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
         ReadPlan::Describe(id) if decide::shared_read_suffices(&obj.spec, &obs) => {
             obs.ads.described = Some(ctx.ads.describe_shared(&region, &id, period).await);
         }
+        // In transition: the region's watch keeps the export's latest look (and
+        // reconciles this object when it changes).
+        ReadPlan::Describe(id) if in_transition(&obs) => {
+            obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, WATCH_MAX).await);
+        }
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
         // A pending start's export must be looked for afresh; the check before a
         // first Start reads the shared listing (a running export it misses makes
@@ -90,6 +96,14 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
         ReadPlan::List => listed(obj, ctx, &mut obs, &region, Some(period)).await,
     }
     obs
+}
+
+/// Whether the stored export is starting or stopping for this very generation (a
+/// spec change reads afresh).
+fn in_transition(obs: &Observation) -> bool {
+    let status = obs.status.export_status.as_deref();
+    matches!(status, Some("START_IN_PROGRESS" | "STOP_IN_PROGRESS"))
+        && obs.status.observed_generation == Some(obs.generation)
 }
 
 /// Lists the region (afresh, or from the shared listing at most `max_age` old) and

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kube::api::ListParams;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -16,7 +16,7 @@ use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
 use super::reconcile::reconcile;
 use crate::ads::ExportService;
-use crate::ads::shared::SharedListing;
+use crate::ads::shared::{Changed, SharedListing};
 use crate::api::ContinuousExport;
 
 /// The `Api` for the watched scope (one namespace or all).
@@ -118,12 +118,15 @@ pub async fn run<S: ExportService>(
         .applied_objects()
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);
-    let mut ctx = Context::new(client, SharedListing::new(ads), settings);
+    let ads = SharedListing::new(ads);
+    let changed = reconciles_on_change(ads.changes(), claims.clone());
+    let mut ctx = Context::new(client, ads, settings);
     ctx.claims = claims;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     let controller = Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_on(changed)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
@@ -136,6 +139,18 @@ pub async fn run<S: ExportService>(
         () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
     }
     Ok(())
+}
+
+/// The objects to reconcile at once because the transition watch saw their export
+/// change (docs/architecture.md, "Reads at scale"): every object that claims it.
+fn reconciles_on_change(
+    changes: impl Stream<Item = Changed> + Send + 'static,
+    claims: Arc<ClaimIndex>,
+) -> impl Stream<Item = ObjectRef<ContinuousExport>> + Send + 'static {
+    changes.flat_map(move |c| {
+        let objects = claims.claimants(&c.export_id);
+        futures::stream::iter(objects.into_iter().map(|(ns, name)| ObjectRef::new(&name).within(&ns)))
+    })
 }
 
 /// Resolves when `shutdown` comes before the watch cache's first list completed.
