@@ -1,21 +1,27 @@
 //! Operator benchmark on the real test bed: prints figures, asserts nothing about speed.
 //!
 //! `cargo bench --bench operator` (release build; starts its own kube-apiserver + etcd
-//! through `hack/testbed.sh`, or attaches to `$ADS_TESTBED_DIR`). Two parts:
+//! through `hack/testbed.sh`, or attaches to `$ADS_TESTBED_DIR`). For each size in
+//! `BENCH_SIZES` (default `1000,5000`; add `10000` for the RSS row), in a fresh
+//! namespace and a fresh emulator region:
 //!
-//! 1. **Cycle latency.** `BENCH_CYCLES` (default 10) times in one region: create an
-//!    object, until `Ready=True` (ACTIVE); set `spec.stopped: true`, until `Ready=True`
-//!    (INACTIVE); delete, until the object is gone. Wall-clock milliseconds per phase,
-//!    measured from the API call to the watch event that shows the outcome, and the ADS
-//!    calls per cycle (emulator counters).
-//! 2. **Scale.** `BENCH_OBJECTS` (default 500) objects, each adopting its own INACTIVE
-//!    export with `stopped: true` (ADS allows one active export per region, but any
-//!    number of stopped ones). Seconds until all are `Ready=True`; the operator's CPU
-//!    seconds (user + system, from `/proc/<pid>/stat`) and peak RSS (`VmHWM`) for that;
-//!    then two resync periods (`BENCH_RESYNC`, default 15 s, at least 10 s) of steady state: CPU seconds,
-//!    Describe calls and status writes (objects whose `resourceVersion` moved; should
-//!    be 0).
+//! 1. **Cold start.** N exports started and stopped through the SDK (INACTIVE), N
+//!    objects adopting them (`stopped: true`) created while no operator runs; then the
+//!    operator starts: seconds from its start to all `Ready=True`, its CPU seconds (user +
+//!    system, `/proc/<pid>/stat`) per object, peak RSS (`VmHWM`), Describe calls, and
+//!    apiserver writes per object (the apiserver's own `apiserver_request_total`, writes
+//!    on `continuousexports` and `events`).
+//! 2. **Steady state.** Two resync periods (`BENCH_RESYNC`, default 15 s, at least 10 s)
+//!    with nothing to do: Describe calls per resync beside the ideal `ceil(exports/100)`,
+//!    CPU seconds per resync, status writes (objects whose `resourceVersion` moved).
+//! 3. **Cycles.** `BENCH_CYCLES` (default 10) times, with the N objects present: create
+//!    an object, until `Ready=True` (ACTIVE); `spec.stopped: true`, until `Ready=True`
+//!    (INACTIVE); delete, until gone. Milliseconds per phase from the API call to the
+//!    watch event that shows the outcome, the ADS calls per cycle, and the Describe calls
+//!    of the first create (the region then holds N exports).
 //!
+//! Then a table of every figure beside its target (issue 10), with the ratio to the
+//! ideal AWS call count where there is one. The idle RSS is read before the first size.
 //! The operator is the release binary, run as a separate process with
 //! `--max-concurrent-reconciles` `BENCH_CONCURRENCY` (default 4, the flag's default).
 
@@ -56,26 +62,81 @@ async fn main() {
     ads_export_operator::install_crypto_provider();
     // Settings come from the environment (BENCH_*).
     let cycles: usize = env_or("BENCH_CYCLES", 10);
-    let objects: usize = env_or("BENCH_OBJECTS", 500);
-    let concurrency: u16 = env_or("BENCH_CONCURRENCY", 4);
-    let resync = Duration::from_secs(env_or("BENCH_RESYNC", 15));
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .map(|n| n.trim().parse().unwrap_or_else(|_| panic!("BENCH_SIZES: {n:?} is not a number")))
+        .collect();
+    let run = Run {
+        concurrency: env_or("BENCH_CONCURRENCY", 4),
+        resync: Duration::from_secs(env_or::<u64>("BENCH_RESYNC", 15).max(10)),
+    };
 
     let bed = tokio::task::spawn_blocking(support::testbed).await.unwrap();
     let client = bed.client().await;
     support::apply_crd(&client, &ads_export_operator::api::crd()).await;
-    let ns = support::namespace(&client, "bench").await;
+    println!("# ads-export-operator bench: max-concurrent-reconciles {}, resync {:?}", run.concurrency, run.resync);
+
+    let mut table = Vec::new();
+    let idle = {
+        let (emu, ns) = fresh(&client).await;
+        let operator = Operator::start(&emu, &ns, bed.kubeconfig_path(), &run);
+        operator.ready().await;
+        operator.peak_rss_mib()
+    };
+    table.push(Row::new("operator RSS, idle (MiB)", 0, idle, "<= 16", 16.0, None));
+    for n in sizes {
+        let (emu, ns) = fresh(&client).await;
+        let api: Api<ContinuousExport> = Api::namespaced(client.clone(), &ns);
+        let figures = scale(&client, &api, &emu, &ns, bed.kubeconfig_path(), &run, n, cycles).await;
+        table.extend(figures);
+    }
+    print_table(&table);
+}
+
+/// How the operator runs.
+struct Run {
+    concurrency: u16,
+    resync: Duration,
+}
+
+/// A fresh emulator (one region, no exports) and namespace.
+async fn fresh(client: &kube::Client) -> (RunningEmulator, String) {
+    let ns = support::namespace(client, "bench").await;
     let emu = Emulator::new(EmulatorConfig { home_region: Some(REGION.into()), ..EmulatorConfig::default() })
         .spawn("127.0.0.1:0")
         .await
         .expect("start the emulator");
-    let api: Api<ContinuousExport> = Api::namespaced(client.clone(), &ns);
-    let operator = Operator::start(&emu, &ns, bed.kubeconfig_path(), concurrency, resync);
-    operator.ready().await;
-    println!("# ads-export-operator bench: namespace {ns}, max-concurrent-reconciles {concurrency}");
+    (emu, ns)
+}
 
-    warm_up(&api).await;
-    cycle_latency(&api, &emu, cycles).await;
-    scale(&api, &emu, &operator, objects, resync).await;
+/// One line of the final table: a figure at a size, beside its target.
+struct Row {
+    figure: &'static str,
+    n: usize,
+    value: f64,
+    target: &'static str,
+    /// The target as a number (`<=` it is met).
+    limit: f64,
+    /// The ideal AWS call count, for figures that count calls.
+    ideal: Option<f64>,
+}
+
+impl Row {
+    fn new(figure: &'static str, n: usize, value: f64, target: &'static str, limit: f64, ideal: Option<f64>) -> Self {
+        Self { figure, n, value, target, limit, ideal }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("\n## figures beside targets (issue 10)");
+    println!("| figure | N | measured | target | met | ratio to ideal |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        let ratio = r.ideal.map_or("-".to_owned(), |i| format!("{:.2}x of {i:.0}", r.value / i.max(1.0)));
+        let met = if r.value <= r.limit { "yes" } else { "no" };
+        println!("| {} | {} | {:.2} | {} | {met} | {ratio} |", r.figure, r.n, r.value, r.target);
+    }
 }
 
 /// The operator binary as a child process, SIGKILLed on drop.
@@ -85,14 +146,9 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(
-        emu: &RunningEmulator,
-        ns: &str,
-        kubeconfig: &std::path::Path,
-        concurrency: u16,
-        resync: Duration,
-    ) -> Self {
-        let log = support::repo_root().join("target/bench-operator.log");
+    fn start(emu: &RunningEmulator, ns: &str, kubeconfig: &std::path::Path, run: &Run) -> Self {
+        let (concurrency, resync) = (run.concurrency, run.resync);
+        let log = support::repo_root().join(format!("target/bench-operator-{ns}.log"));
         let file = std::fs::File::create(&log).expect("create the operator log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ads-export-operator"))
             .args(["run", "--namespace", ns, "--aws-region", REGION, "--aws-endpoint-url", &emu.endpoint_url()])
@@ -208,16 +264,31 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// `(p50, p95, max)` of `samples` in milliseconds (nearest rank).
-fn summary(samples: &mut [f64]) -> (f64, f64, f64) {
+/// `(p50, p95, p99, max)` of `samples` in milliseconds (nearest rank).
+fn summary(samples: &mut [f64]) -> (f64, f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
     let rank = |p: f64| samples[(((p * samples.len() as f64).ceil() as usize).max(1) - 1).min(samples.len() - 1)];
-    (rank(0.50), rank(0.95), samples[samples.len() - 1])
+    (rank(0.50), rank(0.95), rank(0.99), samples[samples.len() - 1])
 }
 
-async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycles: usize) {
-    let (mut start, mut stop, mut delete) = (Vec::new(), Vec::new(), Vec::new());
+/// What the cycles measured that the table shows.
+struct Cycles {
+    /// `stopped: true` -> INACTIVE visible, p99 (ms).
+    stop_p99: f64,
+    /// `status.stopTime` minus the wall clock at the patch, p99 (ms).
+    stop_time_p99: f64,
+    /// Describe calls of the first cycle's create.
+    first_create_describes: u64,
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycles: usize) -> Cycles {
+    let (mut start, mut stop, mut delete, mut stop_time) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let calls_before = emu.emulator.counters();
+    let mut first_create_describes = 0;
     for i in 0..cycles {
         let name = format!("cycle-{i}");
         let obj: ContinuousExport = serde_json::from_value(json!({
@@ -225,17 +296,25 @@ async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycle
             "metadata": {"name": name}, "spec": {},
         }))
         .unwrap();
+        let describes = emu.emulator.counters().total("DescribeContinuousExports");
         let t = Instant::now();
         api.create(&PostParams::default(), &obj).await.expect("create");
         watch_until(api, &name, |o| o.is_some_and(|o| is_ready(o) && export_status(o) == Some("ACTIVE"))).await;
         start.push(millis(t.elapsed()));
+        if i == 0 {
+            first_create_describes = emu.emulator.counters().total("DescribeContinuousExports") - describes;
+        }
 
-        let t = Instant::now();
+        let (t, wall) = (Instant::now(), wall_ms());
         api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"stopped": true}})))
             .await
             .expect("patch stopped");
         watch_until(api, &name, |o| o.is_some_and(|o| is_ready(o) && export_status(o) == Some("INACTIVE"))).await;
         stop.push(millis(t.elapsed()));
+        let stopped = api.get(&name).await.expect("get").status.and_then(|s| s.stop_time);
+        if let Some(at) = stopped.and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok()) {
+            stop_time.push(at.as_millisecond() as f64 - wall);
+        }
 
         let t = Instant::now();
         api.delete(&name, &DeleteParams::default()).await.expect("delete");
@@ -245,23 +324,29 @@ async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycle
     let calls = emu.emulator.counters();
     let per_cycle = |op: &str| (calls.total(op) - calls_before.total(op)) as f64 / cycles as f64;
     println!("\n## cycle latency ({cycles} cycles: create -> ACTIVE, stopped -> INACTIVE, delete -> gone)");
-    println!("{:<28} {:>9} {:>9} {:>9}", "phase (ms, API call to watch event)", "p50", "p95", "max");
+    println!("{:<36} {:>9} {:>9} {:>9} {:>9}", "phase (ms, API call to watch event)", "p50", "p95", "p99", "max");
+    let stop_p99 = summary(&mut stop.clone()).2;
+    let stop_time_p99 = if stop_time.is_empty() { f64::NAN } else { summary(&mut stop_time.clone()).2 };
     for (label, samples) in [("create -> Ready (ACTIVE)", &mut start), ("stop -> Ready (INACTIVE)", &mut stop)]
         .into_iter()
-        .chain([("delete -> gone", &mut delete)])
+        .chain([("delete -> gone", &mut delete), ("stopTime - patch (ms)", &mut stop_time)])
     {
-        let (p50, p95, max) = summary(samples);
-        println!("{label:<36} {p50:>9.1} {p95:>9.1} {max:>9.1}");
+        if samples.is_empty() {
+            continue;
+        }
+        let (p50, p95, p99, max) = summary(samples);
+        println!("{label:<36} {p50:>9.1} {p95:>9.1} {p99:>9.1} {max:>9.1}");
     }
     println!(
-        "ADS calls per cycle: Start {:.1}, Describe {:.1}, Stop {:.1}",
+        "ADS calls per cycle: Start {:.1}, Describe {:.1}, Stop {:.1}; first create: {first_create_describes} Describe",
         per_cycle("StartContinuousExport"),
         per_cycle("DescribeContinuousExports"),
         per_cycle("StopContinuousExport")
     );
+    Cycles { stop_p99, stop_time_p99, first_create_describes }
 }
 
-/// Starts and stops `n` exports through the real SDK, returning their IDs.
+/// Starts and stops `n` exports through the real SDK (16 at a time), returning their IDs.
 async fn inactive_exports(emu: &RunningEmulator, n: usize) -> Vec<String> {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
@@ -270,6 +355,7 @@ async fn inactive_exports(emu: &RunningEmulator, n: usize) -> Vec<String> {
         .load()
         .await;
     let sdk = ads::Client::new(&conf);
+    // One export runs at a time in a region: start and stop one after the other.
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let out = sdk.start_continuous_export().send().await.expect("Start");
@@ -280,31 +366,43 @@ async fn inactive_exports(emu: &RunningEmulator, n: usize) -> Vec<String> {
     ids
 }
 
-async fn scale(api: &Api<ContinuousExport>, emu: &RunningEmulator, op: &Operator, n: usize, resync: Duration) {
-    let ids = inactive_exports(emu, n).await;
-    // Follow every object in the namespace on one watch: name -> Ready.
-    let mut stream = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
-    let cpu0 = op.cpu_seconds();
-    let t = Instant::now();
-    let create = async {
-        let mut pending = futures::stream::iter(ids.iter().enumerate().map(|(i, id)| {
-            let obj: ContinuousExport = serde_json::from_value(json!({
-                "apiVersion": "adsexport.io/v1alpha1", "kind": "ContinuousExport",
-                "metadata": {"name": format!("scale-{i}")},
-                "spec": {"exportId": id, "stopped": true},
-            }))
-            .unwrap();
-            async move { api.create(&PostParams::default(), &obj).await.map(|_| ()) }
+/// The apiserver's count of write requests (POST, PUT, PATCH, APPLY, DELETE) on
+/// `continuousexports` and `events` so far, from its own `apiserver_request_total`.
+async fn apiserver_writes(client: &kube::Client) -> f64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.expect("GET /metrics of the apiserver");
+    let writes = ["\"POST\"", "\"PUT\"", "\"PATCH\"", "\"APPLY\"", "\"DELETE\""];
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("resource=\"continuousexports\"") || l.contains("resource=\"events\""))
+        .filter(|l| writes.iter().any(|v| l.contains(&format!("verb={v}"))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Creates `scale-0..n` adopting `ids` (16 at a time).
+async fn create_adopters(api: &Api<ContinuousExport>, ids: &[String]) {
+    let mut pending = futures::stream::iter(ids.iter().enumerate().map(|(i, id)| {
+        let obj: ContinuousExport = serde_json::from_value(json!({
+            "apiVersion": "adsexport.io/v1alpha1", "kind": "ContinuousExport",
+            "metadata": {"name": format!("scale-{i}")},
+            "spec": {"exportId": id, "stopped": true},
         }))
-        .buffer_unordered(8);
-        while let Some(r) = pending.next().await {
-            r.expect("create");
-        }
-        t.elapsed()
-    };
-    let settle = async {
-        let mut ready: HashMap<String, bool> = HashMap::new();
-        let mut half = None;
+        .unwrap();
+        async move { api.create(&PostParams::default(), &obj).await.map(|_| ()) }
+    }))
+    .buffer_unordered(16);
+    while let Some(r) = pending.next().await {
+        r.expect("create");
+    }
+}
+
+/// Waits on one watch until all `n` objects `scale-*` are Ready; (half, all) elapsed since `t`.
+async fn all_ready(api: &Api<ContinuousExport>, n: usize, t: Instant) -> (Duration, Duration) {
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut ready: HashMap<String, bool> = HashMap::new();
+    let mut half = None;
+    let work = async {
         while let Some(event) = stream.try_next().await.expect("watch") {
             if let Event::Apply(o) | Event::InitApply(o) = event {
                 let name = o.metadata.name.clone().unwrap();
@@ -322,11 +420,52 @@ async fn scale(api: &Api<ContinuousExport>, emu: &RunningEmulator, op: &Operator
         }
         panic!("watch ended");
     };
-    let (created, (half, all)) = tokio::time::timeout(DEADLINE, async { tokio::join!(create, settle) })
-        .await
-        .unwrap_or_else(|_| panic!("{n} objects not all Ready in {DEADLINE:?}"));
-    let settle_cpu = op.cpu_seconds() - cpu0;
+    tokio::time::timeout(DEADLINE, work).await.unwrap_or_else(|_| panic!("{n} objects not all Ready in {DEADLINE:?}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    client: &kube::Client,
+    api: &Api<ContinuousExport>,
+    emu: &RunningEmulator,
+    ns: &str,
+    kubeconfig: &std::path::Path,
+    run: &Run,
+    n: usize,
+    cycles: usize,
+) -> Vec<Row> {
+    let t = Instant::now();
+    let ids = inactive_exports(emu, n).await;
+    create_adopters(api, &ids).await;
+    println!(
+        "\n## N = {n}: {n} INACTIVE exports and {n} objects adopting them, made in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Cold start: from the operator's start to all Ready.
+    let (describes0, writes0) =
+        (emu.emulator.counters().total("DescribeContinuousExports"), apiserver_writes(client).await);
+    let t = Instant::now();
+    let op = Operator::start(emu, ns, kubeconfig, run);
+    let (half, all) = all_ready(api, n, t).await;
+    let settle_cpu = op.cpu_seconds();
     let settle_rss = op.peak_rss_mib();
+    let cold_describes = (emu.emulator.counters().total("DescribeContinuousExports") - describes0) as f64;
+    let cold_writes = (apiserver_writes(client).await - writes0) / n as f64;
+    let pages = n.div_ceil(100) as f64;
+    println!(
+        "cold start: half Ready {:.2} s, all Ready {:.2} s ({:.0} objects/s)",
+        half.as_secs_f64(),
+        all.as_secs_f64(),
+        n as f64 / all.as_secs_f64()
+    );
+    println!(
+        "operator CPU until all Ready: {settle_cpu:.2} s ({:.2} ms per object), peak RSS {settle_rss:.1} MiB",
+        settle_cpu * 1000.0 / n as f64
+    );
+    println!(
+        "cold start: {cold_describes} Describe calls (ideal {pages}), {cold_writes:.2} apiserver writes per object"
+    );
 
     // Steady state: two resync periods with nothing to do.
     let versions = |list: Vec<ContinuousExport>| -> HashMap<String, String> {
@@ -334,29 +473,80 @@ async fn scale(api: &Api<ContinuousExport>, emu: &RunningEmulator, op: &Operator
     };
     let before = versions(api.list(&ListParams::default()).await.unwrap().items);
     let describes0 = emu.emulator.counters().total("DescribeContinuousExports");
+    let starts_stops0 =
+        emu.emulator.counters().total("StartContinuousExport") + emu.emulator.counters().total("StopContinuousExport");
     let cpu1 = op.cpu_seconds();
-    tokio::time::sleep(resync * 2).await; // the measured window itself, not a wait for an outcome
-    let steady_cpu = op.cpu_seconds() - cpu1;
-    let describes = emu.emulator.counters().total("DescribeContinuousExports") - describes0;
+    tokio::time::sleep(run.resync * 2).await; // the measured window itself, not a wait for an outcome
+    let steady_cpu = (op.cpu_seconds() - cpu1) / 2.0;
+    let steady_describes = (emu.emulator.counters().total("DescribeContinuousExports") - describes0) as f64 / 2.0;
+    let starts_stops = emu.emulator.counters().total("StartContinuousExport")
+        + emu.emulator.counters().total("StopContinuousExport")
+        - starts_stops0;
     let after = versions(api.list(&ListParams::default()).await.unwrap().items);
     let writes = before.iter().filter(|(k, v)| after.get(*k) != Some(*v)).count();
+    println!(
+        "steady state, {} s (two resyncs): per resync CPU {steady_cpu:.2} s, Describe calls {steady_describes:.1} (ideal {pages}); status writes {writes}, Start/Stop {starts_stops}",
+        (run.resync * 2).as_secs()
+    );
 
-    println!("\n## scale ({n} objects, each adopting its own INACTIVE export with stopped: true)");
-    println!("created all {n} (8 at a time):          {:>8.2} s", created.as_secs_f64());
-    println!("half Ready:                             {:>8.2} s", half.as_secs_f64());
-    println!(
-        "all Ready:                              {:>8.2} s ({:.0} objects/s)",
-        all.as_secs_f64(),
-        n as f64 / all.as_secs_f64()
-    );
-    println!(
-        "operator CPU until all Ready:           {settle_cpu:>8.2} s ({:.2} ms per object)",
-        settle_cpu * 1000.0 / n as f64
-    );
-    println!("operator peak RSS:                      {settle_rss:>8.1} MiB");
-    println!(
-        "steady state, {:>3} s (two resyncs):     CPU {steady_cpu:.2} s, Describe calls {describes} ({:.2} per object per resync), status writes {writes}",
-        (resync * 2).as_secs(),
-        describes as f64 / n as f64 / 2.0
-    );
+    warm_up(api).await;
+    let c = cycle_latency(api, emu, cycles).await;
+    let mut rows = vec![
+        Row::new(
+            "Describe calls per steady resync",
+            n,
+            steady_describes,
+            "<= 1.1x ceil(exports/100)",
+            1.1 * pages,
+            Some(pages),
+        ),
+        Row::new("operator CPU per steady resync (s)", n, steady_cpu, "<= 0.5 s", 0.5, None),
+        Row::new(
+            "status writes + Start/Stop in steady state",
+            n,
+            (writes as u64 + starts_stops) as f64,
+            "0",
+            0.0,
+            None,
+        ),
+        Row::new(
+            "cold start, operator start -> all Ready (s)",
+            n,
+            all.as_secs_f64(),
+            "5,000 <= 20 s; 10,000 <= 40 s",
+            20.0 * n as f64 / 5000.0,
+            None,
+        ),
+        Row::new(
+            "Describe calls at cold start",
+            n,
+            cold_describes,
+            "<= ceil(exports/100) + small",
+            pages + 5.0,
+            Some(pages),
+        ),
+        Row::new(
+            "operator CPU per adopted object (ms)",
+            n,
+            settle_cpu * 1000.0 / n as f64,
+            "<= 2 ms, flat in N",
+            2.0,
+            None,
+        ),
+        Row::new("operator peak RSS (MiB)", n, settle_rss, "<= 64 MiB at 10,000", 64.0, None),
+        Row::new("apiserver writes per adopted object", n, cold_writes, "<= 3", 3.0, None),
+        Row::new(
+            "Describe calls for one create",
+            n,
+            c.first_create_describes as f64,
+            "<= 2 + pages of one listing",
+            2.0 + pages,
+            Some(2.0),
+        ),
+        Row::new("stop -> INACTIVE visible, p99 (ms)", n, c.stop_p99, "<= 300 ms", 300.0, None),
+    ];
+    if c.stop_time_p99.is_finite() {
+        rows.push(Row::new("stopTime - stop request, p99 (ms)", n, c.stop_time_p99, "<= 100 ms", 100.0, None));
+    }
+    rows
 }

@@ -116,3 +116,37 @@ async fn creates_in_a_region_of_1040_exports_share_its_listing() {
     eprintln!("region of {HISTORY} exports: first create {first} Describe calls, second {second}");
     assert!(second <= 2, "second create: {second} Describe calls, at most 2 wanted (the listing is shared)");
 }
+
+#[tokio::test]
+async fn a_stop_among_many_objects_is_watched_by_one_schedule() {
+    const N: usize = 100;
+    let t = Test::new("scale-stop", cfg()).await;
+    let ids = stopped_exports(&t, N).await;
+    let _op = t.operator(|_| {}).await; // resync 10 min: no listing in the measured window
+    futures::stream::iter(ids.iter().enumerate())
+        .for_each_concurrent(8, |(i, id)| {
+            let t = &t;
+            async move {
+                t.create(&format!("inv-{i}"), json!({"exportId": id, "stopped": true})).await;
+            }
+        })
+        .await;
+    t.create("live", json!({})).await;
+    wait_all_ready(&t, "inv", N).await;
+    t.wait_ready("live").await;
+
+    // A stop that takes 2 s in ADS: the region's watch looks at the export at once,
+    // then 250 ms doubling; the object's own reconciles read those looks.
+    t.emu.emulator.set_delays(Duration::ZERO, Duration::from_secs(2));
+    let d0 = describes(&t);
+    let started = std::time::Instant::now();
+    t.patch_spec("live", json!({"stopped": true})).await;
+    t.wait_status("live", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
+    let window = started.elapsed();
+    let calls = describes(&t) - d0;
+    // One Describe before Stop, then the watch's looks (the first at once) in the window.
+    let looks = 1 + max_calls(Duration::from_millis(250), Duration::from_secs(30), window);
+    eprintln!("stop among {N}: {calls} Describe calls in {window:?} ({looks} looks at most)");
+    assert!(calls <= 1 + looks, "{calls} Describe calls for one stop in {window:?}: at most 1 + {looks} wanted");
+    assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), N as u64 + 1, "one Stop of the live export");
+}
