@@ -42,6 +42,15 @@ fn describes(t: &Test) -> u64 {
     t.emu.emulator.calls(Operation::Describe.name())
 }
 
+/// Creates `inv-0..` adopting `ids` with `stopped: true` (8 at a time).
+async fn create_adopters(t: &Test, ids: &[String]) {
+    futures::stream::iter(ids.iter().enumerate())
+        .for_each_concurrent(8, |(i, id)| async move {
+            t.create(&format!("inv-{i}"), json!({"exportId": id, "stopped": true})).await;
+        })
+        .await;
+}
+
 /// Waits until every object `name-0..n` is Ready on its generation (8 at a time).
 async fn wait_all_ready(t: &Test, prefix: &str, n: usize) {
     futures::stream::iter(0..n)
@@ -60,14 +69,7 @@ async fn steady_resyncs_of_250_objects_share_one_listing() {
     let period = Duration::from_secs(3);
     let _op =
         t.operator_observed(|s| s.resync_period = period, Some(reconciles.clone() as Arc<dyn ReconcileObserver>)).await;
-    futures::stream::iter(ids.iter().enumerate())
-        .for_each_concurrent(8, |(i, id)| {
-            let t = &t;
-            async move {
-                t.create(&format!("inv-{i}"), json!({"exportId": id, "stopped": true})).await;
-            }
-        })
-        .await;
+    create_adopters(&t, &ids).await;
     wait_all_ready(&t, "inv", N).await;
 
     // Steady state: every object resyncs at least twice more.
@@ -123,14 +125,7 @@ async fn a_stop_among_many_objects_is_watched_by_one_schedule() {
     let t = Test::new("scale-stop", cfg()).await;
     let ids = stopped_exports(&t, N).await;
     let _op = t.operator(|_| {}).await; // resync 10 min: no listing in the measured window
-    futures::stream::iter(ids.iter().enumerate())
-        .for_each_concurrent(8, |(i, id)| {
-            let t = &t;
-            async move {
-                t.create(&format!("inv-{i}"), json!({"exportId": id, "stopped": true})).await;
-            }
-        })
-        .await;
+    create_adopters(&t, &ids).await;
     t.create("live", json!({})).await;
     wait_all_ready(&t, "inv", N).await;
     t.wait_ready("live").await;
