@@ -582,3 +582,67 @@ async fn emulator_binary_takes_an_identity_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity config") && err.contains("`roleArn`"), "{err}");
 }
+
+/// The SDK's clock, `offset` seconds from the machine's (negative: behind).
+#[derive(Debug)]
+struct SkewedClock(i64);
+
+impl aws_smithy_async::time::TimeSource for SkewedClock {
+    fn now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        let by = Duration::from_secs(self.0.unsigned_abs());
+        if self.0 < 0 { now - by } else { now + by }
+    }
+}
+
+#[tokio::test]
+async fn requests_signed_more_than_5_minutes_off_are_refused_as_aws_does() {
+    let bed = Bed::new().await;
+    let url = bed.running.endpoint_url();
+    let id = bed.emu().identity();
+    id.add_static_key(StaticKey {
+        access_key_id: "AKIDSTATIC".into(),
+        secret_access_key: "static-secret".into(),
+        arn: None,
+    });
+    id.set_strict(true);
+    let describe = |offset: i64| {
+        let conf = ads::Config::builder()
+            .behavior_version(ads::config::BehaviorVersion::latest())
+            .region(ads::config::Region::new(REGION))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("AKIDSTATIC", "static-secret", None, None, "t"))
+            .retry_config(ads::config::retry::RetryConfig::disabled())
+            .time_source(SkewedClock(offset))
+            .build();
+        async move { ads::Client::from_conf(conf).describe_continuous_exports().send().await }
+    };
+    describe(-240).await.expect("signed 4 minutes ago");
+    describe(240).await.expect("signed 4 minutes ahead");
+    for (offset, message_start) in [(-360, "Signature expired: "), (360, "Signature not yet current: ")] {
+        let err = describe(offset).await.expect_err("more than 5 minutes off");
+        assert_eq!(err.code(), Some("InvalidSignatureException"), "{err:?}");
+        let message = err.message().unwrap_or_default();
+        assert!(message.starts_with(message_start), "{message}");
+        let sign = if offset < 0 { "-" } else { "+" };
+        assert!(message.ends_with(&format!("Z {sign} 5 min.)")), "{message}");
+    }
+    assert_eq!(id.call_classes().get("rejected:signatureExpired"), Some(&2), "{:?}", id.call_classes());
+
+    // STS answers SignatureDoesNotMatch with the same message.
+    let sts = sts::Client::from_conf(
+        sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("AKIDSTATIC", "static-secret", None, None, "t"))
+            .retry_config(sts::config::retry::RetryConfig::disabled())
+            .time_source(SkewedClock(-600))
+            .build(),
+    );
+    let err = sts.assume_role().role_arn(ROLE).role_session_name("x").send().await.expect_err("signed 10 min ago");
+    let (code, message) = code_and_status(&err);
+    assert_eq!(code, "SignatureDoesNotMatch", "{err:?}");
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+}
