@@ -299,3 +299,19 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// The most calls an exponential backoff (`base` doubling to `max`, jitter shortening
+/// each delay by at most 20 %) can make in `window`, counting the first call.
+pub fn max_calls(base: Duration, max: Duration, window: Duration) -> u64 {
+    let mut at = Duration::ZERO;
+    let mut calls = 1;
+    for attempt in 0.. {
+        let delay = ads_export_operator::controller::backoff::exponential(base, max, attempt, 1.0);
+        at += delay;
+        if at > window {
+            break;
+        }
+        calls += 1;
+    }
+    calls
+}
