@@ -153,6 +153,11 @@ fn code_and_status<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug
     }
 }
 
+/// The static key `AKIDSTATIC` / `static-secret` (an IAM user's, no ARN given).
+fn static_key() -> StaticKey {
+    StaticKey { access_key_id: "AKIDSTATIC".into(), secret_access_key: "static-secret".into(), arn: None }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -319,11 +324,7 @@ async fn assume_role_checks_the_caller_and_its_signature() {
     let target = "arn:aws:iam::123456789012:role/cross-account";
     let id = bed.emu().identity();
     id.set_role(Role { role_arn: target.into(), service_accounts: vec![], principals: vec![ROLE.into()] });
-    id.add_static_key(StaticKey {
-        access_key_id: "AKIDSTATIC".into(),
-        secret_access_key: "static-secret".into(),
-        arn: None,
-    });
+    id.add_static_key(static_key());
 
     // Credentials issued for ROLE may assume the target role.
     let creds = bed.good_credentials().await;
@@ -390,11 +391,7 @@ async fn strict_mode_accepts_only_issued_or_configured_credentials() {
     let bed = Bed::new().await;
     let url = bed.running.endpoint_url();
     let id = bed.emu().identity();
-    id.add_static_key(StaticKey {
-        access_key_id: "AKIDSTATIC".into(),
-        secret_access_key: "static-secret".into(),
-        arn: None,
-    });
+    id.add_static_key(static_key());
     let creds = bed.good_credentials().await;
     let describe = |c: Credentials| {
         let client = ads_client(&url, c);
@@ -600,11 +597,7 @@ async fn requests_signed_more_than_5_minutes_off_are_refused_as_aws_does() {
     let bed = Bed::new().await;
     let url = bed.running.endpoint_url();
     let id = bed.emu().identity();
-    id.add_static_key(StaticKey {
-        access_key_id: "AKIDSTATIC".into(),
-        secret_access_key: "static-secret".into(),
-        arn: None,
-    });
+    id.add_static_key(static_key());
     id.set_strict(true);
     let describe = |offset: i64| {
         let conf = ads::Config::builder()

@@ -377,23 +377,7 @@ async fn irsa_in_cluster_refreshes_60s_credentials_before_they_expire_for_5_minu
     let used = issued.iter().filter(|i| i.calls > 0).count();
     eprintln!("refresh: {ads_calls} ADS calls in {:?} over {used} credential sets", started.elapsed());
     assert!(used >= 5, "{used} credential sets used in 5 minutes of 60 s credentials: {issued:#?}");
-    for pair in issued.windows(2) {
-        let (old, new) = (&pair[0], &pair[1]);
-        let lead_ms = old.expires_at_ms as i64 - new.issued_at_ms as i64;
-        eprintln!(
-            "refresh: {} ({} ms, {} calls) last used {} ms before its expiry; successor issued {lead_ms} ms before it",
-            old.access_key_id,
-            old.expires_at_ms - old.issued_at_ms,
-            old.calls,
-            old.min_remaining_ms.unwrap_or_default(),
-        );
-        assert!(lead_ms > 0, "{} was replaced {} ms after it expired", old.access_key_id, -lead_ms);
-    }
-    // Never signed with credentials closer to expiry than the buffer's least (5 s),
-    // less 2 s for delivery on a loaded machine.
-    for i in issued.iter().filter(|i| i.calls > 0) {
-        assert!(i.min_remaining_ms.is_some_and(|ms| ms >= 2_000), "used too close to expiry: {i:?}");
-    }
+    support::assert_refreshed_before_expiry(&issued);
     let st = r.exports_api().get("inv").await.unwrap().status.unwrap();
     assert!(st.is_true(CONDITION_READY) && st.is_true(CONDITION_SYNCED), "{st:?}");
     assert_eq!(r.emulator_status(&id), "ACTIVE");
