@@ -153,6 +153,11 @@ fn code_and_status<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug
     }
 }
 
+/// The static key `AKIDSTATIC` / `static-secret` (an IAM user's, no ARN given).
+fn static_key() -> StaticKey {
+    StaticKey { access_key_id: "AKIDSTATIC".into(), secret_access_key: "static-secret".into(), arn: None }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -319,11 +324,7 @@ async fn assume_role_checks_the_caller_and_its_signature() {
     let target = "arn:aws:iam::123456789012:role/cross-account";
     let id = bed.emu().identity();
     id.set_role(Role { role_arn: target.into(), service_accounts: vec![], principals: vec![ROLE.into()] });
-    id.add_static_key(StaticKey {
-        access_key_id: "AKIDSTATIC".into(),
-        secret_access_key: "static-secret".into(),
-        arn: None,
-    });
+    id.add_static_key(static_key());
 
     // Credentials issued for ROLE may assume the target role.
     let creds = bed.good_credentials().await;
@@ -390,11 +391,7 @@ async fn strict_mode_accepts_only_issued_or_configured_credentials() {
     let bed = Bed::new().await;
     let url = bed.running.endpoint_url();
     let id = bed.emu().identity();
-    id.add_static_key(StaticKey {
-        access_key_id: "AKIDSTATIC".into(),
-        secret_access_key: "static-secret".into(),
-        arn: None,
-    });
+    id.add_static_key(static_key());
     let creds = bed.good_credentials().await;
     let describe = |c: Credentials| {
         let client = ads_client(&url, c);
@@ -581,4 +578,64 @@ async fn emulator_binary_takes_an_identity_config() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("identity config") && err.contains("`roleArn`"), "{err}");
+}
+
+/// The SDK's clock, `offset` seconds from the machine's (negative: behind).
+#[derive(Debug)]
+struct SkewedClock(i64);
+
+impl aws_smithy_async::time::TimeSource for SkewedClock {
+    fn now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        let by = Duration::from_secs(self.0.unsigned_abs());
+        if self.0 < 0 { now - by } else { now + by }
+    }
+}
+
+#[tokio::test]
+async fn requests_signed_more_than_5_minutes_off_are_refused_as_aws_does() {
+    let bed = Bed::new().await;
+    let url = bed.running.endpoint_url();
+    let id = bed.emu().identity();
+    id.add_static_key(static_key());
+    id.set_strict(true);
+    let describe = |offset: i64| {
+        let conf = ads::Config::builder()
+            .behavior_version(ads::config::BehaviorVersion::latest())
+            .region(ads::config::Region::new(REGION))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("AKIDSTATIC", "static-secret", None, None, "t"))
+            .retry_config(ads::config::retry::RetryConfig::disabled())
+            .time_source(SkewedClock(offset))
+            .build();
+        async move { ads::Client::from_conf(conf).describe_continuous_exports().send().await }
+    };
+    describe(-240).await.expect("signed 4 minutes ago");
+    describe(240).await.expect("signed 4 minutes ahead");
+    for (offset, message_start) in [(-360, "Signature expired: "), (360, "Signature not yet current: ")] {
+        let err = describe(offset).await.expect_err("more than 5 minutes off");
+        assert_eq!(err.code(), Some("InvalidSignatureException"), "{err:?}");
+        let message = err.message().unwrap_or_default();
+        assert!(message.starts_with(message_start), "{message}");
+        let sign = if offset < 0 { "-" } else { "+" };
+        assert!(message.ends_with(&format!("Z {sign} 5 min.)")), "{message}");
+    }
+    assert_eq!(id.call_classes().get("rejected:signatureExpired"), Some(&2), "{:?}", id.call_classes());
+
+    // STS answers SignatureDoesNotMatch with the same message.
+    let sts = sts::Client::from_conf(
+        sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("AKIDSTATIC", "static-secret", None, None, "t"))
+            .retry_config(sts::config::retry::RetryConfig::disabled())
+            .time_source(SkewedClock(-600))
+            .build(),
+    );
+    let err = sts.assume_role().role_arn(ROLE).role_session_name("x").send().await.expect_err("signed 10 min ago");
+    let (code, message) = code_and_status(&err);
+    assert_eq!(code, "SignatureDoesNotMatch", "{err:?}");
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
 }

@@ -5,7 +5,7 @@
 //!
 //! Used by strict credentials mode for ADS calls and by STS `AssumeRole`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
@@ -35,7 +35,15 @@ pub(crate) enum AuthFailure {
     TokenMismatch,
     /// The signature does not match the request.
     BadSignature,
+    /// A valid signature whose `X-Amz-Date` (`signed_at`) is more than
+    /// [`MAX_CLOCK_SKEW`] before or after the emulator's clock (`now`).
+    SignatureExpired { signed_at: SystemTime, now: SystemTime },
 }
+
+/// How far a request's `X-Amz-Date` may be from the receiver's clock: AWS refuses
+/// requests signed more than 5 minutes before or after its time ("Signature expired",
+/// "Signature not yet current").
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 impl AuthFailure {
     /// The class counted for a rejected call (`rejected:<this>`).
@@ -46,7 +54,27 @@ impl AuthFailure {
             AuthFailure::Expired => "expired",
             AuthFailure::TokenMismatch => "tokenMismatch",
             AuthFailure::BadSignature => "badSignature",
+            AuthFailure::SignatureExpired { .. } => "signatureExpired",
         }
+    }
+
+    /// AWS's message for a request signed too long ago or too far ahead, e.g.
+    /// `Signature expired: 20261201T084500Z is now earlier than 20261201T085000Z
+    /// (20261201T085500Z - 5 min.)`; `None` for the other failures.
+    pub fn skew_message(self) -> Option<String> {
+        let AuthFailure::SignatureExpired { signed_at, now } = self else { return None };
+        let (signed, at) = (amz_date(signed_at), amz_date(now));
+        Some(if signed_at < now {
+            format!(
+                "Signature expired: {signed} is now earlier than {} ({at} - 5 min.)",
+                amz_date(now - MAX_CLOCK_SKEW)
+            )
+        } else {
+            format!(
+                "Signature not yet current: {signed} is still later than {} ({at} + 5 min.)",
+                amz_date(now + MAX_CLOCK_SKEW)
+            )
+        })
     }
 }
 
@@ -91,6 +119,7 @@ pub(crate) fn authenticate(
         if !signature_matches(&auth, headers, path, body, &secret, token.as_deref()) {
             return Err(AuthFailure::BadSignature);
         }
+        check_clock_skew(headers, now)?;
         if let Caller::Temporary { access_key_id, .. } = &caller {
             s.record_use(access_key_id, now);
         }
@@ -177,6 +206,24 @@ fn signature_matches(
     }
 }
 
+/// Refuses a request whose `X-Amz-Date` is more than [`MAX_CLOCK_SKEW`] from `now` (the
+/// signature already matched, so the header is there and parses).
+fn check_clock_skew(headers: &HeaderMap, now: SystemTime) -> Result<(), AuthFailure> {
+    let Some(signed_at) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()).and_then(parse_amz_date) else {
+        return Err(AuthFailure::BadSignature);
+    };
+    let skew = now.duration_since(signed_at).unwrap_or_else(|e| e.duration());
+    if skew > MAX_CLOCK_SKEW { Err(AuthFailure::SignatureExpired { signed_at, now }) } else { Ok(()) }
+}
+
+/// Formats `t` as SigV4's `X-Amz-Date` (`20261201T084500Z`, UTC, whole seconds).
+fn amz_date(t: SystemTime) -> String {
+    match k8s_openapi::jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts.strftime("%Y%m%dT%H%M%SZ").to_string(),
+        Err(_) => "?".to_owned(),
+    }
+}
+
 /// Parses SigV4's `X-Amz-Date` (`20261201T084500Z`, UTC).
 fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let dt = k8s_openapi::jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", s).ok()?;
@@ -221,6 +268,9 @@ fn ads_error(failure: AuthFailure) -> (&'static str, String) {
              Check your AWS Secret Access Key and signing method."
                 .into(),
         ),
+        AuthFailure::SignatureExpired { .. } => {
+            ("InvalidSignatureException", failure.skew_message().unwrap_or_default())
+        }
         AuthFailure::Unsigned | AuthFailure::UnknownKey | AuthFailure::TokenMismatch => (
             "AuthorizationErrorException",
             "The security token included in the request is invalid: the access key was not issued by this \
@@ -255,5 +305,31 @@ mod tests {
         let t = parse_amz_date("20261201T084500Z").unwrap();
         assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_796_114_700);
         assert!(parse_amz_date("2026-12-01").is_none());
+        assert_eq!(amz_date(t), "20261201T084500Z");
+    }
+
+    #[test]
+    fn clock_skew_beyond_five_minutes_is_refused_with_aws_messages() {
+        let now = parse_amz_date("20261201T090000Z").unwrap();
+        let headers = |date: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-amz-date", date.parse().unwrap());
+            h
+        };
+        assert_eq!(check_clock_skew(&headers("20261201T085500Z"), now), Ok(()), "exactly 5 min old");
+        assert_eq!(check_clock_skew(&headers("20261201T090500Z"), now), Ok(()), "exactly 5 min ahead");
+        let old = check_clock_skew(&headers("20261201T085459Z"), now).unwrap_err();
+        assert_eq!(old.class(), "signatureExpired");
+        assert_eq!(
+            old.skew_message().unwrap(),
+            "Signature expired: 20261201T085459Z is now earlier than 20261201T085500Z (20261201T090000Z - 5 min.)"
+        );
+        let ahead = check_clock_skew(&headers("20261201T090501Z"), now).unwrap_err();
+        assert_eq!(
+            ahead.skew_message().unwrap(),
+            "Signature not yet current: 20261201T090501Z is still later than 20261201T090500Z (20261201T090000Z + 5 min.)"
+        );
+        assert_eq!(ads_error(old).0, "InvalidSignatureException");
+        assert!(AuthFailure::BadSignature.skew_message().is_none());
     }
 }

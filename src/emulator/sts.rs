@@ -231,6 +231,9 @@ fn auth_error(failure: AuthFailure) -> StsError {
             "The request signature we calculated does not match the signature you provided. \
              Check your AWS Secret Access Key and signing method.",
         ),
+        AuthFailure::SignatureExpired { .. } => {
+            StsError::forbidden("SignatureDoesNotMatch", failure.skew_message().unwrap_or_default())
+        }
     }
 }
 

@@ -120,7 +120,36 @@ pub struct Release {
     pub install_to_ready: f64,
     /// What `helm install` printed on stderr (the apiserver's warnings among it).
     pub install_stderr: String,
+    /// How the pods get their AWS credentials, and other values of this release.
+    pub setup: Setup,
     uninstalled: bool,
+}
+
+/// What a release adds to the values every release has: environment variables
+/// (`extraEnv`), volumes and their mounts (`extraVolumes`, `extraVolumeMounts`, JSON
+/// lists of Kubernetes `Volume` / `VolumeMount`) and `--set` values (`key=value`).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub env: Vec<(String, String)>,
+    pub volumes: Vec<Value>,
+    pub volume_mounts: Vec<Value>,
+    pub sets: Vec<String>,
+}
+
+impl Setup {
+    /// Static keys in the environment, accepted by the emulator outside strict mode.
+    pub fn static_keys() -> Setup {
+        let env = [("AWS_ACCESS_KEY_ID", "AKIDTEST"), ("AWS_SECRET_ACCESS_KEY", "test-secret")];
+        Setup { env: env.map(|(k, v)| (k.to_owned(), v.to_owned())).into(), ..Setup::default() }
+    }
+}
+
+/// An ADS emulator on 127.0.0.1 with home region [`REGION`].
+pub async fn spawn_emulator() -> RunningEmulator {
+    Emulator::new(EmulatorConfig { home_region: Some(REGION.into()), ..EmulatorConfig::default() })
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("start the emulator")
 }
 
 impl Release {
@@ -136,15 +165,23 @@ impl Release {
     /// Like [`Release::install`], watching namespace `exports` (which must exist), or
     /// every namespace when `exports` is empty.
     pub async fn install_watching(name: &str, tag: &str, port: u16, exports: &str) -> Release {
+        Release::install_with(name, tag, port, exports, spawn_emulator().await, Setup::static_keys()).await
+    }
+
+    /// Like [`Release::install_watching`], calling emulator `emu` with the AWS setup `setup`.
+    pub async fn install_with(
+        name: &str,
+        tag: &str,
+        port: u16,
+        exports: &str,
+        emu: RunningEmulator,
+        setup: Setup,
+    ) -> Release {
         let cluster = cluster();
         let client = support::testbed().client().await;
         let chart = image_sh(&["chart"]);
         let ns = release_namespace(&client, name).await;
         let exports = exports.to_owned();
-        let emu = Emulator::new(EmulatorConfig { home_region: Some(REGION.into()), ..EmulatorConfig::default() })
-            .spawn("127.0.0.1:0")
-            .await
-            .expect("start the emulator");
         let mut release = Release {
             client,
             name: name.to_owned(),
@@ -154,6 +191,7 @@ impl Release {
             chart,
             install_to_ready: 0.0,
             install_stderr: String::new(),
+            setup,
             uninstalled: false,
         };
         let started = Instant::now();
@@ -187,21 +225,21 @@ impl Release {
         let env = [
             ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
             ("KUBERNETES_SERVICE_PORT", cluster.apiserver_port.as_str()),
-            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ];
+        let env = env.iter().map(|(k, v)| (*k, *v)).chain(self.setup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut out = Vec::new();
-        for s in sets {
+        for s in sets.into_iter().chain(self.setup.sets.iter().cloned()) {
             out.extend(["--set".to_owned(), s]);
         }
-        for (i, (k, v)) in env.iter().enumerate() {
-            out.extend([
-                "--set-string".to_owned(),
-                format!("extraEnv[{i}].name={k}"),
-                "--set-string".to_owned(),
-                format!("extraEnv[{i}].value={v}"),
-            ]);
+        let env: Vec<Value> = env.map(|(k, v)| json!({"name": k, "value": v})).collect();
+        out.extend(["--set-json".to_owned(), format!("extraEnv={}", Value::from(env))]);
+        if !self.setup.volumes.is_empty() {
+            out.extend(["--set-json".to_owned(), format!("extraVolumes={}", Value::from(self.setup.volumes.clone()))]);
+        }
+        if !self.setup.volume_mounts.is_empty() {
+            let mounts = Value::from(self.setup.volume_mounts.clone());
+            out.extend(["--set-json".to_owned(), format!("extraVolumeMounts={mounts}")]);
         }
         out
     }

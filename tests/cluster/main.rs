@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod credentials;
 mod fixture;
 
 use std::time::{Duration, Instant};

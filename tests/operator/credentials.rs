@@ -156,6 +156,12 @@ impl Eks {
     }
 }
 
+/// `http://127.0.0.1:<port>` of a port that was free a moment ago (bound, then released).
+fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
 fn kubectl(args: &[&str]) -> String {
     let bed = support::testbed();
     let out = bed.command(bed.kubectl()).args(args).output().expect("run kubectl");
@@ -209,23 +215,7 @@ async fn irsa_credentials_are_refreshed_before_they_expire() {
 
     eks.assert_all_ads_calls_used_issued_credentials();
     let issued = id.issued();
-    for pair in issued.windows(2) {
-        let (old, new) = (&pair[0], &pair[1]);
-        let lead_ms = old.expires_at_ms as i64 - new.issued_at_ms as i64;
-        eprintln!(
-            "refresh: {} (lifetime {} ms, {} calls) last used {} ms before its expiry; successor issued {lead_ms} ms before it",
-            old.access_key_id,
-            old.expires_at_ms - old.issued_at_ms,
-            old.calls,
-            old.min_remaining_ms.unwrap_or_default(),
-        );
-        assert!(lead_ms > 0, "{} was replaced {} ms after it expired", old.access_key_id, -lead_ms);
-    }
-    // The SDK never signs with credentials closer than its buffer (at least 5 s) to
-    // expiry; 2 s of it are left for delivery to the emulator on a loaded machine.
-    for i in issued.iter().filter(|i| i.calls > 0) {
-        assert!(i.min_remaining_ms.is_some_and(|ms| ms >= 2_000), "used too close to expiry: {i:?}");
-    }
+    support::assert_refreshed_before_expiry(&issued);
     let st = eks.t.get("inv").await.status.unwrap();
     assert!(st.is_true(CONDITION_READY) && st.is_true(CONDITION_SYNCED), "{st:?}");
     eks.assert_no_secrets_leaked(&op).await;
@@ -260,7 +250,7 @@ async fn irsa_role_trusting_another_service_account_is_an_authorization_error_un
     let started = std::time::Instant::now();
     tokio::time::sleep(window).await; // the measured window, not a wait for an outcome
     let calls = attempts() - before;
-    let bound = max_calls(Duration::from_millis(500), Duration::from_secs(5), started.elapsed());
+    let bound = support::max_calls(Duration::from_millis(500), Duration::from_secs(5), started.elapsed());
     eprintln!("AccessDenied: {calls} STS calls in {:?}; the backoff allows at most {bound}", started.elapsed());
     assert!((2..=bound).contains(&calls), "{calls} STS calls in {window:?}, backoff allows 2..={bound}");
     let counters = eks.t.emu.emulator.counters();
@@ -382,6 +372,15 @@ async fn typical_setup_mistakes_are_named_in_the_synced_condition() {
                 format!("could not assume role {ROLE} with the web identity token in {missing}"),
                 "No such file".into(),
             ],
+        ),
+        (
+            "AWS_ENDPOINT_URL_STS naming a port nothing listens on",
+            vec![
+                ("AWS_ROLE_ARN", ROLE.to_owned()),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", eks.token_file.path().to_str().unwrap().to_owned()),
+                ("AWS_ENDPOINT_URL_STS", closed_port_url()),
+            ],
+            vec![format!("could not assume role {ROLE}"), "dispatch failure".into(), "Connection refused".into()],
         ),
         (
             "no Pod Identity association",

@@ -427,19 +427,3 @@ pub fn assert_rfc3339_ms(s: &str) {
         && s.parse::<k8s_openapi::jiff::Timestamp>().is_ok();
     assert!(ok, "{s:?} is not RFC 3339 UTC with milliseconds");
 }
-
-/// The most calls an exponential backoff (`base` doubling to `max`, jitter shortening
-/// each delay by at most 20 %) can make in `window`, counting the first call.
-pub fn max_calls(base: Duration, max: Duration, window: Duration) -> u64 {
-    let mut at = Duration::ZERO;
-    let mut calls = 1;
-    for attempt in 0.. {
-        let delay = ads_export_operator::controller::backoff::exponential(base, max, attempt, 1.0);
-        at += delay;
-        if at > window {
-            break;
-        }
-        calls += 1;
-    }
-    calls
-}

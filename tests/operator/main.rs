@@ -294,7 +294,7 @@ async fn recoverable_error_backs_off_then_recovers(t: Test, reason: &str, clear:
     let started = std::time::Instant::now();
     tokio::time::sleep(window).await; // the measured window, not a wait for an outcome
     let calls = attempts() - before;
-    let bound = max_calls(base, max, started.elapsed());
+    let bound = support::max_calls(base, max, started.elapsed());
     eprintln!("{reason}: {calls} AWS calls in {:?}; the backoff allows at most {bound}", started.elapsed());
     assert!(calls <= bound, "{calls} AWS calls in {window:?}, backoff allows at most {bound}");
     assert!(calls >= 2, "only {calls} AWS calls in {window:?}: not retrying");

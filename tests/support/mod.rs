@@ -299,3 +299,40 @@ where
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// The most calls an exponential backoff (`base` doubling to `max`, jitter shortening
+/// each delay by at most 20 %) can make in `window`, counting the first call.
+pub fn max_calls(base: Duration, max: Duration, window: Duration) -> u64 {
+    let mut at = Duration::ZERO;
+    let mut calls = 1;
+    for attempt in 0.. {
+        let delay = ads_export_operator::controller::backoff::exponential(base, max, attempt, 1.0);
+        at += delay;
+        if at > window {
+            break;
+        }
+        calls += 1;
+    }
+    calls
+}
+
+/// Checks that each issued credential set was replaced before it expired and none was
+/// used within 2 s of its expiry (the SDK's buffer is at least 5 s; 2 s of it are left
+/// for delivery on a loaded machine), printing each set's lead.
+pub fn assert_refreshed_before_expiry(issued: &[ads_export_operator::emulator::identity::IssuedView]) {
+    for pair in issued.windows(2) {
+        let (old, new) = (&pair[0], &pair[1]);
+        let lead_ms = old.expires_at_ms as i64 - new.issued_at_ms as i64;
+        eprintln!(
+            "refresh: {} (lifetime {} ms, {} calls) last used {} ms before its expiry; successor issued {lead_ms} ms before it",
+            old.access_key_id,
+            old.expires_at_ms - old.issued_at_ms,
+            old.calls,
+            old.min_remaining_ms.unwrap_or_default(),
+        );
+        assert!(lead_ms > 0, "{} was replaced {} ms after it expired", old.access_key_id, -lead_ms);
+    }
+    for i in issued.iter().filter(|i| i.calls > 0) {
+        assert!(i.min_remaining_ms.is_some_and(|ms| ms >= 2_000), "used too close to expiry: {i:?}");
+    }
+}
