@@ -116,6 +116,7 @@ mod credentials;
 mod fault;
 pub mod identity;
 mod identity_admin;
+pub mod migrationhub_config;
 pub mod oidc;
 mod pod_identity;
 mod protocol;
@@ -218,9 +219,20 @@ impl Emulator {
         self.with_state(|s| s.faults.clear());
     }
 
-    /// Sets or clears the Migration Hub home region.
+    /// Sets or clears the Migration Hub home region, for ADS and Migration Hub Config
+    /// alike: a new region gets a new home region control (a new `ControlId` and
+    /// `RequestedTime`); setting the region it already has keeps the control.
     pub fn set_home_region(&self, region: Option<String>) {
-        self.with_state(|s| s.home_region = region);
+        self.with_state(|s| {
+            if s.home_region.as_ref().map(|c| &c.home_region) != region.as_ref() {
+                s.home_region = region.map(migrationhub_config::HomeRegionControl::new);
+            }
+        });
+    }
+
+    /// The Migration Hub home region, if set.
+    pub fn home_region(&self) -> Option<String> {
+        self.with_state(|s| s.home_region.as_ref().map(|c| c.home_region.clone()))
     }
 
     /// Sets the start and stop delays; they also apply to exports already in transition.
