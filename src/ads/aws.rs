@@ -175,6 +175,12 @@ impl AwsExportService {
         }
     }
 
+    /// The shared SDK configuration (credentials, region, endpoint, timeouts) other
+    /// AWS clients of the operator are built from.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.base
+    }
+
     /// The default region from flags or the `aws-config` chain, if any.
     pub fn default_region(&self) -> Option<String> {
         self.base.region().map(|r| r.to_string())

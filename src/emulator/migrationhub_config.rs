@@ -150,10 +150,9 @@ impl Target {
             ));
         }
         match self.id.as_deref() {
-            Some(id) if id != ACCOUNT_ID => Err(error(
-                "InvalidInputException",
-                format!("Target.Id {id} is not the calling account ({ACCOUNT_ID})"),
-            )),
+            Some(id) if id != ACCOUNT_ID => {
+                Err(error("InvalidInputException", format!("Target.Id {id} is not the calling account ({ACCOUNT_ID})")))
+            }
             _ => Ok(()),
         }
     }

@@ -25,6 +25,15 @@
 //! delay holds in-flight exports in their transition and lowering it to zero releases them.
 //! At most one export per region may be `START_IN_PROGRESS` or `ACTIVE`.
 //!
+//! # Migration Hub Config
+//!
+//! The same port serves the home-region API (`X-Amz-Target:
+//! AWSMigrationHubMultiAccountService.<Operation>`): `GetHomeRegion`,
+//! `CreateHomeRegionControl` and `DescribeHomeRegionControls`, answering from the one home
+//! region ADS uses (see [`migrationhub_config`]). Faults name its operations as they name
+//! ADS's, with its documented errors ([`migrationhub_config::DOCUMENTED_ERRORS`]); a fault
+//! without `operation` applies to the calls of both APIs.
+//!
 //! # Faults
 //!
 //! A [`Fault`] is JSON like:
@@ -67,6 +76,8 @@
 //!   trusted), `ValidationError`. `AssumeRole` authenticates the SigV4-signed caller
 //!   (issued credentials or a static key; `InvalidClientTokenId`, `ExpiredToken`,
 //!   `SignatureDoesNotMatch`) and checks it is among the role's `principals`.
+//!   `GetCallerIdentity` answers account `123456789012` and the caller's ARN (in strict
+//!   mode only for an authenticated caller).
 //! - **EKS Pod Identity Agent** (`GET /v1/credentials`; `AWS_CONTAINER_CREDENTIALS_FULL_URI`):
 //!   the `Authorization` header is a service-account token with audience
 //!   `pods.eks.amazonaws.com`, verified the same way; the association of its
@@ -94,7 +105,7 @@
 //! | `GET /_emulator/faults` | | `[Fault]` still active, with their remaining `count` |
 //! | `POST /_emulator/faults` | a Fault or an array of Faults | 201, `[Fault]` now active |
 //! | `DELETE /_emulator/faults` | | `{"ok":true}` |
-//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` |
+//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` (ADS and Migration Hub Config alike) |
 //! | `POST /_emulator/delays` | `{"startDelayMs":2000,"stopDelayMs":2000}` | `{"ok":true}` |
 //! | `POST /_emulator/stop-sample-response` | `{"enabled":true}` | `{"ok":true}` |
 //! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
