@@ -3,6 +3,7 @@
 
 use ads_export_operator::api::CONDITION_SYNCED;
 use ads_export_operator::emulator::{EmulatorConfig, Fault, FaultKind};
+use kube::api::DeleteParams;
 use serde_json::json;
 
 use super::harness::*;
@@ -98,6 +99,9 @@ async fn no_home_region_names_the_command_and_setting_one_recovers() {
     let pinned = synced_message(&t, "pinned", "HomeRegionNotSet", command).await;
     assert!(pinned.contains(&format!("{command} {HOME} --target Type=ACCOUNT,Id=123456789012`")), "{pinned}");
     assert!(t.get("inv").await.status.unwrap().region.is_none(), "no region known yet");
+    // one export per region: only `inv` is left to start one
+    t.api.delete("pinned", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("pinned").await;
 
     // the home region is set (the admin call moves ADS and Migration Hub Config alike)
     let resp = reqwest::Client::new()
@@ -109,10 +113,8 @@ async fn no_home_region_names_the_command_and_setting_one_recovers() {
     assert_eq!(resp.status().as_u16(), 200);
     let inv = t.wait_ready("inv").await;
     assert_eq!(inv.status.unwrap().region.as_deref(), Some(HOME));
-    // one export per region: the pinned object meets the one `inv` started, or started it
     let exports = t.emu.emulator.exports();
-    assert_eq!(exports.len(), 1, "{exports:?}");
-    assert_eq!(exports[0].region, HOME);
+    assert_eq!(exports.iter().map(|e| e.region.as_str()).collect::<Vec<_>>(), [HOME], "{exports:?}");
 }
 
 #[tokio::test]
