@@ -137,6 +137,21 @@ impl HomeRegionLookup for AwsHomeRegionLookup {
     }
 }
 
+/// A [`HomeRegionLookup`] that always gives the same answer and no account ID: for
+/// tests, or where the home region is known without asking AWS.
+#[derive(Clone, Debug)]
+pub struct FixedHomeRegion(pub HomeRegion);
+
+impl HomeRegionLookup for FixedHomeRegion {
+    fn home_region(&self) -> BoxFuture<'_, Result<HomeRegion, LookupError>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+
+    fn account_id(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
+}
+
 /// A lookup's outcome as kept by [`HomeRegionCache`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lookup {

@@ -133,7 +133,9 @@ impl<S: ExportService> Context<S> {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
-            claims: Arc::new(ClaimIndex::new(settings.default_region.clone())),
+            claims: Arc::new(
+                ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()),
+            ),
             client,
             ads,
             settings,
