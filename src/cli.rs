@@ -129,8 +129,10 @@ pub struct RunArgs {
     pub migration_hub_config_region: String,
 
     /// Send ADS calls to this endpoint instead of AWS (the ADS emulator, a VPC endpoint).
-    /// The flag moves ADS only; the AWS_ENDPOINT_URL variable is the SDK's global one and
-    /// also moves STS (IRSA) unless AWS_ENDPOINT_URL_STS is set.
+    /// The flag moves ADS and the home-region lookups (Migration Hub Config, STS
+    /// GetCallerIdentity), not the credential providers' STS; the AWS_ENDPOINT_URL
+    /// variable is the SDK's global one and also moves that STS (IRSA) unless
+    /// AWS_ENDPOINT_URL_STS is set.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
     pub aws_endpoint_url: Option<String>,
 
