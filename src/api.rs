@@ -64,6 +64,13 @@ pub const CONDITION_STALLED: &str = "Stalled";
         description = "ADS ContinuousExportStatus"
     ),
     printcolumn(
+        name = "Region",
+        type_ = "string",
+        json_path = ".status.region",
+        description = "AWS region of the export (spec.region, the operator's region or the Migration Hub home region)",
+        priority = 1
+    ),
+    printcolumn(
         name = "Stopped",
         type_ = "boolean",
         json_path = ".spec.stopped",
@@ -166,6 +173,12 @@ pub struct ContinuousExportStatus {
     /// When the export stopped: RFC 3339, UTC, millisecond precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_time: Option<String>,
+    /// The AWS region the operator made this object's ADS calls in: `spec.region`, else
+    /// the operator's `--aws-region`, else the account's Migration Hub home region as
+    /// Migration Hub Config's `GetHomeRegion` reports it (e.g. `eu-central-1`). Absent
+    /// while no region is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -261,7 +274,12 @@ mod tests {
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<_> =
             v.additional_printer_columns.as_ref().expect("printer columns").iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Export ID", "Status", "Stopped", "Ready", "Started", "Stopped At", "Age"]);
+        assert_eq!(cols, ["Export ID", "Status", "Region", "Stopped", "Ready", "Started", "Stopped At", "Age"]);
+        // only `kubectl get -o wide` shows the region
+        let columns = v.additional_printer_columns.as_ref().unwrap();
+        let region = columns.iter().find(|c| c.name == "Region").unwrap();
+        assert_eq!((region.json_path.as_str(), region.priority), (".status.region", Some(1)));
+        assert!(columns.iter().filter(|c| c.name != "Region").all(|c| c.priority.unwrap_or(0) == 0));
     }
 
     #[test]

@@ -118,13 +118,21 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 pub struct RunArgs {
     /// Default AWS region for objects without spec.region (must be the Migration Hub
     /// home region), e.g. us-west-2; checked against the CRD's spec.region pattern.
-    /// Falls back on the AWS SDK chain (profile, IMDS).
+    /// Falls back on the AWS SDK chain (profile, IMDS), then on the account's Migration
+    /// Hub home region (GetHomeRegion).
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
 
+    /// Region to call Migration Hub Config (GetHomeRegion, IAM mgh:GetHomeRegion) in,
+    /// to find the account's home region: any region AWS serves that API in.
+    #[arg(long, env = "MIGRATION_HUB_CONFIG_REGION", default_value = crate::ads::home_region::DEFAULT_CONFIG_REGION)]
+    pub migration_hub_config_region: String,
+
     /// Send ADS calls to this endpoint instead of AWS (the ADS emulator, a VPC endpoint).
-    /// The flag moves ADS only; the AWS_ENDPOINT_URL variable is the SDK's global one and
-    /// also moves STS (IRSA) unless AWS_ENDPOINT_URL_STS is set.
+    /// The flag moves ADS and the home-region lookups (Migration Hub Config, STS
+    /// GetCallerIdentity), not the credential providers' STS; the AWS_ENDPOINT_URL
+    /// variable is the SDK's global one and also moves that STS (IRSA) unless
+    /// AWS_ENDPOINT_URL_STS is set.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
     pub aws_endpoint_url: Option<String>,
 
@@ -198,7 +206,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// Checks flag values clap cannot check alone, and relations between flags:
-    /// `--aws-region` must be a region name ([`is_region_name`]), `--namespace` a
+    /// `--aws-region` and `--migration-hub-config-region` must be region names ([`is_region_name`]), `--namespace` a
     /// namespace name ([`is_dns1123_label`]), `--resync-period` at least
     /// [`MIN_RESYNC_PERIOD`] (10 s), `--backoff-base` at least [`MIN_BACKOFF_BASE`]
     /// (100 ms), `--backoff-max` at least `--backoff-base`, and the lease timing sound
@@ -214,6 +222,12 @@ impl RunArgs {
             && !is_region_name(region)
         {
             return Err(format!("--aws-region: {region:?} is not an AWS region name such as us-west-2"));
+        }
+        if !is_region_name(&self.migration_hub_config_region) {
+            return Err(format!(
+                "--migration-hub-config-region: {:?} is not an AWS region name such as us-west-2",
+                self.migration_hub_config_region
+            ));
         }
         for (flag, value, min) in [
             ("--resync-period", self.resync_period, MIN_RESYNC_PERIOD),

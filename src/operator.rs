@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::ads::aws::{AwsExportService, AwsSettings};
+use crate::ads::home_region::{AwsHomeRegionLookup, HomeRegionCache};
 use crate::ads::limit::RateLimits;
 use crate::cli::RunArgs;
 use crate::controller::{self, ReconcileObserver};
@@ -71,8 +72,13 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let ads = ads.with_observer(metrics.clone()).with_rate_limits(limits);
     let mut settings = args.settings();
     settings.default_region = ads.default_region();
+    let lookup = AwsHomeRegionLookup::new(ads.sdk_config(), &args.migration_hub_config_region);
+    settings.home_region = Some(Arc::new(HomeRegionCache::new(Arc::new(lookup))));
     if settings.default_region.is_none() {
-        tracing::warn!("no default AWS region (--aws-region, AWS_REGION or profile): objects need spec.region");
+        tracing::info!(
+            "no default AWS region (--aws-region, AWS_REGION or profile): objects without spec.region run in the \
+             account's Migration Hub home region"
+        );
     }
     let observer: Arc<dyn ReconcileObserver> = Arc::new(Observers { metrics: metrics.clone(), health: health.clone() });
 

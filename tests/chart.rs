@@ -259,6 +259,7 @@ fn schema_rejects_wrong_values() {
         ("awsRegion=US-WEST-2", "/awsRegion"),
         ("awsRegion=uswest2", "/awsRegion"),
         ("awsRegion=europe-west-1", "/awsRegion"),
+        ("migrationHubConfigRegion=US-WEST-2", "/migrationHubConfigRegion"),
         ("watchNamespace=BAD_NS", "/watchNamespace"),
         ("watchNamespace=-lead", "/watchNamespace"),
         ("noSuchKey=1", "noSuchKey"),
@@ -289,10 +290,14 @@ fn binary_accepts_the_args_rendered_from_defaults_and_valid_values() {
     // Empty awsRegion / watchNamespace (the defaults) render no flag at all: the
     // binary's checks of --aws-region and --namespace only see real values.
     let defaults = args(&documents(&render("t", "ops", &[])));
-    assert!(!defaults.iter().any(|a| a.starts_with("--aws-region") || a.starts_with("--namespace")), "{defaults:?}");
+    let optional = ["--aws-region", "--namespace", "--migration-hub-config-region"];
+    assert!(!defaults.iter().any(|a| optional.iter().any(|f| a.starts_with(f))), "{defaults:?}");
+    let rendered = args(&documents(&render("t", "ops", &["migrationHubConfigRegion=eu-central-1"])));
+    assert!(rendered.contains(&"--migration-hub-config-region=eu-central-1".to_owned()), "{rendered:?}");
     assert_eq!(binary_accepts(&defaults), Ok(()), "{defaults:?}");
     for sets in [
         &["watchNamespace=team-a", "awsRegion=eu-west-1"][..],
+        &["migrationHubConfigRegion=eu-central-1"][..],
         &[&format!("watchNamespace={}", "n".repeat(63)), "awsRegion=us-gov-west-1"][..],
         &["watchNamespace=0-a", "replicaCount=2", "leaderElection.enabled=true"][..],
         // the timing minimums the binary and the chart share

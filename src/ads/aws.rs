@@ -116,7 +116,8 @@ impl AwsExportService {
     /// Loads the shared configuration from the environment (`aws-config` defaults)
     /// with the given overrides. Per-attempt timeout 20 s, whole-operation timeout
     /// 60 s; the SDK's standard retry policy (3 attempts) applies. `endpoint_url`
-    /// applies to ADS only: the credential providers' STS client keeps its own
+    /// applies to ADS (and to the clients built from [`Self::sdk_config`], such as the
+    /// home-region lookups), not to the credential providers: their STS client keeps its own
     /// endpoint (`AWS_ENDPOINT_URL_STS`, else the SDK's). When the environment selects
     /// IRSA or a container credentials endpoint, credential errors name it (see
     /// [`super::credentials`]).
@@ -173,6 +174,12 @@ impl AwsExportService {
             (Some(limits), _) => limits.succeeded(region),
             (None, _) => {}
         }
+    }
+
+    /// The shared SDK configuration (credentials, region, endpoint, timeouts) other
+    /// AWS clients of the operator are built from.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.base
     }
 
     /// The default region from flags or the `aws-config` chain, if any.

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod classify;
 pub mod credentials;
 mod error;
+pub mod home_region;
 pub mod limit;
 pub mod model;
 pub mod shared;

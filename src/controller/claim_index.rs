@@ -4,13 +4,14 @@
 //! object count).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
 use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, key, managed_id, pending_since};
+use crate::ads::home_region::HomeRegionCache;
 use crate::api::ContinuousExport;
 
 /// The order in which objects count as older: creation time, then namespace and name.
@@ -90,13 +91,25 @@ struct Generations {
 pub struct ClaimIndex {
     /// The region of objects without `spec.region` (the operator's `--aws-region`).
     default_region: Option<String>,
+    /// Without `default_region`: the account's Migration Hub home region, as last looked
+    /// up, is the region of objects without `spec.region` (a pending start is marked
+    /// after its region was found, so its watch event sees it).
+    home_region: Option<Arc<HomeRegionCache>>,
     inner: Mutex<Generations>,
 }
 
 impl ClaimIndex {
     /// An empty index; objects without `spec.region` are in `default_region`.
     pub fn new(default_region: Option<String>) -> Self {
-        Self { default_region, inner: Mutex::default() }
+        Self { default_region, home_region: None, inner: Mutex::default() }
+    }
+
+    /// The same index, placing objects without `spec.region` in the home region of
+    /// `cache` when there is no default region.
+    #[must_use]
+    pub fn with_home_region(mut self, cache: Option<Arc<HomeRegionCache>>) -> Self {
+        self.home_region = cache;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
@@ -110,7 +123,8 @@ impl ClaimIndex {
         };
         // Whether a start may be pending does not depend on `now` (only its time does).
         let pending = pending_since(o, Timestamp::now()).is_some() && managed_id(o).is_none();
-        let region = o.spec.region.clone().or_else(|| self.default_region.clone());
+        let home = || self.home_region.as_ref().and_then(|c| c.region());
+        let region = o.spec.region.clone().or_else(|| self.default_region.clone()).or_else(home);
         Entry {
             age: age_key(o),
             claim,
@@ -279,6 +293,23 @@ mod tests {
         let mut settled = pending("old", "2026-01-01T00:00:00Z");
         settled.status = Some(ContinuousExportStatus { export_id: Some("e-1".into()), ..Default::default() });
         index.apply(&Event::Apply(settled));
+        assert!(index.others(&me, Some("us-west-2"), []).pending_starts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_default_region_pending_starts_are_in_the_home_region() {
+        use crate::ads::home_region::{FixedHomeRegion, HomeRegion};
+        let lookup = FixedHomeRegion(HomeRegion::Set("eu-central-1".into()));
+        let cache = Arc::new(HomeRegionCache::new(Arc::new(lookup)));
+        let index = ClaimIndex::new(None).with_home_region(Some(cache.clone()));
+        let me = pending("me", "2026-01-02T00:00:00Z");
+        // before the home region is known, an object without spec.region is in no region
+        index.apply(&Event::Apply(pending("early", "2026-01-01T00:00:00Z")));
+        assert!(index.others(&me, Some("eu-central-1"), []).pending_starts.is_empty());
+        cache.ensure().await;
+        index.apply(&Event::Apply(pending("old", "2026-01-01T00:00:00Z")));
+        let others = index.others(&me, Some("eu-central-1"), []);
+        assert_eq!(others.pending_starts, [PendingStart { owner: "ns/old".into(), age: Age::Older }]);
         assert!(index.others(&me, Some("us-west-2"), []).pending_starts.is_empty());
     }
 }

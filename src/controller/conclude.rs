@@ -72,6 +72,7 @@ pub fn conclude(spec: &ContinuousExportSpec, obs: &Observation, verdict: &Verdic
     updates.append(&mut rest);
     let mut status = verdict.status.clone();
     status.observed_generation = Some(obs.generation);
+    status.region = obs.region.clone();
     status.conditions = merge(&old.conditions, &updates, obs.generation, whole_seconds(obs.now));
     Conclusion { status, requeue, attempts }
 }

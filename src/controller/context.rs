@@ -10,6 +10,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use super::backoff::Backoff;
 use super::claim_index::ClaimIndex;
 use crate::ads::ExportService;
+use crate::ads::home_region::HomeRegionCache;
 
 /// Controller settings (the `run` flags that shape reconcile).
 #[derive(Clone, Debug)]
@@ -32,6 +33,10 @@ pub struct Settings {
     pub controller_name: String,
     /// This process's identity in events (`reportingInstance`), e.g. the pod name.
     pub instance: Option<String>,
+    /// The account's Migration Hub home region (looked up once, shared): the region of
+    /// objects without `spec.region` when `default_region` is `None`, and what the
+    /// `HomeRegionNotSet` messages name. `None`: never looked up.
+    pub home_region: Option<Arc<HomeRegionCache>>,
 }
 
 impl Default for Settings {
@@ -45,6 +50,7 @@ impl Default for Settings {
             namespace: None,
             controller_name: "ads-export-operator".into(),
             instance: None,
+            home_region: None,
         }
     }
 }
@@ -127,7 +133,9 @@ impl<S: ExportService> Context<S> {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
-            claims: Arc::new(ClaimIndex::new(settings.default_region.clone())),
+            claims: Arc::new(
+                ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()),
+            ),
             client,
             ads,
             settings,

@@ -3,6 +3,7 @@
 
 use super::claims::Others;
 use super::failure::{Cause, Failure, Step};
+use crate::ads::home_region::{HomeRegion, Lookup};
 use crate::ads::{AdsError, ExportDescription, Operation, Reason};
 
 /// No region: restarting the operator with `--aws-region` fixes it (`spec.region`
@@ -14,6 +15,71 @@ pub fn no_region() -> Failure {
         "no AWS region: start the operator with --aws-region (or AWS_REGION), or recreate this ContinuousExport \
          with spec.region set to the Migration Hub home region",
     )
+}
+
+/// Where the region of a pass comes from (see `observe::region_of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionSource {
+    /// `spec.region`.
+    Spec,
+    /// The operator's `--aws-region` (or the SDK chain's region).
+    Operator,
+    /// Neither: the account's Migration Hub home region, when one is known.
+    HomeRegion,
+}
+
+/// Whether `failure` is one the account's home region explains: ADS's
+/// `HomeRegionNotSetException`, or no region at all.
+pub fn home_region_explains(failure: &Failure) -> bool {
+    matches!(failure.cause, Cause::Ads(Reason::HomeRegionNotSet) | Cause::NoRegion)
+}
+
+/// The command that sets the home region (AWS CLI, Migration Hub Config), with
+/// `<region>` and `<account-id>` placeholders for what is not known.
+pub fn create_home_region_control(region: Option<&str>, account: Option<&str>) -> String {
+    format!(
+        "aws migrationhub-config create-home-region-control --home-region {} --target Type=ACCOUNT,Id={}",
+        region.unwrap_or("<region>"),
+        account.unwrap_or("<account-id>")
+    )
+}
+
+/// `failure` ([`home_region_explains`]) with a message that says what to do, from what
+/// Migration Hub Config's `GetHomeRegion` answered (`lookup`): the home region to set
+/// as `spec.region` when one is set elsewhere, or the command that sets one. A failed
+/// lookup (e.g. no `mgh:GetHomeRegion` permission) leaves the failure as it was; so does
+/// a home region equal to `region` (ADS and Migration Hub Config disagree for a moment).
+/// With no home region set, no region at all becomes `HomeRegionNotSet` too.
+pub fn explain_home_region(failure: Failure, region: Option<&str>, source: RegionSource, lookup: &Lookup) -> Failure {
+    if !home_region_explains(&failure) {
+        return failure;
+    }
+    let was = match failure.cause {
+        Cause::NoRegion => String::new(),
+        _ => format!(" ({})", failure.message),
+    };
+    let message = match &lookup.home_region {
+        Ok(HomeRegion::Set(home)) if region == Some(home.as_str()) => return failure,
+        Ok(HomeRegion::Set(home)) => match source {
+            RegionSource::Spec => format!(
+                "the Migration Hub home region of this account is {home}; set spec.region: {home} (spec.region is \
+                 immutable: recreate this ContinuousExport with it){was}"
+            ),
+            RegionSource::Operator => format!(
+                "the Migration Hub home region of this account is {home}; set spec.region: {home}, or start the \
+                 operator with --aws-region {home}{was}"
+            ),
+            RegionSource::HomeRegion => {
+                format!("the Migration Hub home region of this account is now {home}; the next attempt runs there{was}")
+            }
+        },
+        Ok(HomeRegion::NotSet) => format!(
+            "the Migration Hub home region of this account is not set: set it with `{}`{was}",
+            create_home_region_control(region, lookup.account_id.as_deref())
+        ),
+        Err(_) => return failure,
+    };
+    Failure::new(failure.step, Cause::Ads(Reason::HomeRegionNotSet), message)
 }
 
 /// `spec.exportId` names another export than the one the object manages.
@@ -145,6 +211,64 @@ pub fn camel(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::ads::home_region::LookupError;
+
+    fn not_set(message: &str) -> Failure {
+        Failure::new(Step::Ads(Operation::Start), Cause::Ads(Reason::HomeRegionNotSet), message)
+    }
+
+    fn lookup(home_region: Result<HomeRegion, LookupError>, account: Option<&str>) -> Lookup {
+        Lookup { home_region, account_id: account.map(str::to_owned) }
+    }
+
+    #[test]
+    fn a_home_region_set_elsewhere_is_named_with_the_fix() {
+        let set = lookup(Ok(HomeRegion::Set("eu-central-1".into())), None);
+        let f =
+            explain_home_region(not_set("The home region is us-west-2"), Some("us-west-2"), RegionSource::Spec, &set);
+        assert_eq!((f.step, f.cause), (Step::Ads(Operation::Start), Cause::Ads(Reason::HomeRegionNotSet)));
+        assert!(
+            f.message.starts_with(
+                "the Migration Hub home region of this account is eu-central-1; set spec.region: eu-central-1 "
+            ),
+            "{}",
+            f.message
+        );
+        assert!(f.message.ends_with("(The home region is us-west-2)"), "{}", f.message);
+        let f = explain_home_region(not_set("x"), Some("us-west-2"), RegionSource::Operator, &set);
+        assert!(f.message.contains("or start the operator with --aws-region eu-central-1"), "{}", f.message);
+        let f = explain_home_region(not_set("x"), Some("us-west-2"), RegionSource::HomeRegion, &set);
+        assert!(f.message.contains("is now eu-central-1; the next attempt runs there"), "{}", f.message);
+        // the same region: nothing to explain
+        assert_eq!(explain_home_region(not_set("x"), Some("eu-central-1"), RegionSource::Spec, &set), not_set("x"));
+    }
+
+    #[test]
+    fn no_home_region_gives_the_command_that_sets_one() {
+        let none = lookup(Ok(HomeRegion::NotSet), Some("123456789012"));
+        let f = explain_home_region(not_set("not set"), Some("eu-west-1"), RegionSource::Spec, &none);
+        assert_eq!(
+            f.message,
+            "the Migration Hub home region of this account is not set: set it with `aws migrationhub-config \
+             create-home-region-control --home-region eu-west-1 --target Type=ACCOUNT,Id=123456789012` (not set)"
+        );
+        // no region at all, no account ID: placeholders, and the reason says why
+        let f = explain_home_region(no_region(), None, RegionSource::HomeRegion, &lookup(Ok(HomeRegion::NotSet), None));
+        assert_eq!((f.step, f.cause), (Step::Configuration, Cause::Ads(Reason::HomeRegionNotSet)));
+        assert!(f.message.ends_with("--home-region <region> --target Type=ACCOUNT,Id=<account-id>`"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_failed_lookup_or_another_failure_keeps_the_old_message() {
+        let denied = lookup(Err(LookupError::AccessDenied("no".into())), None);
+        assert_eq!(explain_home_region(not_set("old"), Some("us-west-2"), RegionSource::Spec, &denied), not_set("old"));
+        assert_eq!(explain_home_region(no_region(), None, RegionSource::HomeRegion, &denied), no_region());
+        let none = lookup(Ok(HomeRegion::NotSet), None);
+        let other = Failure::new(Step::Ads(Operation::Start), Cause::Ads(Reason::Conflict), "busy");
+        assert_eq!(explain_home_region(other.clone(), Some("us-west-2"), RegionSource::Spec, &none), other);
+    }
+
     #[test]
     fn camel_case_reasons() {
         assert_eq!(super::camel("START_IN_PROGRESS"), "StartInProgress");

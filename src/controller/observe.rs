@@ -14,14 +14,37 @@ use super::context::Context;
 use super::decide::{self, ReadPlan};
 use super::deletion;
 use super::error::Error;
+use super::messages::RegionSource;
 use super::observation::{Observation, Pending, Reads, Schedule};
 use crate::ads::ExportService;
 use crate::ads::shared::WATCH_MAX;
 use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
 
-/// `spec.region`, else the operator's default region.
+/// `spec.region`, else the operator's default region, else (no region named at all) the
+/// region of the export the object manages (`status.region` with `status.exportId`:
+/// it stays where it was started) or the account's Migration Hub home region as last
+/// looked up ([`home_region`]).
 pub fn region_of<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Option<String> {
-    obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone())
+    let status = obj.status.as_ref().filter(|s| s.export_id.is_some()).and_then(|s| s.region.clone());
+    let home = || ctx.settings.home_region.as_ref().and_then(|c| c.region());
+    obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone()).or(status).or_else(home)
+}
+
+/// Where an object's region comes from, in [`region_of`]'s order.
+pub fn region_source<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> RegionSource {
+    match (&obj.spec.region, &ctx.settings.default_region) {
+        (Some(_), _) => RegionSource::Spec,
+        (None, Some(_)) => RegionSource::Operator,
+        (None, None) => RegionSource::HomeRegion,
+    }
+}
+
+/// Looks up the account's home region (once, then cached) when the object names no
+/// region and the operator has none: the pass then runs in it.
+pub async fn home_region<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) {
+    if let (RegionSource::HomeRegion, Some(cache)) = (region_source(obj, ctx), &ctx.settings.home_region) {
+        cache.ensure().await;
+    }
 }
 
 /// Whether the apply branch must read the object afresh: no export recorded yet, so

@@ -19,6 +19,7 @@ use super::deletion::{self, End};
 use super::error::Error;
 use super::failure::Failure;
 use super::fold::Verdict;
+use super::messages;
 use super::observation::Observation;
 use super::observe;
 use crate::ads::ExportService;
@@ -68,6 +69,7 @@ async fn apply<S: ExportService>(
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
+    observe::home_region(cached, ctx).await;
     let obj = observe::object(cached, api, ctx).await?;
     let (obj, key) = (obj.as_ref(), key(cached));
     let stored = obj.status.clone().unwrap_or_default();
@@ -81,8 +83,30 @@ async fn apply<S: ExportService>(
     let obs = observe::for_apply(obj, ctx).await;
     let plan = decide::decide(&obj.spec, &obs);
     let mut target = Target { obj, api, marked: obs.pending.marked };
-    let verdict = act::execute(ctx, &mut target, &obs, plan).await?;
+    let mut verdict = act::execute(ctx, &mut target, &obs, plan).await?;
+    if let Err(failure) = verdict.result {
+        verdict.result = Err(explain(ctx, obj, &obs, failure).await);
+    }
     finish(ctx, &mut target, &obs, &verdict).await
+}
+
+/// A `HomeRegionNotSet` or no-region failure with what the account's home region says
+/// (looked up again: ADS's answer may mean it changed), see
+/// [`messages::explain_home_region`]; any other failure as it is.
+async fn explain<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    obs: &Observation,
+    failure: Failure,
+) -> Failure {
+    match &ctx.settings.home_region {
+        Some(cache) if messages::home_region_explains(&failure) => {
+            let lookup = cache.refresh().await;
+            let source = observe::region_source(obj, ctx);
+            messages::explain_home_region(failure, obs.region.as_deref(), source, &lookup)
+        }
+        _ => failure,
+    }
 }
 
 /// Publishes the verdict's events, writes the concluded status (once, when it
@@ -140,6 +164,7 @@ async fn cleanup<S: ExportService>(
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
+    observe::home_region(obj, ctx).await;
     let obs = observe::for_deletion(obj, ctx).await;
     let (deletion, mut notices) = deletion::decide(&obj.spec, &obs);
     let end = match deletion.ended() {
@@ -165,7 +190,10 @@ async fn cleanup<S: ExportService>(
             }
             Ok(Action::await_change())
         }
-        End::Hold(failure) => Err(hold(obj, api, ctx, &obs, failure).await?),
+        End::Hold(failure) => {
+            let failure = explain(ctx, obj, &obs, failure).await;
+            Err(hold(obj, api, ctx, &obs, failure).await?)
+        }
     }
 }
 

@@ -97,7 +97,8 @@ pub async fn run<S: ExportService>(
     let synced = Arc::new(AtomicBool::new(false));
     let mark_synced = synced.clone();
     let shutdown = shutdown.shared();
-    let claims = Arc::new(ClaimIndex::new(settings.default_region.clone()));
+    let claims =
+        Arc::new(ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()));
     let index = claims.clone();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()

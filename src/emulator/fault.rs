@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::migrationhub_config as mhc;
 use super::protocol::AwsError;
 use crate::ads::Operation;
 
@@ -119,15 +120,24 @@ impl Fault {
     }
 
     /// Checks the fault is meaningful; the error names the offending JSON field.
+    ///
+    /// `operation` is an ADS operation or a Migration Hub Config one
+    /// ([`mhc::OPERATIONS`]); `error` is documented for that operation's API
+    /// ([`DOCUMENTED_ERRORS`] or [`mhc::DOCUMENTED_ERRORS`]), or for either API when
+    /// the fault names no operation.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(op) = &self.operation
-            && Operation::from_name(op).is_none()
-        {
-            return Err(format!(
-                "field `operation`: unknown operation {op:?}, expected one of {}",
-                Operation::ALL.map(Operation::name).join(", ")
-            ));
-        }
+        let api = match self.operation.as_deref() {
+            None => Api::Any,
+            Some(op) if Operation::from_name(op).is_some() => Api::Ads,
+            Some(op) if mhc::OPERATIONS.contains(&op) => Api::MigrationHubConfig,
+            Some(op) => {
+                return Err(format!(
+                    "field `operation`: unknown operation {op:?}, expected one of {}, {}",
+                    Operation::ALL.map(Operation::name).join(", "),
+                    mhc::OPERATIONS.join(", ")
+                ));
+            }
+        };
         if self.remaining == Some(0) {
             return Err("field `count`: must be at least 1 (omit it for no limit)".into());
         }
@@ -135,14 +145,46 @@ impl Fault {
             return Err(AFTER_EFFECT_ONLY_WITH.into());
         }
         match &self.kind {
-            FaultKind::Error { name, .. } if !DOCUMENTED_ERRORS.contains(&name.as_str()) => Err(format!(
-                "field `error`: {name:?} is not a documented ADS error, expected one of {}",
-                DOCUMENTED_ERRORS.join(", ")
+            FaultKind::Error { name, .. } if !api.documents(name) => Err(format!(
+                "field `error`: {name:?} is not a documented {} error, expected one of {}",
+                api.title(),
+                api.errors().join(", ")
             )),
             FaultKind::Http { status } if !(400..=599).contains(status) => {
                 Err(format!("field `http`: status {status} is not an error status (400..=599)"))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// Which API a fault's `operation` belongs to.
+#[derive(Clone, Copy)]
+enum Api {
+    Ads,
+    MigrationHubConfig,
+    /// No `operation`: every call of both.
+    Any,
+}
+
+impl Api {
+    fn errors(self) -> Vec<&'static str> {
+        match self {
+            Api::Ads => DOCUMENTED_ERRORS.to_vec(),
+            Api::MigrationHubConfig => mhc::DOCUMENTED_ERRORS.to_vec(),
+            Api::Any => DOCUMENTED_ERRORS.iter().chain(&mhc::DOCUMENTED_ERRORS).copied().collect(),
+        }
+    }
+
+    fn documents(self, name: &str) -> bool {
+        self.errors().contains(&name)
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Api::Ads => "ADS",
+            Api::MigrationHubConfig => "Migration Hub Config",
+            Api::Any => "ADS or Migration Hub Config",
         }
     }
 }
@@ -266,6 +308,9 @@ mod tests {
             r#"{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}"#,
             r#"{"error":"ServerInternalErrorException","afterEffect":true}"#,
             r#"{"throttling":true,"afterEffect":true}"#,
+            r#"{"operation":"GetHomeRegion","error":"AccessDeniedException","count":1}"#,
+            r#"{"operation":"CreateHomeRegionControl","error":"DryRunOperation"}"#,
+            r#"{"error":"InternalServerError"}"#,
         ] {
             let fault = parse(json).expect(json);
             assert_eq!(serde_json::to_string(&fault).expect("serialize"), json);
@@ -277,6 +322,8 @@ mod tests {
         for (json, field) in [
             (r#"{"operation":"Nope","http":500}"#, "operation"),
             (r#"{"error":"NopeException"}"#, "error"),
+            (r#"{"operation":"GetHomeRegion","error":"ConflictErrorException"}"#, "Migration Hub Config error"),
+            (r#"{"operation":"StartContinuousExport","error":"AccessDeniedException"}"#, "ADS error"),
             (r#"{"http":200}"#, "http"),
             (r#"{"throttling":false}"#, "throttling"),
             (r#"{"http":503,"count":0}"#, "count"),

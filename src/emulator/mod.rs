@@ -25,6 +25,15 @@
 //! delay holds in-flight exports in their transition and lowering it to zero releases them.
 //! At most one export per region may be `START_IN_PROGRESS` or `ACTIVE`.
 //!
+//! # Migration Hub Config
+//!
+//! The same port serves the home-region API (`X-Amz-Target:
+//! AWSMigrationHubMultiAccountService.<Operation>`): `GetHomeRegion`,
+//! `CreateHomeRegionControl` and `DescribeHomeRegionControls`, answering from the one home
+//! region ADS uses (see [`migrationhub_config`]). Faults name its operations as they name
+//! ADS's, with its documented errors ([`migrationhub_config::DOCUMENTED_ERRORS`]); a fault
+//! without `operation` applies to the calls of both APIs.
+//!
 //! # Faults
 //!
 //! A [`Fault`] is JSON like:
@@ -67,6 +76,8 @@
 //!   trusted), `ValidationError`. `AssumeRole` authenticates the SigV4-signed caller
 //!   (issued credentials or a static key; `InvalidClientTokenId`, `ExpiredToken`,
 //!   `SignatureDoesNotMatch`) and checks it is among the role's `principals`.
+//!   `GetCallerIdentity` answers account `123456789012` and the caller's ARN (in strict
+//!   mode only for an authenticated caller).
 //! - **EKS Pod Identity Agent** (`GET /v1/credentials`; `AWS_CONTAINER_CREDENTIALS_FULL_URI`):
 //!   the `Authorization` header is a service-account token with audience
 //!   `pods.eks.amazonaws.com`, verified the same way; the association of its
@@ -94,7 +105,7 @@
 //! | `GET /_emulator/faults` | | `[Fault]` still active, with their remaining `count` |
 //! | `POST /_emulator/faults` | a Fault or an array of Faults | 201, `[Fault]` now active |
 //! | `DELETE /_emulator/faults` | | `{"ok":true}` |
-//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` |
+//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` (ADS and Migration Hub Config alike) |
 //! | `POST /_emulator/delays` | `{"startDelayMs":2000,"stopDelayMs":2000}` | `{"ok":true}` |
 //! | `POST /_emulator/stop-sample-response` | `{"enabled":true}` | `{"ok":true}` |
 //! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
@@ -116,6 +127,7 @@ mod credentials;
 mod fault;
 pub mod identity;
 mod identity_admin;
+pub mod migrationhub_config;
 pub mod oidc;
 mod pod_identity;
 mod protocol;
@@ -218,9 +230,20 @@ impl Emulator {
         self.with_state(|s| s.faults.clear());
     }
 
-    /// Sets or clears the Migration Hub home region.
+    /// Sets or clears the Migration Hub home region, for ADS and Migration Hub Config
+    /// alike: a new region gets a new home region control (a new `ControlId` and
+    /// `RequestedTime`); setting the region it already has keeps the control.
     pub fn set_home_region(&self, region: Option<String>) {
-        self.with_state(|s| s.home_region = region);
+        self.with_state(|s| {
+            if s.home_region.as_ref().map(|c| &c.home_region) != region.as_ref() {
+                s.home_region = region.map(migrationhub_config::HomeRegionControl::new);
+            }
+        });
+    }
+
+    /// The Migration Hub home region, if set.
+    pub fn home_region(&self) -> Option<String> {
+        self.with_state(|s| s.home_region.as_ref().map(|c| c.home_region.clone()))
     }
 
     /// Sets the start and stop delays; they also apply to exports already in transition.

@@ -19,6 +19,8 @@ pub struct AwsError {
     pub(crate) status: StatusCode,
     code: Option<String>,
     message: String,
+    /// The member carrying `message`: `message` (ADS), `Message` (Migration Hub Config).
+    message_key: &'static str,
     /// The counter key of this answer: the error code, or `http<status>`.
     pub(crate) outcome: String,
 }
@@ -31,7 +33,13 @@ impl AwsError {
         } else {
             StatusCode::BAD_REQUEST
         };
-        AwsError { status, code: Some(code.to_owned()), message: message.into(), outcome: code.to_owned() }
+        AwsError {
+            status,
+            code: Some(code.to_owned()),
+            message: message.into(),
+            message_key: "message",
+            outcome: code.to_owned(),
+        }
     }
 
     /// A bare HTTP failure, as a load balancer or an overloaded front end would send.
@@ -46,15 +54,31 @@ impl AwsError {
             status,
             code,
             message: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message_key: "message",
             outcome: format!("http{}", status.as_u16()),
         }
     }
 
+    /// The same error answered with `status` (Migration Hub Config's 500 and 503 errors).
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same error with its text in `Message`, as Migration Hub Config's error
+    /// shapes name the member (`aws-sdk-migrationhubconfig` reads only that one).
+    pub(crate) fn pascal_case(mut self) -> Self {
+        self.message_key = "Message";
+        self
+    }
+
     pub(crate) fn body(&self) -> Value {
-        match &self.code {
-            Some(code) => json!({ "__type": code, "message": self.message }),
-            None => json!({ "message": self.message }),
+        let mut body = serde_json::Map::new();
+        if let Some(code) = &self.code {
+            body.insert("__type".into(), json!(code));
         }
+        body.insert(self.message_key.into(), json!(self.message));
+        Value::Object(body)
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::fault::{Fault, FaultKind};
+use super::migrationhub_config::HomeRegionControl;
 use super::protocol::{AwsError, DescribeInput, StopInput};
 use crate::ads::ExportStatus;
 
@@ -171,7 +172,9 @@ impl RateLimit {
 /// Everything the emulator remembers.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub home_region: Option<String>,
+    /// The Migration Hub home region (the region ADS answers in) and its control, as
+    /// Migration Hub Config reports them; `None`: no home region set.
+    pub home_region: Option<HomeRegionControl>,
     pub start_delay: Duration,
     pub stop_delay: Duration,
     pub stop_sample_response: bool,
@@ -188,7 +191,7 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(home_region: Option<String>, start_delay: Duration, stop_delay: Duration) -> Self {
-        State { home_region, start_delay, stop_delay, ..State::default() }
+        State { home_region: home_region.map(HomeRegionControl::new), start_delay, stop_delay, ..State::default() }
     }
 
     /// Clears exports, faults and counters; keeps the configuration.

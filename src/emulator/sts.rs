@@ -1,5 +1,5 @@
-//! AWS STS in the query protocol (`Version=2011-06-15`): `AssumeRoleWithWebIdentity`
-//! and `AssumeRole`.
+//! AWS STS in the query protocol (`Version=2011-06-15`): `AssumeRoleWithWebIdentity`,
+//! `AssumeRole` and `GetCallerIdentity`.
 //!
 //! Requests are `POST /` with a form-encoded body (`Action=...&Version=2011-06-15&...`,
 //! content type `application/x-www-form-urlencoded`); answers are `text/xml`: a
@@ -68,6 +68,7 @@ pub(crate) async fn handle(emulator: Emulator, headers: HeaderMap, body: Bytes) 
             Ok(caller) => assume_role(&emulator, &param, &caller),
             Err(failure) => Err(auth_error(failure)),
         },
+        ("GetCallerIdentity", _) => get_caller_identity(&emulator, &headers, &body),
         _ => Err(StsError::sender("InvalidAction", format!("Could not find operation {action} for version {VERSION}"))),
     };
     let counted = if action.is_empty() { super::UNKNOWN_OPERATION } else { action.as_str() };
@@ -182,6 +183,32 @@ fn assume_role(emulator: &Emulator, param: &Param<'_>, caller: &Caller) -> Resul
         let issued = s.issue(role_arn, session, CredentialSource::AssumeRole, &caller_arn, max);
         Ok(format!("{}\n  ", result_body(&issued, session)))
     })
+}
+
+/// `GetCallerIdentity`: `<UserId>`, `<Account>` ([`ACCOUNT_ID`]) and `<Arn>` of the
+/// SigV4-signed caller. In strict credentials mode the caller must be authenticated as
+/// for `AssumeRole`; otherwise any signed caller is an IAM user named by its access key.
+fn get_caller_identity(emulator: &Emulator, headers: &HeaderMap, body: &[u8]) -> Result<String, StsError> {
+    let strict = emulator.identity().with(|s| s.strict);
+    let arn = match credentials::authenticate(emulator.identity(), headers, "/", body) {
+        Ok(Caller::Temporary { role_arn, .. }) => role_arn,
+        Ok(Caller::Static { arn }) => arn,
+        Err(failure) if strict => return Err(auth_error(failure)),
+        Err(_) => format!("arn:aws:iam::{ACCOUNT_ID}:user/{}", access_key_of(headers).unwrap_or("unknown")),
+    };
+    let user_id = access_key_of(headers).unwrap_or("AIDAEMULATOR");
+    Ok(format!(
+        "\n    <UserId>{}</UserId>\n    <Account>{ACCOUNT_ID}</Account>\n    <Arn>{}</Arn>\n  ",
+        escape(user_id),
+        escape(&arn)
+    ))
+}
+
+/// The access key ID of a SigV4 `Authorization` header's credential scope.
+fn access_key_of(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split([' ', ',']).find_map(|p| p.strip_prefix("Credential="))?;
+    credential.split('/').next().filter(|k| !k.is_empty())
 }
 
 /// `<AssumedRoleUser>` and `<Credentials>` of a result.

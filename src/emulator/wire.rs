@@ -1,4 +1,6 @@
-//! The awsJson1.1 wire protocol of ADS (`AWSPoseidonService_V2015_11_01`).
+//! The awsJson1.1 wire protocol of ADS (`AWSPoseidonService_V2015_11_01`), and the
+//! routing of Migration Hub Config calls (`AWSMigrationHubMultiAccountService`, see
+//! [`super::migrationhub_config`]) that share its port and envelope.
 
 use std::time::{Duration, Instant};
 
@@ -10,18 +12,20 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Emulator;
+use super::migrationhub_config as mhc;
 use super::protocol::{AwsError, CONTENT_TYPE, DescribeInput, StopInput, TARGET_PREFIX, UNKNOWN_OPERATION};
 use crate::ads::Operation;
 
-/// `POST /`: one ADS API call.
+/// `POST /`: one ADS or Migration Hub Config API call.
 pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
-    let operation = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        .and_then(Operation::from_name);
-    let op_name = operation.map_or(UNKNOWN_OPERATION, Operation::name);
-    let (result, latency) = dispatch(&emulator, &headers, operation, &body);
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (op_name, (result, latency)) = if mhc::is_request(&headers) {
+        let operation = mhc::operation(target);
+        (operation.unwrap_or(UNKNOWN_OPERATION), dispatch_mhc(&emulator, &headers, operation, &body))
+    } else {
+        let operation = target.strip_prefix(TARGET_PREFIX).and_then(Operation::from_name);
+        (operation.map_or(UNKNOWN_OPERATION, Operation::name), dispatch(&emulator, &headers, operation, &body))
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.outcome.as_str(),
@@ -34,7 +38,7 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
         s.counters.record(op_name, outcome);
         s.user_agents.extend(agent);
     });
-    tracing::info!(operation = op_name, outcome, "ADS call");
+    tracing::info!(operation = op_name, outcome, "AWS call");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -100,12 +104,39 @@ fn dispatch(
     (result, latency)
 }
 
+/// Handles one Migration Hub Config call: signature and credentials as for ADS (an
+/// ADS-only `AuthorizationErrorException` becomes `AccessDeniedException`), then
+/// [`mhc::dispatch`]. Every error carries its text in `Message`.
+fn dispatch_mhc(
+    emulator: &Emulator,
+    headers: &HeaderMap,
+    operation: Option<&'static str>,
+    body: &[u8],
+) -> (Result<Value, AwsError>, Duration) {
+    let checked = signing_region(headers).and_then(|_| {
+        super::credentials::authorize_ads_call(emulator.identity(), headers, body).map_err(|(code, message)| {
+            let code = if code == "AuthorizationErrorException" { "AccessDeniedException" } else { code };
+            AwsError::new(code, message)
+        })
+    });
+    let (result, latency) = match (checked, operation) {
+        (Err(e), _) => (Err(e), Duration::ZERO),
+        (Ok(()), None) => {
+            let target = headers.get("x-amz-target").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let message = format!("Unknown operation {:?}", target.unwrap_or_default());
+            (Err(AwsError::new("UnknownOperationException", message)), Duration::ZERO)
+        }
+        (Ok(()), Some(operation)) => mhc::dispatch(emulator, operation, body),
+    };
+    (result.map_err(AwsError::pascal_case), latency)
+}
+
 /// Executes one call of `operation` on the emulated state of `region`: the answer a
 /// fault-free ADS would give (errors included).
 fn execute(emulator: &Emulator, region: &str, operation: Operation, body: &[u8]) -> Result<Value, AwsError> {
     let input = parse_body(body)?;
     emulator.with_state(|s| {
-        check_home_region(s.home_region.as_deref(), region)?;
+        check_home_region(s.home_region.as_ref().map(|c| c.home_region.as_str()), region)?;
         let now = Instant::now();
         match operation {
             Operation::Start => s.start(region, now),
@@ -163,7 +194,7 @@ fn check_home_region(home: Option<&str>, region: &str) -> Result<(), AwsError> {
 }
 
 /// The request body as a JSON object (an empty body counts as `{}`).
-fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, AwsError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }

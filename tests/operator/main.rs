@@ -8,6 +8,7 @@ mod support;
 
 mod credentials;
 mod harness;
+mod home_region;
 mod packaging;
 mod recovery;
 mod scale;
