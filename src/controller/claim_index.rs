@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
-use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, key, managed_id, pending_since};
+use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, claim_of, key, managed_id, pending_since};
 use crate::api::ContinuousExport;
 
 /// The order in which objects count as older: creation time, then namespace and name.
@@ -104,10 +104,7 @@ impl ClaimIndex {
     }
 
     fn entry(&self, o: &ContinuousExport) -> Entry {
-        let claim = match managed_id(o) {
-            Some(id) => Some((id.to_owned(), Hold::Manages)),
-            None => o.spec.export_id.clone().map(|id| (id, Hold::Wants)),
-        };
+        let claim = claim_of(o);
         // Whether a start may be pending does not depend on `now` (only its time does).
         let pending = pending_since(o, Timestamp::now()).is_some() && managed_id(o).is_none();
         let region = o.spec.region.clone().or_else(|| self.default_region.clone());

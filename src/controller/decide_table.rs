@@ -21,7 +21,7 @@ use crate::ads::ExportStatus::{self, *};
 use crate::ads::{AdsError, ExportDescription, Operation, Reason, StartedExport, StopTimes};
 use crate::api::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExportSpec,
-    ContinuousExportStatus, DeletionPolicy,
+    ContinuousExportStatus, DeletionPolicy, ManagementPolicy,
 };
 
 const REGION: &str = "us-west-2";
@@ -140,6 +140,7 @@ fn spec_of(s: Spec, ctx: Ctx) -> ContinuousExportSpec {
         },
         region: None,
         deletion_policy: s.policy,
+        management_policy: ManagementPolicy::Full,
     }
 }
 
@@ -176,6 +177,7 @@ fn observation(r: &Row) -> Observation {
         generation: 1,
         status,
         pending,
+        request: None,
         others: others(r.ctx),
         ads: Reads::default(),
         schedule: Schedule {
