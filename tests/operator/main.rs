@@ -9,6 +9,7 @@ mod support;
 mod credentials;
 mod harness;
 mod packaging;
+mod policy;
 mod recovery;
 mod scale;
 
