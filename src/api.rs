@@ -352,6 +352,8 @@ mod tests {
             "a stopped export cannot be resumed; create a new ContinuousExport",
             "spec.exportId is immutable",
             "spec.exportId can only be set when the ContinuousExport is created, and cannot be removed",
+            "spec.managementPolicy ObserveOnly requires spec.exportId",
+            "spec.stopped: true cannot be combined with spec.managementPolicy ObserveOnly",
             r#""maxLength":200"#,
             r#""pattern":"^\\S*$""#,
             "x-kubernetes-validations",
@@ -365,6 +367,12 @@ mod tests {
         for (name, prop) in spec.properties.as_ref().unwrap() {
             assert!(prop.description.is_some(), "spec.{name} has no description");
         }
+        let status = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["status"];
+        for (name, prop) in status.properties.as_ref().unwrap() {
+            assert!(prop.description.is_some(), "status.{name} has no description");
+        }
+        let policy = &status.properties.as_ref().unwrap()["managementPolicy"];
+        assert!(policy.description.as_deref().unwrap().contains("written under"), "the field's own description");
     }
 
     /// The CRD's `spec.region` pattern, as generated.

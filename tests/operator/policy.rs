@@ -310,3 +310,28 @@ async fn a_paused_object_keeps_its_finalizer_and_export_until_unpaused() {
     t.wait_gone("inv").await;
     assert_eq!(t.export_status(&id), "INACTIVE", "deletionPolicy Delete, carried out once unpaused");
 }
+
+#[tokio::test]
+async fn kubectl_explain_describes_the_new_fields() {
+    let t = Test::new("explain", cfg()).await;
+    let bed = support::testbed();
+    for (field, says) in [
+        ("spec.managementPolicy", "mirrors its status, times and conditions"),
+        ("status.managementPolicy", "written under"),
+        ("status.lastHandledReconcileAt", "adsexport.io/reconcile-requested-at"),
+    ] {
+        let path = format!("continuousexports.{field}");
+        // The apiserver publishes a new CRD's OpenAPI a moment after it is applied.
+        support::wait_for_ok(&format!("kubectl explain {path}"), DEADLINE, || async {
+            let out = bed
+                .command(bed.kubectl())
+                .args(["explain", "-n", t.ns.as_str(), path.as_str()])
+                .output()
+                .expect("kubectl");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" "); // kubectl wraps lines
+            if out.status.success() && text.contains(says) { Ok(()) } else { Err(text) }
+        })
+        .await;
+    }
+}
