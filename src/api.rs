@@ -19,6 +19,19 @@ pub const FINALIZER: &str = "adsexport.io/stop-export";
 /// recorded; the controller then looks for that export before starting another.
 pub const START_PENDING_ANNOTATION: &str = "adsexport.io/start-pending";
 
+/// Annotation (any value, e.g. the time of asking) that makes the operator reconcile the
+/// object at once, bypassing backoff and the resync period, as `kubectl annotate
+/// --overwrite cex NAME adsexport.io/reconcile-requested-at="$(date -u +%FT%TZ)"` does.
+/// The value handled is recorded in `status.lastHandledReconcileAt` (Flux's
+/// `reconcile.fluxcd.io/requestedAt` convention). Not handled while paused.
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "adsexport.io/reconcile-requested-at";
+
+/// Annotation that pauses reconciliation when its value is exactly `"true"` (Crossplane's
+/// `crossplane.io/paused` convention): no AWS calls and no status changes except the
+/// `Synced=False` condition with reason `Paused`; a deletion keeps the finalizer (and
+/// the export) until the annotation is removed. Removing it resumes.
+pub const PAUSED_ANNOTATION: &str = "adsexport.io/paused";
+
 /// Field manager used for server-side apply of status and metadata patches.
 pub const FIELD_MANAGER: &str = "ads-export-operator";
 
@@ -94,12 +107,26 @@ pub const CONDITION_STALLED: &str = "Stalled";
         json_path = ".status.stopTime",
         description = "Export stop time (RFC 3339, UTC)"
     ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        json_path = ".spec.managementPolicy",
+        description = "Full (managed) or ObserveOnly",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.exportId) == has(oldSelf.exportId)")
     .message("spec.exportId can only be set when the ContinuousExport is created, and cannot be removed"))]
 #[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region)")
     .message("spec.region cannot be added or removed after creation; create a new ContinuousExport"))]
+#[x_kube(validation = Rule::new("self.managementPolicy != 'ObserveOnly' || has(self.exportId)")
+    .message("spec.managementPolicy ObserveOnly requires spec.exportId (the export to observe); spec.exportId can \
+              only be set at creation: create a new ContinuousExport with both"))]
+#[x_kube(validation = Rule::new("self.managementPolicy != 'ObserveOnly' || !self.stopped")
+    .message("spec.stopped: true cannot be combined with spec.managementPolicy ObserveOnly: an observed export is \
+              never stopped by the operator, and stopped cannot be set back to false; use managementPolicy Full to \
+              stop the export, or create a new ContinuousExport to observe it"))]
 #[serde(rename_all = "camelCase")]
 pub struct ContinuousExportSpec {
     /// Stop the export (AWS StopContinuousExport). One-way: once true it cannot be set
@@ -132,6 +159,26 @@ pub struct ContinuousExportSpec {
     /// an active export before the object goes away; `Retain` leaves it running.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Whether the operator manages the export or only observes it: `Full` (default)
+    /// starts, adopts and stops it; `ObserveOnly` (for an export another team or tool
+    /// owns) mirrors its status, times and conditions, never calls Start or Stop, and
+    /// deleting the object never stops it. `ObserveOnly` requires `spec.exportId` and
+    /// excludes `stopped: true`. May be changed both ways: `ObserveOnly` to `Full` takes
+    /// over management (event `Adopted`), `Full` to `ObserveOnly` lets go of it.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+}
+
+/// What the operator may do to the export (Crossplane's management policies, reduced
+/// to the two that make sense for an export).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ManagementPolicy {
+    /// Start (or adopt), stop, and stop on deletion per `deletionPolicy`.
+    #[default]
+    Full,
+    /// Only describe the export named by `spec.exportId` and mirror it into the status.
+    ObserveOnly,
 }
 
 /// What deleting a `ContinuousExport` does to its AWS export.
@@ -179,6 +226,16 @@ pub struct ContinuousExportStatus {
     /// while no region is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// `ObserveOnly` when this status was written under `spec.managementPolicy:
+    /// ObserveOnly` (absent under `Full`): the object then only observes `exportId` and
+    /// manages no export, so a change to `Full` takes the export over as an adoption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "status_policy_schema")]
+    pub management_policy: Option<ManagementPolicy>,
+    /// The value of the `adsexport.io/reconcile-requested-at` annotation last handled
+    /// (Flux's `status.lastHandledReconcileAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -186,6 +243,12 @@ pub struct ContinuousExportStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The schema of `status.managementPolicy`: the enum inline, so the field keeps its own
+/// description (a referenced enum's would replace it).
+fn status_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["Full", "ObserveOnly"], "nullable": true})
 }
 
 impl ContinuousExportStatus {
@@ -197,6 +260,22 @@ impl ContinuousExportStatus {
     /// Whether the condition of the given type is present with status `True`.
     pub fn is_true(&self, type_: &str) -> bool {
         self.condition(type_).is_some_and(|c| c.status == "True")
+    }
+
+    /// The export this object manages: `exportId`, unless it was written under
+    /// `ObserveOnly` (then the object only observes it).
+    pub fn managed_export_id(&self) -> Option<&str> {
+        match self.management_policy {
+            Some(ManagementPolicy::ObserveOnly) => None,
+            _ => self.export_id.as_deref(),
+        }
+    }
+}
+
+impl ContinuousExportSpec {
+    /// Whether the spec asks only to observe the export (`managementPolicy: ObserveOnly`).
+    pub fn observe_only(&self) -> bool {
+        self.management_policy == ManagementPolicy::ObserveOnly
     }
 }
 
@@ -274,12 +353,13 @@ mod tests {
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<_> =
             v.additional_printer_columns.as_ref().expect("printer columns").iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Export ID", "Status", "Region", "Stopped", "Ready", "Started", "Stopped At", "Age"]);
-        // only `kubectl get -o wide` shows the region
+        assert_eq!(cols, ["Export ID", "Status", "Region", "Stopped", "Ready", "Started", "Stopped At", "Policy", "Age"]);
+        // only `kubectl get -o wide` shows the region and the policy
         let columns = v.additional_printer_columns.as_ref().unwrap();
         let region = columns.iter().find(|c| c.name == "Region").unwrap();
         assert_eq!((region.json_path.as_str(), region.priority), (".status.region", Some(1)));
-        assert!(columns.iter().filter(|c| c.name != "Region").all(|c| c.priority.unwrap_or(0) == 0));
+        let wide: Vec<_> = columns.iter().filter(|c| c.priority == Some(1)).map(|c| c.name.as_str()).collect();
+        assert_eq!(wide, ["Region", "Policy"], "only in -o wide");
     }
 
     #[test]
@@ -289,6 +369,8 @@ mod tests {
             "a stopped export cannot be resumed; create a new ContinuousExport",
             "spec.exportId is immutable",
             "spec.exportId can only be set when the ContinuousExport is created, and cannot be removed",
+            "spec.managementPolicy ObserveOnly requires spec.exportId",
+            "spec.stopped: true cannot be combined with spec.managementPolicy ObserveOnly",
             r#""maxLength":200"#,
             r#""pattern":"^\\S*$""#,
             "x-kubernetes-validations",
@@ -302,6 +384,12 @@ mod tests {
         for (name, prop) in spec.properties.as_ref().unwrap() {
             assert!(prop.description.is_some(), "spec.{name} has no description");
         }
+        let status = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["status"];
+        for (name, prop) in status.properties.as_ref().unwrap() {
+            assert!(prop.description.is_some(), "status.{name} has no description");
+        }
+        let policy = &status.properties.as_ref().unwrap()["managementPolicy"];
+        assert!(policy.description.as_deref().unwrap().contains("written under"), "the field's own description");
     }
 
     /// The CRD's `spec.region` pattern, as generated.
@@ -336,6 +424,7 @@ mod tests {
         assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
         assert_eq!(spec.export_id, None);
         let json = serde_json::to_value(&spec).unwrap();
-        assert_eq!(json, serde_json::json!({"stopped": false, "deletionPolicy": "Delete"}));
+        assert_eq!(spec.management_policy, ManagementPolicy::Full);
+        assert_eq!(json, serde_json::json!({"stopped": false, "deletionPolicy": "Delete", "managementPolicy": "Full"}));
     }
 }

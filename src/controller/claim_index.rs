@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
-use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, key, managed_id, pending_since};
+use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, claim_of, key, managed_id, pending_since};
 use crate::ads::home_region::HomeRegionCache;
 use crate::api::ContinuousExport;
 
@@ -117,10 +117,7 @@ impl ClaimIndex {
     }
 
     fn entry(&self, o: &ContinuousExport) -> Entry {
-        let claim = match managed_id(o) {
-            Some(id) => Some((id.to_owned(), Hold::Manages)),
-            None => o.spec.export_id.clone().map(|id| (id, Hold::Wants)),
-        };
+        let claim = claim_of(o);
         // Whether a start may be pending does not depend on `now` (only its time does).
         let pending = pending_since(o, Timestamp::now()).is_some() && managed_id(o).is_none();
         let home = || self.home_region.as_ref().and_then(|c| c.region());
@@ -217,6 +214,7 @@ fn age_key(o: &ContinuousExport) -> AgeKey {
 mod tests {
     use super::*;
     use crate::api::{ContinuousExportSpec, ContinuousExportStatus, START_PENDING_ANNOTATION};
+    use crate::controller::claims::Among;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn object(name: &str, created: &str) -> ContinuousExport {
@@ -255,6 +253,33 @@ mod tests {
         assert!(index.claims_on(&me, ["e-3"]).is_empty());
         // An object's own claim is not another's.
         assert!(index.claims_on(&managing("c", "2026-01-01T00:00:00Z", "e-2"), ["e-2"]).is_empty());
+    }
+
+    #[test]
+    fn observers_claim_nothing_to_manage_until_their_status_says_full() {
+        use crate::api::ManagementPolicy;
+        let index = ClaimIndex::new(Some("us-west-2".into()));
+        let me = object("me", "2026-01-02T00:00:00Z");
+        let mut observer = object("obs", "2026-01-01T00:00:00Z");
+        observer.spec.export_id = Some("e-1".into());
+        observer.spec.management_policy = ManagementPolicy::ObserveOnly;
+        index.apply(&Event::Apply(observer.clone()));
+        let others = index.others(&me, Some("us-west-2"), ["e-1"]);
+        assert_eq!(others.claims[0].hold, Hold::Observes);
+        assert!(others.manager_of("e-1", Among::All).is_none() && others.claimed("e-1"));
+        assert_eq!(others.named_owner("e-1"), None, "an observer is named as nobody's owner");
+        // Its status written under ObserveOnly; then changed to Full: observed until a pass takes over.
+        observer.status = Some(ContinuousExportStatus {
+            export_id: Some("e-1".into()),
+            management_policy: Some(ManagementPolicy::ObserveOnly),
+            ..Default::default()
+        });
+        observer.spec.management_policy = ManagementPolicy::Full;
+        index.apply(&Event::Apply(observer.clone()));
+        assert_eq!(index.claims_on(&me, ["e-1"])[0].hold, Hold::Observes);
+        observer.status.as_mut().unwrap().management_policy = None;
+        index.apply(&Event::Apply(observer));
+        assert_eq!(index.claims_on(&me, ["e-1"])[0].hold, Hold::Manages, "taken over");
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct Claim {
     pub id: String,
     /// `namespace/name` of the claiming object.
     pub owner: String,
-    /// How: in `status.exportId` (it manages the export) or only in `spec.exportId`.
+    /// How: in `status.exportId` (it manages the export), only in `spec.exportId`, or
+    /// as an observer (`managementPolicy: ObserveOnly`).
     pub hold: Hold,
     /// Whether the claiming object is older than this one (creation time, then
     /// namespace and name): the tie-breaker when two objects adopted one export at once.
@@ -33,6 +34,10 @@ pub enum Hold {
     Manages,
     /// Only in `spec.exportId`: it means to adopt it.
     Wants,
+    /// It only observes the export (`managementPolicy: ObserveOnly`, or a status last
+    /// written under it): no claim to manage it, but a sign that someone else started
+    /// it, so it is never taken for a lost start's export.
+    Observes,
 }
 
 /// Another object's age relative to this one.
@@ -98,10 +103,12 @@ impl Others {
         self.claims.iter().any(|c| c.id == id)
     }
 
-    /// The object naming `id`: the one managing it, else one that wants it.
+    /// The object naming `id`: the one managing it, else one that wants it (an
+    /// observer is no owner).
     pub fn named_owner(&self, id: &str) -> Option<&str> {
         let managing = self.claims.iter().find(|c| c.id == id && c.hold == Hold::Manages);
-        managing.or_else(|| self.claims.iter().find(|c| c.id == id)).map(|c| c.owner.as_str())
+        let wanting = || self.claims.iter().find(|c| c.id == id && c.hold == Hold::Wants);
+        managing.or_else(wanting).map(|c| c.owner.as_str())
     }
 
     /// Another object (among `among`) whose start is pending in the region:
@@ -121,9 +128,25 @@ pub fn key(obj: &ContinuousExport) -> String {
     obj.uid().unwrap_or_else(|| owner(obj))
 }
 
-/// The export ID `o` manages (`status.exportId`), if any.
+/// The export ID `o` manages (`status.exportId`, unless written under `ObserveOnly`), if any.
 pub fn managed_id(o: &ContinuousExport) -> Option<&str> {
-    o.status.as_ref().and_then(|s| s.export_id.as_deref())
+    o.status.as_ref().and_then(|s| s.managed_export_id())
+}
+
+/// How `o` claims an export, if at all: it manages `status.exportId` (written under
+/// `Full`); it observes (`ObserveOnly` in its spec, or its status written under it); or
+/// it wants to adopt `spec.exportId`. What the status says wins over the spec: a
+/// policy change takes effect once a pass has written it.
+pub fn claim_of(o: &ContinuousExport) -> Option<(String, Hold)> {
+    if let Some(id) = managed_id(o) {
+        return Some((id.to_owned(), Hold::Manages));
+    }
+    let observed = o.status.as_ref().and_then(|s| s.export_id.clone());
+    if let Some(id) = observed {
+        return Some((id, Hold::Observes));
+    }
+    let hold = if o.spec.observe_only() { Hold::Observes } else { Hold::Wants };
+    o.spec.export_id.clone().map(|id| (id, hold))
 }
 
 /// Since when a start of this object may be pending, from its `start-pending`

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::annotations::PAUSED_REASON;
 use super::backoff::{Attempts, Delay, Pace};
 use super::conditions::{ConditionUpdate, merge, whole_seconds};
-use super::decide::{Goal, Notice, Phase};
+use super::decide::{Goal, Notice, Phase, observed_phase};
 use super::failure::Failure;
 use super::fold::Verdict;
 use super::messages::camel;
@@ -16,7 +17,7 @@ use super::observation::{Observation, Schedule};
 use crate::ads::{ErrorClass, ExportStatus, format_time};
 use crate::api::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExportSpec,
-    ContinuousExportStatus,
+    ContinuousExportStatus, ManagementPolicy, PAUSED_ANNOTATION,
 };
 use crate::duration;
 
@@ -63,7 +64,8 @@ pub fn conclude(spec: &ContinuousExportSpec, obs: &Observation, verdict: &Verdic
     if let (Err(f), Some(delay)) = (&verdict.result, delay) {
         rest[1].message = format!("{}: {}; {}", f.step, f.message.trim_end_matches('.'), next_try(f, delay, obs.now));
     }
-    if spec.export_id.is_some() && old.export_id.is_none() && verdict.status.export_id.is_some() {
+    let adopted = old.managed_export_id().is_none() && verdict.status.export_id.is_some();
+    if spec.export_id.is_some() && !spec.observe_only() && adopted {
         // Just adopted: another object may have adopted the same export at the same
         // moment, unseen in the cache until now. Look again shortly (the older one keeps it).
         requeue = Requeue::After(ADOPTION_RECHECK);
@@ -73,8 +75,36 @@ pub fn conclude(spec: &ContinuousExportSpec, obs: &Observation, verdict: &Verdic
     let mut status = verdict.status.clone();
     status.observed_generation = Some(obs.generation);
     status.region = obs.region.clone();
+    status.management_policy = spec.observe_only().then_some(ManagementPolicy::ObserveOnly);
+    status.last_handled_reconcile_at = handled(obs);
     status.conditions = merge(&old.conditions, &updates, obs.generation, whole_seconds(obs.now));
     Conclusion { status, requeue, attempts }
+}
+
+/// `status.lastHandledReconcileAt` after a pass: the request it handled, else as stored.
+fn handled(obs: &Observation) -> Option<String> {
+    obs.request.clone().or_else(|| obs.status.last_handled_reconcile_at.clone())
+}
+
+/// The status of a paused object (`adsexport.io/paused: "true"`): as stored, but for
+/// `Synced=False`, reason `Paused` (its `observedGeneration` the current one, so a spec
+/// change made meanwhile shows as seen and pending). Pure; written only when it differs.
+pub fn paused(
+    status: &ContinuousExportStatus,
+    generation: i64,
+    deleting: bool,
+    now: Timestamp,
+) -> ContinuousExportStatus {
+    let mut message = format!(
+        "reconciliation is paused by the annotation {PAUSED_ANNOTATION}: \"true\": no AWS calls until it is removed"
+    );
+    if deleting {
+        message.push_str("; the deletion waits (the finalizer stays, the export is not stopped) until then");
+    }
+    let update = ConditionUpdate::is_false(CONDITION_SYNCED, PAUSED_REASON, message);
+    let mut out = status.clone();
+    out.conditions = merge(&status.conditions, &[update], generation, whole_seconds(now));
+    out
 }
 
 /// `Ready` from the export's state against the spec; a terminal error or a vanished
@@ -94,6 +124,9 @@ fn ready(
             return ConditionUpdate::is_true(CONDITION_READY, "ExportGone", msg);
         }
         _ => {}
+    }
+    if spec.observe_only() {
+        return observed_ready(status);
     }
     let stopped = spec.stopped;
     let state = status.export_status.as_deref();
@@ -121,6 +154,19 @@ fn ready(
     }
 }
 
+/// `Ready` of an observer: `True` (reason `Observed`) once the export is seen in a
+/// settled state, whatever it is; `False` with the export's status while it moves.
+fn observed_ready(status: &ContinuousExportStatus) -> ConditionUpdate {
+    let Some(state) = status.export_status.as_deref() else {
+        return ConditionUpdate::is_false(CONDITION_READY, "Pending", "the export has not been observed yet");
+    };
+    let what = format!("export is {state}; observed only (spec.managementPolicy: ObserveOnly)");
+    match observed_phase(status) {
+        Phase::Steady => ConditionUpdate::is_true(CONDITION_READY, "Observed", what),
+        _ => ConditionUpdate::is_false(CONDITION_READY, camel(state), what),
+    }
+}
+
 /// `Synced`, `Reconciling`, `Stalled` and the pace of a pass that reached `phase`.
 fn settled(
     spec: &ContinuousExportSpec,
@@ -138,7 +184,11 @@ fn settled(
         Phase::Transition => {
             // No delay in the message: it would rewrite the status on every poll.
             let state = status.export_status.as_deref().unwrap_or("pending");
-            let msg = format!("export is {state}; polling until it is {}", Goal::of(spec).status());
+            let msg = if spec.observe_only() {
+                format!("export is {state}; observing it until it settles")
+            } else {
+                format!("export is {state}; polling until it is {}", Goal::of(spec).status())
+            };
             let busy = ConditionUpdate::is_true(CONDITION_RECONCILING, "Transitioning", msg);
             (vec![synced, busy, not_stalled], Pace::Polling, Requeue::AwaitChange)
         }
@@ -215,6 +265,7 @@ pub fn hold_deletion(obs: &Observation, f: &Failure) -> (ContinuousExportStatus,
     };
     let mut status = obs.status.clone();
     status.observed_generation = Some(obs.generation);
+    status.last_handled_reconcile_at = handled(obs);
     status.conditions = merge(&obs.status.conditions, &updates, obs.generation, whole_seconds(obs.now));
     (status, retry_in, attempts)
 }

@@ -6,6 +6,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 
+use super::annotations;
 use super::claims::{Among, Lifecycle, Others, PENDING_SKEW};
 use super::failure::Failure;
 use super::messages;
@@ -170,12 +171,16 @@ pub enum ReadPlan {
     List,
 }
 
-/// Which reads [`decide`] needs, from the object and the cache alone.
+/// Which reads [`decide`] needs, from the object and the cache alone. An observer
+/// (`managementPolicy: ObserveOnly`) describes `spec.exportId`, whoever manages it.
 pub fn reads(spec: &ContinuousExportSpec, obs: &Observation) -> ReadPlan {
     if obs.region.is_none() {
         return ReadPlan::Nothing;
     }
-    match (obs.status.export_id.as_deref(), spec.export_id.as_deref()) {
+    if spec.observe_only() {
+        return spec.export_id.clone().map_or(ReadPlan::Nothing, ReadPlan::Describe);
+    }
+    match (obs.status.managed_export_id(), spec.export_id.as_deref()) {
         (Some(id), Some(spec_id)) if spec_id != id => ReadPlan::Nothing,
         (Some(id), _) if obs.others.manager_of(id, Among::Older).is_some() => ReadPlan::Nothing,
         (Some(id), _) => ReadPlan::Describe(id.to_owned()),
@@ -189,11 +194,15 @@ pub fn reads(spec: &ContinuousExportSpec, obs: &Observation) -> ReadPlan {
 /// Whether a pass may read its export from the region's shared listing (at most one
 /// resync period old) instead of describing it by ID: the stored export is settled
 /// (`ACTIVE` or `INACTIVE`) for this very generation, or the object adopts
-/// `spec.exportId` (an ID the listing lacks is still described by ID). A transition,
-/// a spec change or an export just started or stopped is read afresh.
+/// `spec.exportId` or observes it (an ID the listing lacks is still described by ID).
+/// A transition, a spec change, an export just started or stopped, or a reconcile
+/// request is read afresh.
 pub fn shared_read_suffices(spec: &ContinuousExportSpec, obs: &Observation) -> bool {
+    if obs.request.is_some() {
+        return false;
+    }
     let settled = matches!(obs.status.export_status.as_deref(), Some("ACTIVE" | "INACTIVE"));
-    match obs.status.export_id {
+    match obs.status.managed_export_id() {
         Some(_) => settled && obs.status.observed_generation == Some(obs.generation),
         None => spec.export_id.is_some(),
     }
@@ -219,16 +228,59 @@ pub fn decide(spec: &ContinuousExportSpec, obs: &Observation) -> Plan {
         notices: Vec::new(),
         next: done_steady(),
     };
+    if annotations::status_paused(&obs.status) {
+        let note = "reconciliation resumed: adsexport.io/paused was removed".to_owned();
+        plan.notices.push(Notice::normal("Resumed", "Reconcile", note));
+    }
     let Some(region) = obs.region.as_deref() else {
         plan.next = Next::Done(Err(messages::no_region()));
         return plan;
     };
-    plan.next = match (obs.status.export_id.clone(), spec.export_id.as_deref()) {
+    if spec.observe_only() {
+        plan.next = observe_only(spec, obs, region, &mut plan);
+        return plan;
+    }
+    plan.next = match (obs.status.managed_export_id().map(str::to_owned), spec.export_id.as_deref()) {
         (Some(id), _) => managed(spec, obs, region, &id, &mut plan),
         (None, Some(id)) => adopt(spec, obs, region, id, &mut plan),
         (None, None) => own_start(spec, obs, region, &mut plan),
     };
     plan
+}
+
+/// `managementPolicy: ObserveOnly`: mirror the export `spec.exportId` names into the
+/// status, whoever manages it; never Start or Stop.
+fn observe_only(spec: &ContinuousExportSpec, obs: &Observation, region: &str, plan: &mut Plan) -> Next {
+    if obs.pending.marked {
+        plan.annotation = AnnotationChange::Clear; // an observer never starts
+    }
+    let Some(id) = spec.export_id.as_deref() else {
+        return Next::Done(Err(messages::observe_without_id()));
+    };
+    match obs.ads.described.clone() {
+        Some(Ok(d)) => {
+            copy_description(&mut plan.status, &d);
+            Next::Done(Ok(observed_phase(&plan.status)))
+        }
+        Some(Err(e)) if e.reason == Reason::NotFound => {
+            mark_gone(&mut plan.status);
+            Next::Done(Err(messages::observed_not_found(e, id, region).into()))
+        }
+        Some(Err(e)) => Next::Done(Err(e.into())),
+        None => done_steady(),
+    }
+}
+
+/// The phase of an observed export: polled while it moves (`START_IN_PROGRESS`,
+/// `STOP_IN_PROGRESS`), else steady whatever its state (the observer wants nothing of
+/// it); an unknown status stalls as for a managed export.
+pub fn observed_phase(status: &ContinuousExportStatus) -> Phase {
+    let raw = status.export_status.as_deref().unwrap_or_default();
+    match raw.parse::<ExportStatus>() {
+        Ok(ExportStatus::StartInProgress | ExportStatus::StopInProgress) => Phase::Transition,
+        Ok(_) => Phase::Steady,
+        Err(_) => Phase::Failed { reason: "UnknownStatus", message: format!("ADS reports an unknown status {raw:?}") },
+    }
 }
 
 fn done_steady() -> Next {
@@ -263,12 +315,15 @@ fn managed(spec: &ContinuousExportSpec, obs: &Observation, region: &str, id: &st
     }
 }
 
-/// No export managed yet, `spec.exportId` set: adopt it.
+/// No export managed yet, `spec.exportId` set: adopt it. An object that observed it
+/// until now (`ObserveOnly` changed to `Full`) takes it over the same way.
 fn adopt(spec: &ContinuousExportSpec, obs: &Observation, region: &str, id: &str, plan: &mut Plan) -> Next {
     if obs.pending.marked {
         plan.annotation = AnnotationChange::Clear; // an adopting object never starts
     }
     if let Some(other) = obs.others.manager_of(id, Among::All) {
+        // What was observed is not this object's: its status names no export it manages.
+        plan.status = export_fields_cleared(&plan.status, None);
         return Next::Done(Err(match other.lifecycle {
             // Its finalizer decides the export's fate first; look again after it.
             Lifecycle::Deleting => messages::owner_deleting(id, &other.owner),
@@ -277,7 +332,8 @@ fn adopt(spec: &ContinuousExportSpec, obs: &Observation, region: &str, id: &str,
     }
     match obs.ads.described.clone() {
         Some(Ok(d)) => {
-            let note = format!("adopted export {id} ({}) in {region}", d.status.as_str());
+            let observed = if obs.status.export_id.is_some() { ", observed until now" } else { "" };
+            let note = format!("adopted export {id} ({}) in {region}{observed}", d.status.as_str());
             plan.notices.push(Notice::normal("Adopted", "Adopt", note));
             on_described(spec, &d, plan)
         }
@@ -364,9 +420,14 @@ pub fn settle(
     (AnnotationChange::Keep, Ok(phase(Goal::of(spec), status)))
 }
 
-/// A status without export fields (conditions kept), with `status_detail`.
+/// A status without export fields (conditions and `lastHandledReconcileAt` kept), with `status_detail`.
 pub fn export_fields_cleared(status: &ContinuousExportStatus, detail: Option<String>) -> ContinuousExportStatus {
-    ContinuousExportStatus { conditions: status.conditions.clone(), status_detail: detail, ..Default::default() }
+    ContinuousExportStatus {
+        conditions: status.conditions.clone(),
+        status_detail: detail,
+        last_handled_reconcile_at: status.last_handled_reconcile_at.clone(),
+        ..Default::default()
+    }
 }
 
 /// ADS does not list the export (any more): its last known state is stale.

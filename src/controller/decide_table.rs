@@ -21,7 +21,7 @@ use crate::ads::ExportStatus::{self, *};
 use crate::ads::{AdsError, ExportDescription, Operation, Reason, StartedExport, StopTimes};
 use crate::api::{
     CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, ContinuousExportSpec,
-    ContinuousExportStatus, DeletionPolicy,
+    ContinuousExportStatus, DeletionPolicy, ManagementPolicy,
 };
 
 const REGION: &str = "us-west-2";
@@ -36,16 +36,22 @@ fn ts(s: &str) -> Timestamp {
 struct Spec {
     stopped: bool,
     adopt: bool,
+    /// `managementPolicy: ObserveOnly` (with `spec.exportId: e-1`).
+    observe: bool,
     policy: DeletionPolicy,
     deleting: bool,
 }
 
-const RUN: Spec = Spec { stopped: false, adopt: false, policy: DeletionPolicy::Delete, deleting: false };
+const RUN: Spec =
+    Spec { stopped: false, adopt: false, observe: false, policy: DeletionPolicy::Delete, deleting: false };
 const STOP: Spec = Spec { stopped: true, ..RUN };
 const ADOPT: Spec = Spec { adopt: true, ..RUN };
 const ADOPT_STOP: Spec = Spec { adopt: true, stopped: true, ..RUN };
 const DELETE: Spec = Spec { deleting: true, ..RUN };
 const RETAIN: Spec = Spec { deleting: true, policy: DeletionPolicy::Retain, ..RUN };
+const OBSERVE: Spec = Spec { observe: true, ..RUN };
+const OBSERVE_DELETE: Spec = Spec { observe: true, deleting: true, ..RUN };
+const ADOPT_DELETE: Spec = Spec { adopt: true, deleting: true, ..RUN };
 
 /// Whether the object already manages [`ID`] (`status.exportId`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +60,8 @@ enum Held {
     Managed,
     /// No `status.exportId`.
     New,
+    /// `status.exportId: e-1` written under `ObserveOnly`: observed, not managed.
+    Observed,
 }
 use Held::*;
 
@@ -80,6 +88,8 @@ enum Ctx {
     Claimed,
     /// An older object that manages [`ID`] is being deleted.
     ClaimedDeleting,
+    /// A younger object manages [`ID`].
+    ClaimedYounger,
     /// An older object's start is pending in the region.
     OtherPending,
     /// `spec.exportId` names another export than the managed one.
@@ -133,13 +143,14 @@ fn description(status: ExportStatus) -> ExportDescription {
 fn spec_of(s: Spec, ctx: Ctx) -> ContinuousExportSpec {
     ContinuousExportSpec {
         stopped: s.stopped,
-        export_id: match (s.adopt, ctx) {
+        export_id: match (s.adopt || s.observe, ctx) {
             (_, Mismatch) => Some("e-other".into()),
             (true, _) => Some(ID.into()),
             _ => None,
         },
         region: None,
         deletion_policy: s.policy,
+        management_policy: if s.observe { ManagementPolicy::ObserveOnly } else { ManagementPolicy::Full },
     }
 }
 
@@ -149,6 +160,9 @@ fn others(ctx: Ctx) -> Others {
     match ctx {
         Claimed => Others { claims: vec![claim(Lifecycle::Live)], ..Others::default() },
         ClaimedDeleting => Others { claims: vec![claim(Lifecycle::Deleting)], ..Others::default() },
+        ClaimedYounger => {
+            Others { claims: vec![Claim { age: Age::Younger, ..claim(Lifecycle::Live) }], ..Others::default() }
+        }
         OtherPending => Others {
             pending_starts: vec![PendingStart { owner: "ns/older".into(), age: Age::Older }],
             ..Others::default()
@@ -166,6 +180,12 @@ fn observation(r: &Row) -> Observation {
             ..ContinuousExportStatus::default()
         },
         New => ContinuousExportStatus::default(),
+        Observed => ContinuousExportStatus {
+            export_id: Some(ID.into()),
+            export_status: Some(Active.as_str().into()),
+            management_policy: Some(ManagementPolicy::ObserveOnly),
+            ..ContinuousExportStatus::default()
+        },
     };
     let pending = match r.ctx {
         Pending => Pending { marked: true, since: Some(ts("2026-03-01T11:59:00Z")) },
@@ -176,6 +196,7 @@ fn observation(r: &Row) -> Observation {
         generation: 1,
         status,
         pending,
+        request: None,
         others: others(r.ctx),
         ads: Reads::default(),
         schedule: Schedule {
@@ -274,6 +295,7 @@ fn table() -> Vec<Row> {
     const BUSY: [&str; 4] = ["False Pending", "False Conflict", "True Conflict", "False NotStalled"];
     const UNTOUCHED: [&str; 4] = ["-", "-", "-", "-"];
     const DELETE_WAITS: [&str; 4] = ["-", "-", "True Deleting", "-"];
+    const OBSERVED: [&str; 4] = ["True Observed", "True Synced", "False Settled", "False NotStalled"];
     vec![
         // spec running, the object manages e-1: the status ADS reports
         row("managed START_IN_PROGRESS",  RUN, Managed, Is(StartInProgress), Alone, Done, STARTING),
@@ -348,6 +370,31 @@ fn table() -> Vec<Row> {
         row("delete, no region, nothing started", DELETE, New, Nothing, NoRegion, Release, UNTOUCHED),
         // being deleted, deletionPolicy Retain
         row("retain ACTIVE",              RETAIN, Managed, Is(Active), Alone, Release, UNTOUCHED),
+        // managementPolicy ObserveOnly: mirror e-1 whatever its state or manager; never Start or Stop
+        row("observe ACTIVE",             OBSERVE, New, Is(Active), Alone, Done, OBSERVED),
+        row("observe INACTIVE: no stall", OBSERVE, New, Is(Inactive), Alone, Done, OBSERVED),
+        row("observe ERROR: no stop, no stall", OBSERVE, New, Is(Error), Alone, Done, OBSERVED),
+        row("observe STOP_FAILED",        OBSERVE, New, Is(StopFailed), Alone, Done, OBSERVED),
+        row("observe START_IN_PROGRESS: polled", OBSERVE, New, Is(StartInProgress), Alone, Done,
+            ["False StartInProgress", "True Synced", "True Transitioning", "False NotStalled"]),
+        row("observe STOP_IN_PROGRESS: polled", OBSERVE, New, Is(StopInProgress), Alone, Done, STOPPING),
+        row("observe, not found",         OBSERVE, New, NotFound, Alone, Done, GONE),
+        row("observe, an older object manages it: no matter", OBSERVE, New, Is(Active), Claimed, Done, OBSERVED),
+        row("observe, a stray start-pending is dropped", OBSERVE, New, Is(Active), Pending, DoneClearing, OBSERVED),
+        row("Full -> ObserveOnly: lets go, no Stop", OBSERVE, Managed, Is(Active), Alone, Done, OBSERVED),
+        row("observe, already observed",  OBSERVE, Observed, Is(Active), Alone, Done, OBSERVED),
+        row("observe, no region",         OBSERVE, New, Nothing, NoRegion, Done,
+            ["False Pending", "False UnknownError", "True UnknownError", "False NotStalled"]),
+        // ObserveOnly -> Full: an adoption of the observed export
+        row("takeover ACTIVE",            ADOPT, Observed, Is(Active), Alone, Done, ACTIVE),
+        row("takeover, stopped: stop",    ADOPT_STOP, Observed, Is(Active), Alone, Stop, STOPPING),
+        row("takeover, an older object manages it", ADOPT, Observed, Is(Active), Claimed, Done, DUPLICATE),
+        row("takeover, a younger object manages it", ADOPT, Observed, Is(Active), ClaimedYounger, Done, DUPLICATE),
+        row("takeover, its manager is being deleted", ADOPT, Observed, Is(Active), ClaimedDeleting, Done, WAITING),
+        // deleting an observer, or an object that has not taken over yet: nothing stopped
+        row("delete an observer",         OBSERVE_DELETE, Observed, Is(Active), Alone, Release, UNTOUCHED),
+        row("delete an observer that managed it", OBSERVE_DELETE, Managed, Is(Active), Alone, Release, UNTOUCHED),
+        row("delete before the takeover", ADOPT_DELETE, Observed, Is(Active), Alone, Release, UNTOUCHED),
     ]
 }
 
@@ -393,4 +440,74 @@ fn decide_is_pure() {
         obs.ads.listed = Some(listed(r.ads));
         assert_eq!(decide::decide(&spec, &obs), decide::decide(&spec, &obs), "{}", r.name);
     }
+}
+
+#[test]
+fn a_takeover_is_announced_and_a_refused_one_lets_go_of_what_it_observed() {
+    let taken = row("", ADOPT, Observed, Is(Active), Alone, Want::Done, ["-"; 4]);
+    let mut obs = observation(&taken);
+    obs.ads.described = Some(described(taken.ads));
+    let plan = decide::decide(&spec_of(ADOPT, Alone), &obs);
+    let adopted: Vec<_> = plan.notices.iter().filter(|n| n.reason == "Adopted").collect();
+    assert_eq!(adopted.len(), 1, "{:?}", plan.notices);
+    assert!(adopted[0].note.contains("observed until now"), "{}", adopted[0].note);
+    let verdict = fold::without_call(plan.clone(), Ok(decide::Phase::Steady));
+    let status = conclude(&spec_of(ADOPT, Alone), &obs, &verdict).status;
+    assert_eq!((status.managed_export_id(), status.management_policy), (Some(ID), None), "now managed");
+
+    let refused = row("", ADOPT, Observed, Is(Active), Claimed, Want::Done, ["-"; 4]);
+    let plan = decide::decide(&spec_of(ADOPT, Claimed), &observation(&refused));
+    assert_eq!(plan.status.export_id, None, "the status names no export it does not manage");
+}
+
+#[test]
+fn an_observer_reads_its_export_whoever_manages_it_and_the_shared_listing_will_do() {
+    let r = row("", OBSERVE, New, Is(Active), Claimed, Want::Done, ["-"; 4]);
+    let (spec, obs) = (spec_of(OBSERVE, Claimed), observation(&r));
+    assert_eq!(reads(&spec, &obs), ReadPlan::Describe(ID.into()));
+    assert!(decide::shared_read_suffices(&spec, &obs));
+    let asked = Observation { request: Some("now".into()), ..obs };
+    assert!(!decide::shared_read_suffices(&spec, &asked), "a reconcile request reads afresh");
+}
+
+#[test]
+fn a_handled_request_is_recorded_and_kept() {
+    let r = row("", RUN, Managed, Is(Active), Alone, Want::Done, ["-"; 4]);
+    let spec = spec_of(RUN, Alone);
+    let mut obs = observation(&r);
+    obs.ads.described = Some(described(r.ads));
+    obs.request = Some("2026-03-01T12:00:00Z".into());
+    let plan = decide::decide(&spec, &obs);
+    let status = conclude(&spec, &obs, &fold::without_call(plan.clone(), Ok(decide::Phase::Steady))).status;
+    assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("2026-03-01T12:00:00Z"));
+    // The next pass, with nothing new asked, keeps it.
+    let next = Observation { request: None, status: status.clone(), ..obs };
+    let again = conclude(&spec, &next, &fold::without_call(decide::decide(&spec, &next), Ok(decide::Phase::Steady)));
+    assert_eq!(again.status, status, "no write: the request stays recorded");
+}
+
+#[test]
+fn pausing_changes_only_the_synced_condition() {
+    let r = row("", RUN, Managed, Is(Active), Alone, Want::Done, ["-"; 4]);
+    let spec = spec_of(RUN, Alone);
+    let mut obs = observation(&r);
+    obs.ads.described = Some(described(r.ads));
+    let steady =
+        conclude(&spec, &obs, &fold::without_call(decide::decide(&spec, &obs), Ok(decide::Phase::Steady))).status;
+    let paused = super::conclude::paused(&steady, 2, false, obs.now);
+    assert_eq!(
+        summary(&paused),
+        ["True Active", "False Paused", "False Settled", "False NotStalled"].map(str::to_owned)
+    );
+    let others = |s: &ContinuousExportStatus| ContinuousExportStatus {
+        conditions: s.conditions.iter().filter(|c| c.type_ != CONDITION_SYNCED).cloned().collect(),
+        ..s.clone()
+    };
+    assert_eq!(others(&paused), others(&steady));
+    assert_eq!(super::conclude::paused(&paused, 2, false, obs.now), paused, "written once");
+    let deleting = super::conclude::paused(&paused, 2, true, obs.now);
+    assert!(deleting.condition(CONDITION_SYNCED).unwrap().message.contains("the deletion waits"));
+    // Resuming announces itself.
+    let resumed = Observation { status: paused, ..obs };
+    assert!(decide::decide(&spec, &resumed).notices.iter().any(|n| n.reason == "Resumed"));
 }

@@ -56,13 +56,13 @@ enum Target {
 /// Whether the region's exports must be listed: no `status.exportId`, but a start may
 /// be pending (its export is looked for, to stop it or name it).
 pub fn needs_listing(obs: &Observation) -> bool {
-    obs.region.is_some() && obs.status.export_id.is_none() && obs.pending.since.is_some()
+    obs.region.is_some() && obs.status.managed_export_id().is_none() && obs.pending.since.is_some()
 }
 
 /// The export to Describe before stopping it, once the listing (if any) is read;
 /// `None` when no Describe is needed.
 pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<String> {
-    if spec.deletion_policy == DeletionPolicy::Retain || obs.region.is_none() {
+    if spec.deletion_policy == DeletionPolicy::Retain || spec.observe_only() || obs.region.is_none() {
         return None;
     }
     match target(obs) {
@@ -71,12 +71,12 @@ pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<Str
     }
 }
 
-/// Only an export this object manages (`status.exportId`, or its own pending start's):
-/// a `spec.exportId` whose adoption never succeeded (unknown, or managed by another
-/// object) is not this object's to stop.
+/// Only an export this object manages (`status.exportId` written under `Full`, or its
+/// own pending start's): a `spec.exportId` whose adoption never succeeded (unknown,
+/// managed by another object, or only observed so far) is not this object's to stop.
 fn target(obs: &Observation) -> Target {
-    if let Some(id) = &obs.status.export_id {
-        return Target::Export(id.clone());
+    if let Some(id) = obs.status.managed_export_id() {
+        return Target::Export(id.to_owned());
     }
     let region = obs.region.as_deref().unwrap_or_default();
     let nothing = || Target::Nothing("no export was started".into());
@@ -96,8 +96,13 @@ fn target(obs: &Observation) -> Target {
 }
 
 /// The cleanup rules: per `deletionPolicy`, stop the export or leave it, then let the
-/// finalizer go; with the events to publish. Pure.
+/// finalizer go (at once for an observer, `managementPolicy: ObserveOnly`); with the
+/// events to publish. Pure.
 pub fn decide(spec: &ContinuousExportSpec, obs: &Observation) -> (Deletion, Vec<Notice>) {
+    if spec.observe_only() {
+        // Whatever the status says: the spec's ObserveOnly says the export is not ours.
+        return (Deletion::Release("observe only: the export is left as it is".into()), Vec::new());
+    }
     if spec.deletion_policy == DeletionPolicy::Retain {
         let notices = retained_note(obs).map(|note| Notice::normal("Retained", "Delete", note));
         return (Deletion::Release("retained".into()), notices.into_iter().collect());

@@ -43,6 +43,9 @@ pub enum Cause {
     NoRegion,
     /// `spec.exportId` differs from the export the object manages: `InvalidParameter`, terminal.
     SpecMismatch,
+    /// A combination the CRD's rules reject (an object stored before they existed):
+    /// `InvalidParameter`, terminal.
+    InvalidSpec,
     /// Another object manages the export: `AlreadyManaged`, terminal, but looked at
     /// again every resync period (the other object may go away).
     AlreadyManaged,
@@ -65,7 +68,7 @@ impl Cause {
         match self {
             Cause::Ads(r) => r.as_str(),
             Cause::NoRegion => Reason::Unknown.as_str(),
-            Cause::SpecMismatch => Reason::InvalidParameter.as_str(),
+            Cause::SpecMismatch | Cause::InvalidSpec => Reason::InvalidParameter.as_str(),
             Cause::AlreadyManaged => "AlreadyManaged",
             Cause::Waiting => Reason::ResourceInUse.as_str(),
             Cause::RegionBusy => Reason::Conflict.as_str(),
@@ -78,7 +81,7 @@ impl Cause {
     pub fn class(self) -> ErrorClass {
         match self {
             Cause::Ads(r) => r.class(),
-            Cause::SpecMismatch | Cause::AlreadyManaged => ErrorClass::Terminal,
+            Cause::SpecMismatch | Cause::InvalidSpec | Cause::AlreadyManaged => ErrorClass::Terminal,
             _ => ErrorClass::Recoverable,
         }
     }
@@ -135,6 +138,7 @@ mod tests {
         let table = [
             (Cause::NoRegion, "UnknownError", Recoverable, false),
             (Cause::SpecMismatch, "InvalidParameter", Terminal, false),
+            (Cause::InvalidSpec, "InvalidParameter", Terminal, false),
             (Cause::AlreadyManaged, "AlreadyManaged", Terminal, false),
             (Cause::Waiting, "ResourceInUse", Recoverable, true),
             (Cause::RegionBusy, "Conflict", Recoverable, false),

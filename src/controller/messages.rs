@@ -199,6 +199,28 @@ pub fn adoption_not_found(mut e: AdsError, id: &str, region: &str) -> AdsError {
     e
 }
 
+/// `managementPolicy: ObserveOnly` without `spec.exportId` (the CRD's rule rejects it;
+/// an object stored under an older CRD may still have it).
+pub fn observe_without_id() -> Failure {
+    Failure::new(
+        Step::Configuration,
+        Cause::InvalidSpec,
+        "spec.managementPolicy ObserveOnly requires spec.exportId (the export to observe); spec.exportId can only be \
+         set at creation: create a new ContinuousExport with both, or set managementPolicy: Full",
+    )
+}
+
+/// The export an observer's `spec.exportId` names is unknown in the region.
+pub fn observed_not_found(mut e: AdsError, id: &str, region: &str) -> AdsError {
+    if e.reason == Reason::NotFound {
+        e.message = format!(
+            "cannot observe export {id}: not found in {region}; spec.exportId and spec.region are immutable, so \
+             recreate this ContinuousExport with the right ones"
+        );
+    }
+    e
+}
+
 /// `START_IN_PROGRESS` -> `StartInProgress` (the `Ready` reason for an export status).
 pub fn camel(s: &str) -> String {
     s.split('_')

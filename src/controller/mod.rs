@@ -10,6 +10,7 @@
 //! AWS is reached only through [`ExportService`], Kubernetes only through [`kube::Api`].
 
 pub mod act;
+pub mod annotations;
 pub mod backoff;
 pub mod claim_index;
 pub mod claims;

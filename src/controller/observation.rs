@@ -21,6 +21,9 @@ pub struct Observation {
     pub status: ContinuousExportStatus,
     /// The `start-pending` annotation.
     pub pending: Pending,
+    /// An `adsexport.io/reconcile-requested-at` value not handled yet: this pass reads
+    /// ADS afresh and records it in `status.lastHandledReconcileAt`.
+    pub request: Option<String>,
     /// What other objects claim (from the watch cache).
     pub others: Others,
     /// What ADS answered.

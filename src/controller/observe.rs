@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt};
 
+use super::annotations;
 use super::backoff::Attempts;
 use super::claims::{key, managed_id, pending_since};
 use super::context::Context;
@@ -84,6 +85,7 @@ pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Obse
             marked: obj.annotations().contains_key(START_PENDING_ANNOTATION),
             since: pending_since(obj, now),
         },
+        request: annotations::reconcile_request(obj),
         others,
         ads: Reads::default(),
         schedule: Schedule {
@@ -112,10 +114,13 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
             obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, WATCH_MAX).await);
         }
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
-        // A pending start's export must be looked for afresh; the check before a
-        // first Start reads the shared listing (a running export it misses makes
-        // Start answer ConflictErrorException, which is read as before).
-        ReadPlan::List if obs.pending.since.is_some() => listed(obj, ctx, &mut obs, &region, None).await,
+        // A pending start's export must be looked for afresh (and a reconcile request
+        // asks for a fresh look); the check before a first Start reads the shared
+        // listing (a running export it misses makes Start answer
+        // ConflictErrorException, which is read as before).
+        ReadPlan::List if obs.pending.since.is_some() || obs.request.is_some() => {
+            listed(obj, ctx, &mut obs, &region, None).await
+        }
         ReadPlan::List => listed(obj, ctx, &mut obs, &region, Some(period)).await,
     }
     obs

@@ -10,6 +10,7 @@ use kube::{Api, ResourceExt};
 use tracing::{Instrument, info, warn};
 
 use super::act::{self, Target};
+use super::annotations::{self, PAUSED_REASON};
 use super::claims::{key, managed_id};
 use super::conclude::{self, Requeue, announcements};
 use super::context::Context;
@@ -23,7 +24,7 @@ use super::messages;
 use super::observation::Observation;
 use super::observe;
 use crate::ads::ExportService;
-use crate::api::{CONDITION_SYNCED, ContinuousExport, FINALIZER};
+use crate::api::{CONDITION_SYNCED, ContinuousExport, FINALIZER, PAUSED_ANNOTATION};
 
 /// Reconciles one `ContinuousExport`: the finalizer helper routes to apply or cleanup.
 ///
@@ -41,15 +42,21 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         export_id = managed_id(&obj).unwrap_or(""),
     );
     let api: Api<ContinuousExport> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
-            Finalizer::Cleanup(obj) => cleanup(&obj, &api, &ctx).await,
-        }
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = if annotations::is_paused(&obj) {
+        // Before the finalizer helper: a paused object is neither given the finalizer
+        // nor released from it (its deletion waits until it is unpaused).
+        paused(&obj, &api, &ctx).instrument(span).await
+    } else {
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
+                Finalizer::Cleanup(obj) => cleanup(&obj, &api, &ctx).await,
+            }
+        })
+        .instrument(span)
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     if let Some(o) = &ctx.observer {
         o.reconciled(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
     }
@@ -74,7 +81,9 @@ async fn apply<S: ExportService>(
     let (obj, key) = (obj.as_ref(), key(cached));
     let stored = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or(0);
-    if decide::stalled_for_generation(&stored, generation) {
+    // A reconcile request, or the first pass after a pause, looks again despite a stall.
+    let asked = annotations::reconcile_request(obj).is_some() || annotations::status_paused(&stored);
+    if decide::stalled_for_generation(&stored, generation) && !asked {
         report_status(ctx, &key, &stored);
         return Ok(Action::await_change());
     }
@@ -156,6 +165,30 @@ fn report_status<S: ExportService>(ctx: &Context<S>, key: &str, status: &crate::
     if let Some(o) = &ctx.observer {
         o.export_status(key, status.export_status.as_deref());
     }
+}
+
+/// A paused object (`adsexport.io/paused: "true"`): no AWS call, no finalizer change,
+/// and no status change but `Synced=False`, reason `Paused` (written once, and again
+/// only when the generation or the deletion changes it). Waits for the next change of
+/// the object, such as the annotation's removal.
+async fn paused<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+) -> Result<Action, Error> {
+    let stored = obj.status.clone().unwrap_or_default();
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    let status = conclude::paused(&stored, generation, deleting, k8s_openapi::jiff::Timestamp::now());
+    if status != stored {
+        act::write_status(api, &obj.name_any(), &status).await?;
+        if !annotations::status_paused(&stored) {
+            let note =
+                format!("reconciliation paused by {PAUSED_ANNOTATION}: \"true\"; no AWS calls until it is removed");
+            publish_logged(ctx, obj, &Notice::normal(PAUSED_REASON, "Reconcile", note)).await;
+        }
+    }
+    Ok(Action::await_change())
 }
 
 /// The cleanup branch: per `deletionPolicy`, stop the export, then let the finalizer go.

@@ -11,6 +11,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::annotations;
 use super::claim_index::ClaimIndex;
 use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
@@ -48,15 +49,18 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Resu
     }
 }
 
-/// The watch trigger filter: a new generation (spec change or deletion marking)
-/// or a finalizer change. Status and annotation writes, including the controller's
-/// own, do not trigger a reconcile; requeues handle polling.
+/// The watch trigger filter: a new generation (spec change or deletion marking), a
+/// finalizer change, or a change of the steering annotations (`adsexport.io/paused`,
+/// `adsexport.io/reconcile-requested-at`, which do not bump the generation). Status
+/// writes and the `start-pending` annotation, the controller's own writes, do not
+/// trigger a reconcile; requeues handle polling.
 fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     obj.meta().generation.hash(&mut h);
     obj.finalizers().hash(&mut h);
     obj.meta().deletion_timestamp.is_some().hash(&mut h);
+    annotations::steering(obj).hash(&mut h);
     Some(h.finish())
 }
 
@@ -73,7 +77,8 @@ pub fn slim(obj: &mut ContinuousExport) {
     }
 }
 
-/// The prefix of the annotations this operator reads (`adsexport.io/start-pending`).
+/// The prefix of the annotations this operator reads (`adsexport.io/start-pending`,
+/// `adsexport.io/paused`, `adsexport.io/reconcile-requested-at`).
 const OWN_ANNOTATION_PREFIX: &str = "adsexport.io/";
 
 /// Runs the controller until `shutdown` resolves (then finishes in-flight
@@ -171,7 +176,10 @@ async fn shutdown_before_sync(shutdown: impl Future<Output = ()>, synced: Arc<At
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ContinuousExportSpec, START_PENDING_ANNOTATION};
+    use crate::api::{
+        ContinuousExportSpec, ContinuousExportStatus, PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION,
+        START_PENDING_ANNOTATION,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     #[test]
@@ -193,5 +201,47 @@ mod tests {
         assert_eq!(kept, [START_PENDING_ANNOTATION]);
         assert!(START_PENDING_ANNOTATION.starts_with(OWN_ANNOTATION_PREFIX));
         assert_eq!(o.metadata.finalizers.as_deref(), Some(&[crate::api::FINALIZER.to_owned()][..]));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_steering_annotations() {
+        let mut o = ContinuousExport::new("inv", ContinuousExportSpec::default());
+        o.metadata.annotations = Some(
+            [
+                (PAUSED_ANNOTATION.to_owned(), "true".to_owned()),
+                (RECONCILE_REQUESTED_ANNOTATION.to_owned(), "1".to_owned()),
+            ]
+            .into(),
+        );
+        slim(&mut o);
+        assert!(annotations::is_paused(&o));
+        assert_eq!(annotations::steering(&o), [Some("true"), Some("1")]);
+    }
+
+    #[test]
+    fn steering_annotations_trigger_and_own_writes_do_not() {
+        let mut o = ContinuousExport::new("inv", ContinuousExportSpec::default());
+        o.metadata.generation = Some(1);
+        let base = trigger_hash(&o);
+        // the controller's own writes: the status, start-pending; and other tools' annotations
+        let mut own = o.clone();
+        own.status = Some(ContinuousExportStatus {
+            export_id: Some("e-1".into()),
+            last_handled_reconcile_at: Some("1".into()),
+            ..Default::default()
+        });
+        own.metadata.annotations = Some(
+            [(START_PENDING_ANNOTATION.to_owned(), "t".to_owned()), ("example.com/note".to_owned(), "x".to_owned())]
+                .into(),
+        );
+        assert_eq!(trigger_hash(&own), base, "no reconcile for the controller's own writes");
+        for (key, value) in [(PAUSED_ANNOTATION, "true"), (RECONCILE_REQUESTED_ANNOTATION, "1")] {
+            let mut user = own.clone();
+            user.metadata.annotations.as_mut().unwrap().insert(key.to_owned(), value.to_owned());
+            assert_ne!(trigger_hash(&user), base, "{key} triggers a reconcile");
+            let mut changed = user.clone();
+            changed.metadata.annotations.as_mut().unwrap().insert(key.to_owned(), "2".to_owned());
+            assert_ne!(trigger_hash(&changed), trigger_hash(&user), "a new value of {key} triggers again");
+        }
     }
 }

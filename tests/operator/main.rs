@@ -10,6 +10,7 @@ mod credentials;
 mod harness;
 mod home_region;
 mod packaging;
+mod policy;
 mod recovery;
 mod scale;
 
