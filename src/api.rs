@@ -125,7 +125,38 @@ pub struct ContinuousExportSpec {
     /// an active export before the object goes away; `Retain` leaves it running.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Keep a ConfigMap with this export's connection info for Amazon Athena consumers
+    /// (README, "Connection info for Athena consumers"): the keys `exportId`, `region`,
+    /// `s3Bucket`, `databaseName`, `exportStatus`, `startTime` and `stopTime`, for a Job's
+    /// `envFrom`. Written once the object manages an export; a key without a value yet
+    /// (e.g. `stopTime`) is left out. The ConfigMap is owned by this object (garbage
+    /// collected with it); one that exists without this object as its controller is never
+    /// overwritten (Stalled, reason `InfoTargetConflict`). Changing or removing this
+    /// field deletes the ConfigMap written for the old name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_info_to: Option<InfoTarget>,
 }
+
+/// Where the connection info of an export is written (`spec.writeInfoTo`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InfoTarget {
+    /// Name of the ConfigMap, in this object's namespace: a DNS-1123 subdomain (lower
+    /// case letters, digits, `-` and `.`, starting and ending with a letter or digit; at
+    /// most 253 characters).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(CONFIG_MAP_NAME_RULE).message(
+        "spec.writeInfoTo.configMapName must be a DNS-1123 subdomain (lower case letters, digits, '-' and '.', \
+         starting and ending with a letter or digit), e.g. inventory-export-info"
+    ))]
+    pub config_map_name: String,
+}
+
+/// The CEL rule for `spec.writeInfoTo.configMapName`: Kubernetes' DNS-1123 subdomain
+/// (k8s.io/apimachinery `validation.IsDNS1123Subdomain`; the length is the schema's).
+const CONFIG_MAP_NAME_RULE: &str =
+    r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 
 /// What deleting a `ContinuousExport` does to its AWS export.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]

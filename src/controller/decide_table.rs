@@ -140,6 +140,7 @@ fn spec_of(s: Spec, ctx: Ctx) -> ContinuousExportSpec {
         },
         region: None,
         deletion_policy: s.policy,
+        write_info_to: None,
     }
 }
 

@@ -57,6 +57,10 @@ pub enum Cause {
     StartFailed,
     /// The export reports `STOP_FAILED`; Stop was sent again, on the failure schedule.
     StopFailed,
+    /// `spec.writeInfoTo` names a ConfigMap this object does not control: nothing is
+    /// written there. `InfoTargetConflict`, terminal, but looked at again every resync
+    /// period (the ConfigMap may be deleted).
+    InfoTargetConflict,
 }
 
 impl Cause {
@@ -71,6 +75,7 @@ impl Cause {
             Cause::RegionBusy => Reason::Conflict.as_str(),
             Cause::StartFailed => "StartFailed",
             Cause::StopFailed => "StopFailed",
+            Cause::InfoTargetConflict => "InfoTargetConflict",
         }
     }
 
@@ -78,7 +83,7 @@ impl Cause {
     pub fn class(self) -> ErrorClass {
         match self {
             Cause::Ads(r) => r.class(),
-            Cause::SpecMismatch | Cause::AlreadyManaged => ErrorClass::Terminal,
+            Cause::SpecMismatch | Cause::AlreadyManaged | Cause::InfoTargetConflict => ErrorClass::Terminal,
             _ => ErrorClass::Recoverable,
         }
     }
@@ -140,6 +145,7 @@ mod tests {
             (Cause::RegionBusy, "Conflict", Recoverable, false),
             (Cause::StartFailed, "StartFailed", Recoverable, false),
             (Cause::StopFailed, "StopFailed", Recoverable, false),
+            (Cause::InfoTargetConflict, "InfoTargetConflict", Terminal, false),
             (Cause::Ads(Reason::ResourceInUse), "ResourceInUse", Recoverable, true),
             (Cause::Ads(Reason::NotFound), "NotFound", Terminal, false),
         ];

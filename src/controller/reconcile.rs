@@ -19,6 +19,7 @@ use super::deletion::{self, End};
 use super::error::Error;
 use super::failure::Failure;
 use super::fold::Verdict;
+use super::info::{self, InfoObservation, InfoPlan};
 use super::observation::Observation;
 use super::observe;
 use crate::ads::ExportService;
@@ -81,8 +82,21 @@ async fn apply<S: ExportService>(
     let obs = observe::for_apply(obj, ctx).await;
     let plan = decide::decide(&obj.spec, &obs);
     let mut target = Target { obj, api, marked: obs.pending.marked };
-    let verdict = act::execute(ctx, &mut target, &obs, plan).await?;
-    finish(ctx, &mut target, &obs, &verdict).await
+    let mut verdict = act::execute(ctx, &mut target, &obs, plan).await?;
+    // The connection info follows the status this pass writes, in the region it used.
+    let read = observe::info(obj, ctx, obs.region.as_deref(), &verdict.status).await;
+    let info = read.as_ref().map_or_else(|_| InfoPlan::none(), InfoObservation::plan);
+    info::fold(&mut verdict.result, &info);
+    let action = finish(ctx, &mut target, &obs, &verdict).await?;
+    // After the status is stored: a failed read or write of the ConfigMap loses nothing
+    // of the export's state, and the error policy retries it.
+    read?;
+    act::write_info(ctx, obj, &key_namespace(obj)?, &info).await?;
+    Ok(action)
+}
+
+fn key_namespace(obj: &ContinuousExport) -> Result<String, Error> {
+    obj.namespace().ok_or(Error::MissingField("metadata.namespace"))
 }
 
 /// Publishes the verdict's events, writes the concluded status (once, when it
