@@ -8,6 +8,7 @@ mod support;
 
 mod credentials;
 mod harness;
+mod info;
 mod packaging;
 mod recovery;
 mod scale;
