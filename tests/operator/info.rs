@@ -37,7 +37,7 @@ fn config_maps(t: &Test) -> Api<ConfigMap> {
 
 /// Waits until ConfigMap `name` exists and `pred` holds for its data; panics with the
 /// last data seen.
-async fn wait_config_map(
+pub async fn wait_config_map(
     t: &Test,
     name: &str,
     what: &str,
@@ -53,7 +53,8 @@ async fn wait_config_map(
     .await
 }
 
-async fn wait_config_map_gone(t: &Test, name: &str) {
+/// Waits until ConfigMap `name` no longer exists.
+pub async fn wait_config_map_gone(t: &Test, name: &str) {
     let api = config_maps(t);
     support::wait_for_ok(&format!("ConfigMap {}/{name} deleted", t.ns), DEADLINE, || async {
         match api.get_opt(name).await.map_err(|e| e.to_string())? {
