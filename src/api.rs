@@ -304,6 +304,7 @@ mod tests {
             "spec.exportId can only be set when the ContinuousExport is created, and cannot be removed",
             r#""maxLength":200"#,
             r#""pattern":"^\\S*$""#,
+            "spec.writeInfoTo.configMapName must be a DNS-1123 subdomain",
             "x-kubernetes-validations",
         ] {
             assert!(json.contains(needle), "CRD lacks {needle}");

@@ -423,6 +423,18 @@ impl Test {
     }
 }
 
+/// A [`ReconcileObserver`] that counts finished reconciles.
+#[derive(Default)]
+pub struct Reconciles(pub std::sync::atomic::AtomicU64);
+
+impl ReconcileObserver for Reconciles {
+    fn reconciled(&self, _: &'static str, _: Duration) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn export_status(&self, _: &str, _: Option<&str>) {}
+    fn deleted(&self, _: &str) {}
+}
+
 /// An admin client of the bed that counts the requests `counted(method, path)` selects,
 /// and the count: what an operator given this client sends to the apiserver.
 pub async fn counting_client(

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ads_export_operator::api::{CONDITION_READY, CONDITION_STALLED, ContinuousExport, FIELD_MANAGER};
@@ -18,18 +18,6 @@ use serde_json::{Value, json};
 
 use super::harness::*;
 use super::{REGION, support};
-
-/// Counts finished reconciles.
-#[derive(Default)]
-struct Reconciles(AtomicU64);
-
-impl ReconcileObserver for Reconciles {
-    fn reconciled(&self, _: &'static str, _: Duration) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn export_status(&self, _: &str, _: Option<&str>) {}
-    fn deleted(&self, _: &str) {}
-}
 
 fn config_maps(t: &Test) -> Api<ConfigMap> {
     Api::namespaced(t.client.clone(), &t.ns)

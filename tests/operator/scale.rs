@@ -3,7 +3,7 @@
 //! region's pages, not with the object count. Counts, never timings.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ads_export_operator::ads::Operation;
@@ -13,18 +13,6 @@ use serde_json::json;
 
 use super::harness::*;
 use super::support;
-
-/// Counts finished reconciles.
-#[derive(Default)]
-struct Reconciles(AtomicU64);
-
-impl ReconcileObserver for Reconciles {
-    fn reconciled(&self, _: &'static str, _: Duration) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn export_status(&self, _: &str, _: Option<&str>) {}
-    fn deleted(&self, _: &str) {}
-}
 
 /// `n` exports started and stopped through the SDK (as the console would): INACTIVE.
 async fn stopped_exports(t: &Test, n: usize) -> Vec<String> {
