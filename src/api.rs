@@ -168,6 +168,17 @@ pub struct ContinuousExportSpec {
     /// over management (event `Adopted`), `Full` to `ObserveOnly` lets go of it.
     #[serde(default)]
     pub management_policy: ManagementPolicy,
+
+    /// Keep a ConfigMap with this export's connection info for Amazon Athena consumers
+    /// (README, "Connection info for Athena consumers"): the keys `exportId`, `region`,
+    /// `s3Bucket`, `databaseName`, `exportStatus`, `startTime` and `stopTime`, for a Job's
+    /// `envFrom`. Written once the object manages an export; a key without a value yet
+    /// (e.g. `stopTime`) is left out. The ConfigMap is owned by this object (garbage
+    /// collected with it); one that exists without this object as its controller is never
+    /// overwritten (Stalled, reason `InfoTargetConflict`). Changing or removing this
+    /// field deletes the ConfigMap written for the old name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_info_to: Option<InfoTarget>,
 }
 
 /// What the operator may do to the export (Crossplane's management policies, reduced
@@ -180,6 +191,26 @@ pub enum ManagementPolicy {
     /// Only describe the export named by `spec.exportId` and mirror it into the status.
     ObserveOnly,
 }
+
+/// Where the connection info of an export is written (`spec.writeInfoTo`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InfoTarget {
+    /// Name of the ConfigMap, in this object's namespace: a DNS-1123 subdomain (lower
+    /// case letters, digits, `-` and `.`, starting and ending with a letter or digit; at
+    /// most 253 characters).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(CONFIG_MAP_NAME_RULE).message(
+        "spec.writeInfoTo.configMapName must be a DNS-1123 subdomain (lower case letters, digits, '-' and '.', \
+         starting and ending with a letter or digit), e.g. inventory-export-info"
+    ))]
+    pub config_map_name: String,
+}
+
+/// The CEL rule for `spec.writeInfoTo.configMapName`: Kubernetes' DNS-1123 subdomain
+/// (k8s.io/apimachinery `validation.IsDNS1123Subdomain`; the length is the schema's).
+const CONFIG_MAP_NAME_RULE: &str =
+    r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 
 /// What deleting a `ContinuousExport` does to its AWS export.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
@@ -353,7 +384,10 @@ mod tests {
         assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
         let cols: Vec<_> =
             v.additional_printer_columns.as_ref().expect("printer columns").iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Export ID", "Status", "Region", "Stopped", "Ready", "Started", "Stopped At", "Policy", "Age"]);
+        assert_eq!(
+            cols,
+            ["Export ID", "Status", "Region", "Stopped", "Ready", "Started", "Stopped At", "Policy", "Age"]
+        );
         // only `kubectl get -o wide` shows the region and the policy
         let columns = v.additional_printer_columns.as_ref().unwrap();
         let region = columns.iter().find(|c| c.name == "Region").unwrap();
@@ -373,6 +407,7 @@ mod tests {
             "spec.stopped: true cannot be combined with spec.managementPolicy ObserveOnly",
             r#""maxLength":200"#,
             r#""pattern":"^\\S*$""#,
+            "spec.writeInfoTo.configMapName must be a DNS-1123 subdomain",
             "x-kubernetes-validations",
         ] {
             assert!(json.contains(needle), "CRD lacks {needle}");

@@ -135,7 +135,7 @@ fn binary_accepts(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The operator's RBAC rules on ContinuousExports and Events (least privilege).
+/// The operator's RBAC rules on ContinuousExports, Events and ConfigMaps (least privilege).
 fn operator_rules() -> Value {
     json!([
         { "apiGroups": ["adsexport.io"], "resources": ["continuousexports"],
@@ -146,6 +146,10 @@ fn operator_rules() -> Value {
           "verbs": ["update"] },
         // kube-runtime's Recorder writes events.k8s.io/v1 Events only: no core ("") events
         { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
+        // spec.writeInfoTo: watch the labelled ConfigMaps, read the target by name, write it
+        // by server-side apply (create when new), delete the one of an old name; no update
+        { "apiGroups": [""], "resources": ["configmaps"],
+          "verbs": ["get", "list", "watch", "create", "patch", "delete"] },
     ])
 }
 

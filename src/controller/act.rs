@@ -4,9 +4,11 @@
 
 use std::borrow::Cow;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::Event as KubeEvent;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -16,6 +18,7 @@ use super::context::Context;
 use super::decide::{AnnotationChange, Attempt, Call, Next, Notice, Plan, Times};
 use super::error::Error;
 use super::fold::{self, StartOutcome, StopOutcome, Verdict};
+use super::info::{INFO_LABEL, InfoPlan, Write};
 use super::observation::Observation;
 use crate::ads::{ExportService, Reason, format_time};
 use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, START_PENDING_ANNOTATION};
@@ -85,6 +88,52 @@ pub async fn write_status(
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Carries out the connection-info part of a pass ([`InfoPlan`]): server-side applies
+/// the ConfigMap (this object as its controller, label [`INFO_LABEL`], the operator's
+/// field manager, forced: the ConfigMap is this object's), and deletes the ConfigMaps
+/// this object controls under names it no longer writes (on the UID the watch cache
+/// has, so a ConfigMap made anew under that name meanwhile is kept). A 404 on delete
+/// is not an error.
+///
+/// # Errors
+/// [`Error::Kube`] when a write fails (e.g. RBAC without `configmaps`: the chart grants
+/// get, list, watch, create, patch and delete).
+pub async fn write_info<S: ExportService>(
+    ctx: &Context<S>,
+    obj: &ContinuousExport,
+    ns: &str,
+    plan: &InfoPlan,
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    if let Some((name, Write::Apply(data))) = &plan.write {
+        let owner = obj.controller_owner_ref(&()).map(|mut r| {
+            r.block_owner_deletion = Some(true); // a foreground deletion waits for it
+            r
+        });
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {INFO_LABEL: "true"}, "ownerReferences": [owner]},
+            "data": data,
+        });
+        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+        info!(configmap = name.as_str(), "connection info written");
+    }
+    for name in &plan.remove {
+        let uid = ctx.info_cache.get(&ObjectRef::new(name).within(ns)).and_then(|cm| cm.uid());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => info!(configmap = name.as_str(), "connection info removed: spec.writeInfoTo no longer names it"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Carries out the plan's annotation change and call, and folds the outcome.

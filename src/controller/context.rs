@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
 
 use super::backoff::Backoff;
 use super::claim_index::ClaimIndex;
@@ -82,6 +84,9 @@ pub struct Context<S: ExportService> {
     /// The claims of all watched `ContinuousExport`s, fed by the controller's watch:
     /// which export IDs other objects manage or want, whose starts are pending.
     pub claims: Arc<ClaimIndex>,
+    /// The connection-info ConfigMaps (label [`super::info::INFO_LABEL`]) in the watched
+    /// scope, fed by the controller's watch of them (empty until it runs).
+    pub info_cache: Store<ConfigMap>,
     /// Metrics hook.
     pub observer: Option<Arc<dyn ReconcileObserver>>,
     /// Regions with a StartContinuousExport in flight in this process, and whose.
@@ -127,7 +132,8 @@ impl Drop for StartGuard<'_> {
 }
 
 impl<S: ExportService> Context<S> {
-    /// A context with the given parts, an empty claim index and no observer.
+    /// A context with the given parts, an empty claim index, an empty ConfigMap cache
+    /// and no observer.
     pub fn new(client: Client, ads: S, settings: Settings) -> Self {
         let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
         Self {
@@ -139,6 +145,7 @@ impl<S: ExportService> Context<S> {
             client,
             ads,
             settings,
+            info_cache: reflector::store().0,
             observer: None,
             starts: StartGate::default(),
         }

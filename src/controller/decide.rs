@@ -15,10 +15,11 @@ use crate::ads::{ExportDescription, ExportStatus, Reason, ReportedStatus, format
 use crate::api::{CONDITION_STALLED, ContinuousExportSpec, ContinuousExportStatus};
 
 /// Stalled reasons that can clear without a spec change: the export's state in ADS
-/// ([`Phase::Failed`]), another object's claim on the export (which may go away), or
-/// an export ADS does not list (which may be eventual consistency). Such objects are
+/// ([`Phase::Failed`]), another object's claim on the export (which may go away), an
+/// export ADS does not list (which may be eventual consistency), or a ConfigMap in the
+/// way of `spec.writeInfoTo` (which may be deleted). Such objects are
 /// looked at again every resync period.
-pub const RECHECKED_STALLS: [&str; 7] = [
+pub const RECHECKED_STALLS: [&str; 8] = [
     "StoppedOutsideKubernetes",
     "StartFailed",
     "StopFailed",
@@ -26,6 +27,7 @@ pub const RECHECKED_STALLS: [&str; 7] = [
     "UnknownStatus",
     "AlreadyManaged",
     "NotFound",
+    "InfoTargetConflict",
 ];
 
 /// What one pass concluded about the export.

@@ -151,6 +151,7 @@ fn spec_of(s: Spec, ctx: Ctx) -> ContinuousExportSpec {
         region: None,
         deletion_policy: s.policy,
         management_policy: if s.observe { ManagementPolicy::ObserveOnly } else { ManagementPolicy::Full },
+        write_info_to: None,
     }
 }
 

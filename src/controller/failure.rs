@@ -60,6 +60,10 @@ pub enum Cause {
     StartFailed,
     /// The export reports `STOP_FAILED`; Stop was sent again, on the failure schedule.
     StopFailed,
+    /// `spec.writeInfoTo` names a ConfigMap this object does not control: nothing is
+    /// written there. `InfoTargetConflict`, terminal, but looked at again every resync
+    /// period (the ConfigMap may be deleted).
+    InfoTargetConflict,
 }
 
 impl Cause {
@@ -74,6 +78,7 @@ impl Cause {
             Cause::RegionBusy => Reason::Conflict.as_str(),
             Cause::StartFailed => "StartFailed",
             Cause::StopFailed => "StopFailed",
+            Cause::InfoTargetConflict => "InfoTargetConflict",
         }
     }
 
@@ -81,7 +86,9 @@ impl Cause {
     pub fn class(self) -> ErrorClass {
         match self {
             Cause::Ads(r) => r.class(),
-            Cause::SpecMismatch | Cause::InvalidSpec | Cause::AlreadyManaged => ErrorClass::Terminal,
+            Cause::SpecMismatch | Cause::InvalidSpec | Cause::AlreadyManaged | Cause::InfoTargetConflict => {
+                ErrorClass::Terminal
+            }
             _ => ErrorClass::Recoverable,
         }
     }
@@ -144,6 +151,7 @@ mod tests {
             (Cause::RegionBusy, "Conflict", Recoverable, false),
             (Cause::StartFailed, "StartFailed", Recoverable, false),
             (Cause::StopFailed, "StopFailed", Recoverable, false),
+            (Cause::InfoTargetConflict, "InfoTargetConflict", Terminal, false),
             (Cause::Ads(Reason::ResourceInUse), "ResourceInUse", Recoverable, true),
             (Cause::Ads(Reason::NotFound), "NotFound", Terminal, false),
         ];

@@ -157,6 +157,20 @@ pub fn still_starting(id: &str) -> Failure {
     )
 }
 
+/// `spec.writeInfoTo` names ConfigMap `ns/name`, which this object does not control
+/// (`controller`: its controller, `Kind/name`, if it has one).
+pub fn info_target_conflict(ns: &str, name: &str, controller: Option<&str>) -> Failure {
+    let whose = controller.map_or_else(|| "it has no controller".to_owned(), |c| format!("its controller is {c}"));
+    Failure::new(
+        Step::Configuration,
+        Cause::InfoTargetConflict,
+        format!(
+            "ConfigMap {ns}/{name} exists and is not this ContinuousExport's ({whose}), so the connection info is not \
+             written there: delete that ConfigMap, or set spec.writeInfoTo.configMapName to a name not in use"
+        ),
+    )
+}
+
 /// A running export was found before Start: Start was not sent.
 pub fn region_busy(region: &str, active: &ExportDescription, others: &Others) -> Failure {
     let detail = "StartContinuousExport not sent: ADS allows one active export per region";

@@ -24,6 +24,7 @@ pub mod deletion;
 pub mod error;
 pub mod failure;
 pub mod fold;
+pub mod info;
 pub mod messages;
 pub mod observation;
 pub mod observe;

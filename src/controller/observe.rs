@@ -5,7 +5,9 @@
 
 use std::borrow::Cow;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::annotations;
@@ -15,11 +17,12 @@ use super::context::Context;
 use super::decide::{self, ReadPlan};
 use super::deletion;
 use super::error::Error;
+use super::info::{self, Found, InfoObservation};
 use super::messages::RegionSource;
 use super::observation::{Observation, Pending, Reads, Schedule};
 use crate::ads::ExportService;
 use crate::ads::shared::WATCH_MAX;
-use crate::api::{ContinuousExport, START_PENDING_ANNOTATION};
+use crate::api::{ContinuousExport, ContinuousExportStatus, START_PENDING_ANNOTATION};
 
 /// `spec.region`, else the operator's default region, else (no region named at all) the
 /// region of the export the object manages (`status.region` with `status.exportId`:
@@ -169,4 +172,39 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
         obs.ads.described = Some(ctx.ads.describe(&region, &id).await);
     }
     obs
+}
+
+/// The reads of `spec.writeInfoTo` once a pass knows the status it will write
+/// (`status`) and the region it used (`region`): the ConfigMaps the watch cache holds
+/// that this object controls, and the target ConfigMap by name unless the cached one
+/// already says what the content says ([`info::needs_read`]), so a steady pass reads
+/// nothing from the apiserver.
+///
+/// # Errors
+/// [`Error::Kube`] when the read by name fails (a 404 is [`Found::Absent`]).
+pub async fn info<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    region: Option<&str>,
+    status: &ContinuousExportStatus,
+) -> Result<InfoObservation, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = obj.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let target = obj.spec.write_info_to.as_ref().map(|t| t.config_map_name.clone());
+    let cached = ctx.info_cache.state();
+    let controlled = info::controlled_names(cached.iter().map(|cm| cm.as_ref()), &ns, &uid);
+    let data = target.as_ref().and_then(|_| info::content(status, region));
+    let found = match (&target, &data) {
+        (Some(name), Some(data)) => {
+            let cached = ctx.info_cache.get(&ObjectRef::new(name).within(&ns));
+            if info::needs_read(cached.as_deref(), &uid, data) {
+                let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+                Found::of(api.get_opt(name).await?.as_ref(), &uid, data)
+            } else {
+                Found::Ours { current: true }
+            }
+        }
+        _ => Found::NotRead,
+    };
+    Ok(InfoObservation { ns, target, data, found, controlled })
 }

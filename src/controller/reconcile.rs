@@ -20,6 +20,7 @@ use super::deletion::{self, End};
 use super::error::Error;
 use super::failure::Failure;
 use super::fold::Verdict;
+use super::info::{self, InfoObservation, InfoPlan};
 use super::messages;
 use super::observation::Observation;
 use super::observe;
@@ -96,7 +97,20 @@ async fn apply<S: ExportService>(
     if let Err(failure) = verdict.result {
         verdict.result = Err(explain(ctx, obj, &obs, failure).await);
     }
-    finish(ctx, &mut target, &obs, &verdict).await
+    // The connection info follows the status this pass writes, in the region it used.
+    let read = observe::info(obj, ctx, obs.region.as_deref(), &verdict.status).await;
+    let info = read.as_ref().map_or_else(|_| InfoPlan::none(), InfoObservation::plan);
+    info::fold(&mut verdict.result, &info);
+    let action = finish(ctx, &mut target, &obs, &verdict).await?;
+    // After the status is stored: a failed read or write of the ConfigMap loses nothing
+    // of the export's state, and the error policy retries it.
+    read?;
+    act::write_info(ctx, obj, &key_namespace(obj)?, &info).await?;
+    Ok(action)
+}
+
+fn key_namespace(obj: &ContinuousExport) -> Result<String, Error> {
+    obj.namespace().ok_or(Error::MissingField("metadata.namespace"))
 }
 
 /// A `HomeRegionNotSet` or no-region failure with what the account's home region says

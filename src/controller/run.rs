@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -15,6 +16,7 @@ use super::annotations;
 use super::claim_index::ClaimIndex;
 use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
+use super::info::INFO_LABEL;
 use super::reconcile::reconcile;
 use crate::ads::ExportService;
 use crate::ads::shared::{Changed, SharedListing};
@@ -26,6 +28,35 @@ pub fn scoped_api(client: &Client, namespace: Option<&str>) -> Api<ContinuousExp
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The `Api` of ConfigMaps in the watched scope (one namespace or all).
+fn scoped_config_maps(client: &Client, namespace: Option<&str>) -> Api<ConfigMap> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watch of the connection-info ConfigMaps (`spec.writeInfoTo`): only those with
+/// [`INFO_LABEL`] (a server-side label selector, so the cache holds this operator's
+/// ConfigMaps, not every ConfigMap of the cluster), without `managedFields`, feeding
+/// `cache`. Each change (a deletion or an edit by someone else, or our own write)
+/// triggers a reconcile of the ConfigMap's controller, which rewrites it when its keys
+/// differ from the content.
+fn info_watch(
+    api: Api<ConfigMap>,
+    cache: reflector::store::Writer<ConfigMap>,
+) -> impl futures::Stream<Item = Result<ConfigMap, watcher::Error>> + Send + 'static {
+    let selector = format!("{INFO_LABEL}=true");
+    watcher(api, watcher::Config::default().labels(&selector).any_semantic())
+        .default_backoff()
+        .modify(|cm: &mut ConfigMap| cm.metadata.managed_fields = None)
+        .reflect(cache)
+        .touched_objects()
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "watch of the connection-info ConfigMaps failed (does the operator's RBAC grant list and watch on configmaps?)");
+        })
 }
 
 /// Checks that the apiserver is reachable and serves the CRD, with an error that
@@ -126,11 +157,15 @@ pub async fn run<S: ExportService>(
     let concurrency = settings.max_concurrent_reconciles.max(1);
     let ads = SharedListing::new(ads);
     let changed = reconciles_on_change(ads.changes(), claims.clone());
+    let (info_cache, info_writer) = reflector::store();
+    let info = info_watch(scoped_config_maps(&client, settings.namespace.as_deref()), info_writer);
     let mut ctx = Context::new(client, ads, settings);
     ctx.claims = claims;
+    ctx.info_cache = info_cache;
     ctx.observer = observer;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     let controller = Controller::for_stream(trigger, reader)
+        .owns_stream(info)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .reconcile_on(changed)
         .graceful_shutdown_on(shutdown.clone())

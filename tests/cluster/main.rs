@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use ads_export_operator::ads::Operation;
 use fixture::*;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -140,16 +142,38 @@ async fn the_running_container_is_read_only_non_root_without_capabilities() {
 async fn an_export_is_started_stopped_and_deleted_by_the_in_cluster_operator() {
     let r = Release::install("lifecycle", base_tag(), 18083).await;
     let ns = r.exports.clone();
-    let id = r.active_export(&ns, "inv", json!({"deletionPolicy": "Delete"})).await;
+    let spec = json!({"deletionPolicy": "Delete", "writeInfoTo": {"configMapName": "inv-info"}});
+    let id = r.active_export(&ns, "inv", spec).await;
+    // The connection info, written by the in-cluster operator with the chart's RBAC.
+    let config_maps: Api<ConfigMap> = Api::namespaced(r.client.clone(), &ns);
+    let info_has = |key: &'static str, value: String| {
+        let config_maps = config_maps.clone();
+        async move {
+            let cm = config_maps.get_opt("inv-info").await.map_err(|e| e.to_string())?;
+            let data = cm.and_then(|cm| cm.data).unwrap_or_default();
+            if data.get(key) == Some(&value) { Ok(()) } else { Err(format!("{data:?}")) }
+        }
+    };
+    support::wait_for_ok("ConfigMap inv-info with the export's ID", DEADLINE, || info_has("exportId", id.clone()))
+        .await;
 
     r.exports_api()
         .patch("inv", &PatchParams::default(), &Patch::Merge(json!({"spec": {"stopped": true}})))
         .await
         .expect("stop");
     r.wait_emulator_status(&id, "INACTIVE").await;
+    support::wait_for_ok("ConfigMap inv-info INACTIVE", DEADLINE, || info_has("exportStatus", "INACTIVE".into())).await;
     r.exports_api().delete("inv", &DeleteParams::default()).await.expect("delete");
     support::wait_for_ok("inv to be gone", DEADLINE, || async {
         match r.exports_api().get_opt("inv").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The garbage collector (kube-controller-manager) deletes the ConfigMap it owned.
+    support::wait_for_ok("ConfigMap inv-info garbage-collected", DEADLINE, || async {
+        match config_maps.get_opt("inv-info").await {
             Ok(None) => Ok(()),
             other => Err(format!("{other:?}")),
         }

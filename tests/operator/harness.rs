@@ -155,6 +155,17 @@ impl Test {
         tweak: impl FnOnce(&mut Settings),
         observer: Option<std::sync::Arc<dyn ReconcileObserver>>,
     ) -> InProcess {
+        self.operator_with_client(self.client.clone(), tweak, observer).await
+    }
+
+    /// [`operator_observed`](Self::operator_observed) with its own Kubernetes `client`
+    /// (e.g. one from [`counting_client`]).
+    pub async fn operator_with_client(
+        &self,
+        client: Client,
+        tweak: impl FnOnce(&mut Settings),
+        observer: Option<std::sync::Arc<dyn ReconcileObserver>>,
+    ) -> InProcess {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.emu.endpoint_url())
@@ -172,7 +183,6 @@ impl Test {
         };
         tweak(&mut settings);
         let (tx, rx) = oneshot::channel::<()>();
-        let client = self.client.clone();
         let ads = AwsExportService::from_sdk_config(sdk);
         let handle = tokio::spawn(async move {
             let shutdown = async {
@@ -413,6 +423,36 @@ impl Test {
         .await;
         id
     }
+}
+
+/// A [`ReconcileObserver`] that counts finished reconciles.
+#[derive(Default)]
+pub struct Reconciles(pub std::sync::atomic::AtomicU64);
+
+impl ReconcileObserver for Reconciles {
+    fn reconciled(&self, _: &'static str, _: Duration) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn export_status(&self, _: &str, _: Option<&str>) {}
+    fn deleted(&self, _: &str) {}
+}
+
+/// An admin client of the bed that counts the requests `counted(method, path)` selects,
+/// and the count: what an operator given this client sends to the apiserver.
+pub async fn counting_client(
+    counted: impl Fn(&http::Method, &str) -> bool + Clone + Send + Sync + 'static,
+) -> (Client, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = count.clone();
+    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        if counted(req.method(), req.uri().path()) {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        req
+    });
+    let config = support::config_from(support::testbed().kubeconfig_path()).await;
+    let builder = kube::client::ClientBuilder::try_from(config).expect("a client builder");
+    (builder.with_layer(&layer).build(), count)
 }
 
 /// Milliseconds since the epoch as `status` formats times (RFC 3339, UTC, ms).

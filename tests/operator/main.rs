@@ -9,6 +9,7 @@ mod support;
 mod credentials;
 mod harness;
 mod home_region;
+mod info;
 mod packaging;
 mod policy;
 mod recovery;

@@ -17,6 +17,7 @@ use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 
 use super::harness::*;
+use super::info::{wait_config_map, wait_config_map_gone};
 use super::support;
 
 /// The value of one sample of `name` with exactly `labels` in Prometheus/OpenMetrics
@@ -280,8 +281,10 @@ async fn chart_service_account_runs_the_operator_and_nothing_more() {
     let op = t.spawn_operator("chart-sa", &args, &[], &kubeconfig).await;
     let url = op.metrics_url().await;
 
-    t.create("inv", json!({})).await;
+    t.create("inv", json!({"writeInfoTo": {"configMapName": "inv-info"}})).await;
     let id = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    // configmaps: watched, read, created by server-side apply
+    wait_config_map(&t, "inv-info", "written", |d| d.get("exportId") == Some(&id)).await;
     let m = scrape(&url).await;
     assert_eq!(
         sample(&m, "ads_export_operator_aws_calls_total", &[("operation", Operation::Start.name()), ("outcome", "ok")]),
@@ -292,6 +295,10 @@ async fn chart_service_account_runs_the_operator_and_nothing_more() {
     t.wait_status("inv", "INACTIVE", |s| s.export_status.as_deref() == Some("INACTIVE")).await;
     assert_eq!(t.export_status(&id), "INACTIVE");
     t.expect_event("inv", "Stopped").await;
+    // ... patched, and deleted once spec.writeInfoTo no longer names it
+    wait_config_map(&t, "inv-info", "INACTIVE", |d| d.get("exportStatus").is_some_and(|s| s == "INACTIVE")).await;
+    t.patch_spec("inv", json!({"writeInfoTo": null})).await;
+    wait_config_map_gone(&t, "inv-info").await;
     let m = scrape(&url).await;
     assert_eq!(
         sample(&m, "ads_export_operator_aws_calls_total", &[("operation", Operation::Stop.name()), ("outcome", "ok")]),

@@ -3,7 +3,7 @@
 //! region's pages, not with the object count. Counts, never timings.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ads_export_operator::ads::Operation;
@@ -13,18 +13,6 @@ use serde_json::json;
 
 use super::harness::*;
 use super::support;
-
-/// Counts finished reconciles.
-#[derive(Default)]
-struct Reconciles(AtomicU64);
-
-impl ReconcileObserver for Reconciles {
-    fn reconciled(&self, _: &'static str, _: Duration) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn export_status(&self, _: &str, _: Option<&str>) {}
-    fn deleted(&self, _: &str) {}
-}
 
 /// `n` exports started and stopped through the SDK (as the console would): INACTIVE.
 async fn stopped_exports(t: &Test, n: usize) -> Vec<String> {
@@ -140,7 +128,7 @@ async fn a_stop_among_many_objects_is_watched_by_one_schedule() {
     let window = started.elapsed();
     let calls = describes(&t) - d0;
     // One Describe before Stop, then the watch's looks (the first at once) in the window.
-    let looks = 1 + max_calls(Duration::from_millis(250), Duration::from_secs(30), window);
+    let looks = 1 + support::max_calls(Duration::from_millis(250), Duration::from_secs(30), window);
     eprintln!("stop among {N}: {calls} Describe calls in {window:?} ({looks} looks at most)");
     assert!(calls <= 1 + looks, "{calls} Describe calls for one stop in {window:?}: at most 1 + {looks} wanted");
     assert_eq!(t.emu.emulator.calls(Operation::Stop.name()), N as u64 + 1, "one Stop of the live export");

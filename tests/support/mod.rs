@@ -169,13 +169,17 @@ impl TestBed {
 }
 
 async fn client_from(path: &Path) -> Client {
+    Client::try_from(config_from(path).await).unwrap_or_else(|e| panic!("cannot build a client: {e}"))
+}
+
+/// The client configuration of kubeconfig `path` (for a client with extra layers).
+pub async fn config_from(path: &Path) -> Config {
     ads_export_operator::install_crypto_provider();
     let kubeconfig =
         Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("bad kubeconfig {}: {e}", path.display()));
-    Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client: {e}"))
+        .unwrap_or_else(|e| panic!("bad kubeconfig {}: {e}", path.display()))
 }
 
 /// Creates a fresh namespace `<prefix>-<random>` and returns its name.
