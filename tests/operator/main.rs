@@ -18,7 +18,9 @@ mod scale;
 use std::time::Duration;
 
 use ads_export_operator::ads::Operation;
-use ads_export_operator::api::{CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED};
+use ads_export_operator::api::{
+    CONDITION_READY, CONDITION_RECONCILING, CONDITION_STALLED, CONDITION_SYNCED, START_PENDING_ANNOTATION,
+};
 use ads_export_operator::emulator::{EmulatorConfig, Fault, FaultKind};
 use harness::*;
 use kube::api::DeleteParams;
@@ -374,8 +376,10 @@ async fn steady_state_makes_no_writes_and_no_start_or_stop() {
     t.create("inv", json!({})).await;
     t.wait_ready("inv").await;
     // let the first transition polls finish: Reconciling settles False
-    let settled =
-        t.wait_status("inv", "settled", |s| s.is_true(CONDITION_READY) && !s.is_true(CONDITION_RECONCILING)).await;
+    t.wait_status("inv", "settled", |s| s.is_true(CONDITION_READY) && !s.is_true(CONDITION_RECONCILING)).await;
+    // and the start-pending annotation removed (its own write, after the status's)
+    t.wait_annotation_gone("inv", START_PENDING_ANNOTATION).await;
+    let settled = t.get("inv").await;
     let rv = settled.metadata.resource_version.clone();
     let (starts, stops) = (t.emu.emulator.calls(Operation::Start.name()), t.emu.emulator.calls(Operation::Stop.name()));
     let describes = t.emu.emulator.calls(Operation::Describe.name());
