@@ -195,11 +195,11 @@ fi
 daemon_watch etcd kube-apiserver
 daemon_check || die "the test bed is not running"
 
-step "install the CRD"
-show kubectl apply --server-side -f crds/continuousexports.adsexport.io.yaml
-k apply --server-side -f crds/continuousexports.adsexport.io.yaml
-k wait --for condition=Established crd/continuousexports.adsexport.io --timeout="${timeout}s" ||
-  { daemon_check || true; die "the CRD did not become Established"; }
+step "install the CRDs"
+show kubectl apply --server-side -f crds/continuousexports.adsexport.io.yaml -f crds/exportaccounts.adsexport.io.yaml
+k apply --server-side -f crds/continuousexports.adsexport.io.yaml -f crds/exportaccounts.adsexport.io.yaml
+k wait --for condition=Established crd/continuousexports.adsexport.io crd/exportaccounts.adsexport.io \
+  --timeout="${timeout}s" || { daemon_check || true; die "the CRDs did not become Established"; }
 
 step "start the ADS emulator (home region $region)"
 daemon_start ads-emulator "$logs/ads-emulator.log" "$emulator_bin" --listen 127.0.0.1:0 --home-region "$region" \

@@ -37,8 +37,13 @@ impl Cli {
 pub enum Command {
     /// Run the controller (the default).
     Run(Box<RunArgs>),
-    /// Print the ContinuousExport CRD as YAML (what `crds/` holds).
-    Crd,
+    /// Print the CRDs as YAML (what `crds/` holds): all of them, or the one named.
+    Crd {
+        /// `continuousexports.adsexport.io` or `exportaccounts.adsexport.io` (default:
+        /// both, as one multi-document stream).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::api::CRD_NAMES))]
+        name: Option<String>,
+    },
 }
 
 /// Log output format.
@@ -326,7 +331,11 @@ mod tests {
         };
         assert_eq!(a.backoff_base, Duration::from_millis(250));
         assert_eq!(a.log_format, LogFormat::Json);
-        assert!(matches!(parse(&["crd"]).unwrap(), Command::Crd));
+        assert!(matches!(parse(&["crd"]).unwrap(), Command::Crd { name: None }));
+        assert!(
+            matches!(parse(&["crd", "exportaccounts.adsexport.io"]).unwrap(), Command::Crd { name: Some(n) } if n == "exportaccounts.adsexport.io")
+        );
+        assert!(parse(&["crd", "widgets.example.com"]).is_err());
         let Command::Run(a) = parse(&["--leader-elect", "--metrics-addr", "127.0.0.1:9090"]).unwrap() else {
             panic!("not run")
         };

@@ -12,16 +12,22 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> ExitCode {
     ads_export_operator::install_crypto_provider();
     match Cli::parse().into_command() {
-        Command::Crd => match api::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+        Command::Crd { name } => {
+            match name.as_deref().map_or_else(|| Some(api::all_crds_yaml()), api::crd_yaml_named) {
+                Some(Ok(yaml)) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => {
+                    eprintln!("error: cannot render the CRD: {e}");
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!("error: unknown CRD name; use one of {}", api::CRD_NAMES.join(", "));
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("error: cannot render the CRD: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run(args) => {
             if let Err(e) = args.validate() {
                 eprintln!("error: {e}");

@@ -25,6 +25,7 @@ use support::{namespace, repo_root, testbed};
 
 const CHART_NAME: &str = "ads-export-operator";
 const CRD_FILE: &str = "continuousexports.adsexport.io.yaml";
+const ACCOUNT_CRD_FILE: &str = "exportaccounts.adsexport.io.yaml";
 const CRD_NAME: &str = "continuousexports.adsexport.io";
 
 fn chart_dir() -> PathBuf {
@@ -131,7 +132,7 @@ fn binary_accepts(args: &[String]) -> Result<(), String> {
     let argv = std::iter::once("ads-export-operator".to_owned()).chain(args.iter().cloned());
     match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.into_command() {
         Command::Run(a) => a.validate(),
-        Command::Crd => Err("not `run`".into()),
+        Command::Crd { .. } => Err("not `run`".into()),
     }
 }
 
@@ -219,18 +220,20 @@ fn chart_app_version_is_the_crate_version() {
 }
 
 #[test]
-fn chart_ships_the_generated_crd() {
-    let top = top_level_crd();
-    let top_text =
-        std::fs::read_to_string(&top).unwrap_or_else(|e| panic!("{} missing ({e}): generate it first", top.display()));
-    let in_chart = chart_dir().join("crds").join(CRD_FILE);
-    let chart_text = std::fs::read_to_string(&in_chart).unwrap_or_default();
-    assert!(
-        chart_text == top_text,
-        "{} must be a copy of {}: cp crds/{CRD_FILE} charts/{CHART_NAME}/crds/",
-        in_chart.display(),
-        top.display()
-    );
+fn chart_ships_the_generated_crds() {
+    for file in [CRD_FILE, ACCOUNT_CRD_FILE] {
+        let top = repo_root().join("crds").join(file);
+        let top_text = std::fs::read_to_string(&top)
+            .unwrap_or_else(|e| panic!("{} missing ({e}): generate it first", top.display()));
+        let in_chart = chart_dir().join("crds").join(file);
+        let chart_text = std::fs::read_to_string(&in_chart).unwrap_or_default();
+        assert!(
+            chart_text == top_text,
+            "{} must be a copy of {}: cp crds/{file} charts/{CHART_NAME}/crds/",
+            in_chart.display(),
+            top.display()
+        );
+    }
 }
 
 #[test]
@@ -782,14 +785,19 @@ async fn gitops_example_renders_and_validates() {
     assert!(
         crds_kustomization.is_file(),
         "{} missing: examples/gitops references ../../crds, which needs a kustomization \
-         listing {CRD_FILE}",
+         listing {CRD_FILE} and {ACCOUNT_CRD_FILE}",
         crds_kustomization.display()
     );
     let example = repo_root().join("examples").join("gitops");
     let rendered = succeed(kubectl(&["kustomize", example.to_str().unwrap()]), None);
     let docs = documents(&rendered);
-    assert_eq!(kinds(&docs), ["ContinuousExport", "CustomResourceDefinition", "Namespace"]);
-    assert_eq!(find(&docs, "CustomResourceDefinition")["metadata"]["name"], CRD_NAME);
+    assert_eq!(kinds(&docs), ["ContinuousExport", "CustomResourceDefinition", "CustomResourceDefinition", "Namespace"]);
+    let crds: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| d["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(crds, [CRD_NAME, "exportaccounts.adsexport.io"]);
     let cex = find(&docs, "ContinuousExport");
     assert_eq!(cex["apiVersion"], "adsexport.io/v1alpha1");
     assert_eq!(cex["metadata"]["name"], "inventory-export");

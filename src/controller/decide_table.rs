@@ -149,6 +149,7 @@ fn spec_of(s: Spec, ctx: Ctx) -> ContinuousExportSpec {
             _ => None,
         },
         region: None,
+        account_ref: None,
         deletion_policy: s.policy,
         management_policy: if s.observe { ManagementPolicy::ObserveOnly } else { ManagementPolicy::Full },
         write_info_to: None,

@@ -460,21 +460,24 @@ async fn crash_between_start_and_status_write_leaves_one_export() {
 }
 
 #[tokio::test]
-async fn crd_file_matches_generated() {
-    let path = support::repo_root().join("crds/continuousexports.adsexport.io.yaml");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let generated = ads_export_operator::api::crd_yaml().unwrap();
-    assert!(
-        committed == generated,
-        "{} is out of date: run `cargo run -- crd > crds/continuousexports.adsexport.io.yaml`",
-        path.display()
-    );
-    let chart = support::repo_root().join("charts/ads-export-operator/crds/continuousexports.adsexport.io.yaml");
-    assert!(
-        std::fs::read_to_string(&chart).unwrap_or_default() == generated,
-        "{} is out of date: copy crds/continuousexports.adsexport.io.yaml there",
-        chart.display()
-    );
+async fn crd_files_match_generated() {
+    for name in ads_export_operator::api::CRD_NAMES {
+        let generated = ads_export_operator::api::crd_yaml_named(name).expect("a known CRD").unwrap();
+        let path = support::repo_root().join(format!("crds/{name}.yaml"));
+        assert!(
+            std::fs::read_to_string(&path).unwrap_or_default() == generated,
+            "{} is out of date: run `cargo run -- crd {name} > crds/{name}.yaml`",
+            path.display()
+        );
+        let chart = support::repo_root().join(format!("charts/ads-export-operator/crds/{name}.yaml"));
+        assert!(
+            std::fs::read_to_string(&chart).unwrap_or_default() == generated,
+            "{} is out of date: copy crds/{name}.yaml there",
+            chart.display()
+        );
+    }
+    let all = ads_export_operator::api::all_crds_yaml().unwrap();
+    assert_eq!(all.matches("kind: CustomResourceDefinition").count(), 2, "`crd` prints both CRDs");
 }
 
 #[tokio::test]

@@ -120,6 +120,8 @@ pub const CONDITION_STALLED: &str = "Stalled";
     .message("spec.exportId can only be set when the ContinuousExport is created, and cannot be removed"))]
 #[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region)")
     .message("spec.region cannot be added or removed after creation; create a new ContinuousExport"))]
+#[x_kube(validation = Rule::new("has(self.accountRef) == has(oldSelf.accountRef)")
+    .message("spec.accountRef can only be set when the ContinuousExport is created, and cannot be removed"))]
 #[x_kube(validation = Rule::new("self.managementPolicy != 'ObserveOnly' || has(self.exportId)")
     .message("spec.managementPolicy ObserveOnly requires spec.exportId (the export to observe); spec.exportId can \
               only be set at creation: create a new ContinuousExport with both"))]
@@ -154,6 +156,14 @@ pub struct ContinuousExportSpec {
     #[schemars(length(min = 1, max = 64), pattern(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable"))]
     pub region: Option<String>,
+
+    /// The AWS account to use (README, "Many accounts"): the name of a cluster-scoped
+    /// `ExportAccount` that allows this object's namespace. The operator assumes its role
+    /// for every ADS call of this object. Without it the operator's own credentials are
+    /// used. Can only be set when the object is created; immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.accountRef is immutable"))]
+    pub account_ref: Option<AccountRef>,
 
     /// What happens to the export when this object is deleted: `Delete` (default) stops
     /// an active export before the object goes away; `Retain` leaves it running.
@@ -200,16 +210,29 @@ pub struct InfoTarget {
     /// case letters, digits, `-` and `.`, starting and ending with a letter or digit; at
     /// most 253 characters).
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(CONFIG_MAP_NAME_RULE).message(
+    #[x_kube(validation = Rule::new(DNS1123_SUBDOMAIN_RULE).message(
         "spec.writeInfoTo.configMapName must be a DNS-1123 subdomain (lower case letters, digits, '-' and '.', \
          starting and ending with a letter or digit), e.g. inventory-export-info"
     ))]
     pub config_map_name: String,
 }
 
-/// The CEL rule for `spec.writeInfoTo.configMapName`: Kubernetes' DNS-1123 subdomain
+/// A reference to a cluster-scoped `ExportAccount` (`spec.accountRef`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRef {
+    /// Name of the `ExportAccount` (a DNS-1123 subdomain, at most 253 characters).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS1123_SUBDOMAIN_RULE).message(
+        "spec.accountRef.name must be the name of an ExportAccount (a DNS-1123 subdomain: lower case letters, \
+         digits, '-' and '.', starting and ending with a letter or digit), e.g. team-a"
+    ))]
+    pub name: String,
+}
+
+/// The CEL rule for `spec.writeInfoTo.configMapName` and `spec.accountRef.name`: Kubernetes' DNS-1123 subdomain
 /// (k8s.io/apimachinery `validation.IsDNS1123Subdomain`; the length is the schema's).
-const CONFIG_MAP_NAME_RULE: &str =
+const DNS1123_SUBDOMAIN_RULE: &str =
     r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
 
 /// What deleting a `ContinuousExport` does to its AWS export.
@@ -321,7 +344,7 @@ pub fn crd() -> CustomResourceDefinition {
 /// at 90 columns) into one line per paragraph, so `kubectl explain` wraps them for its
 /// terminal instead of breaking mid-sentence. Paragraphs (blank lines) and list items
 /// (`- `) keep their line breaks.
-fn unwrap_descriptions(v: &mut serde_json::Value) {
+pub(super) fn unwrap_descriptions(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
             for (key, value) in map.iter_mut() {
@@ -444,7 +467,7 @@ mod tests {
         // same pattern for `awsRegion` (plus `^$|` for "unset").
         assert_eq!(region_pattern(), r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$");
         let values: serde_json::Value =
-            serde_json::from_str(include_str!("../charts/ads-export-operator/values.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../charts/ads-export-operator/values.schema.json")).unwrap();
         assert_eq!(
             values["properties"]["awsRegion"]["pattern"].as_str(),
             Some(format!("^$|{}", region_pattern()).as_str()),
