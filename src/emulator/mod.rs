@@ -133,8 +133,10 @@ mod pod_identity;
 mod protocol;
 mod state;
 pub mod sts;
+mod sts_params;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -151,7 +153,7 @@ use tokio::task::JoinHandle;
 pub use crate::ads::{ExportStatus, Operation};
 pub use fault::{DOCUMENTED_ERRORS, Fault, FaultKind, load_faults};
 pub use protocol::{CONTENT_TYPE, TARGET_PREFIX, UNKNOWN_OPERATION};
-pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
+pub use state::{AccountView, Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
 
 use state::{ControlError, State};
 
@@ -230,20 +232,42 @@ impl Emulator {
         self.with_state(|s| s.faults.clear());
     }
 
-    /// Sets or clears the Migration Hub home region, for ADS and Migration Hub Config
-    /// alike: a new region gets a new home region control (a new `ControlId` and
-    /// `RequestedTime`); setting the region it already has keeps the control.
+    /// Sets or clears the Migration Hub home region of the default account
+    /// ([`identity::ACCOUNT_ID`]); see [`Self::set_account_home_region`].
     pub fn set_home_region(&self, region: Option<String>) {
-        self.with_state(|s| {
-            if s.home_region.as_ref().map(|c| &c.home_region) != region.as_ref() {
-                s.home_region = region.map(migrationhub_config::HomeRegionControl::new);
-            }
-        });
+        self.set_account_home_region(identity::ACCOUNT_ID, region);
     }
 
-    /// The Migration Hub home region, if set.
+    /// Sets or clears `account`'s Migration Hub home region, for ADS and Migration Hub
+    /// Config alike: a new region gets a new home region control (a new `ControlId` and
+    /// `RequestedTime`); setting the region it already has keeps the control.
+    pub fn set_account_home_region(&self, account: &str, region: Option<String>) {
+        self.with_state(|s| s.set_home_region(account, region));
+    }
+
+    /// The Migration Hub home region of the default account, if set.
     pub fn home_region(&self) -> Option<String> {
-        self.with_state(|s| s.home_region.as_ref().map(|c| c.home_region.clone()))
+        self.account_home_region(identity::ACCOUNT_ID)
+    }
+
+    /// The Migration Hub home region of `account`, if set.
+    pub fn account_home_region(&self, account: &str) -> Option<String> {
+        self.with_state(|s| s.home_region(account).map(|c| c.home_region.clone()))
+    }
+
+    /// Registers `account` (12 digits, see [`identity::is_account_id`]), so that
+    /// [`Self::accounts`] lists it. Optional: every account exists implicitly, without a
+    /// home region, and calls in it need only credentials of that account.
+    pub fn create_account(&self, account: &str) {
+        self.with_state(|s| s.create_account(account));
+    }
+
+    /// The known accounts, sorted: the default one, those registered or holding state,
+    /// and those named by roles and static keys.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        let mut named = self.identity.accounts();
+        named.insert(identity::ACCOUNT_ID.to_owned());
+        self.with_state(|s| s.accounts(named))
     }
 
     /// Sets the start and stop delays; they also apply to exports already in transition.
@@ -261,6 +285,16 @@ impl Emulator {
     pub fn set_rate_limit(&self, per_second: Option<f64>) {
         let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
         self.with_state(|s| s.rate_limit = limit.map(|r| state::RateLimit::new(r, Instant::now())));
+    }
+
+    /// Rate-limit mode of one account, as [`Self::set_rate_limit`] but only for the
+    /// ADS calls in `account` (on top of the global limit); `None` turns it off.
+    pub fn set_account_rate_limit(&self, account: &str, per_second: Option<f64>) {
+        let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
+        self.with_state(|s| match limit {
+            Some(r) => s.account_rate_limits.insert(account.to_owned(), state::RateLimit::new(r, Instant::now())),
+            None => s.account_rate_limits.remove(account),
+        });
     }
 
     /// When on, `StopContinuousExport` answers `{}` (the documented sample response, without
@@ -286,7 +320,7 @@ impl Emulator {
         self.control(|s, now| s.force_status(export_id, status, detail, now)).map_err(|e| e.to_string())
     }
 
-    /// All exports of all regions, oldest first, with their current status.
+    /// All exports of all accounts and regions, oldest first, with their current status.
     pub fn exports(&self) -> Vec<ExportView> {
         self.with_state(|s| s.views(Instant::now()))
     }
@@ -294,6 +328,17 @@ impl Emulator {
     /// Calls per operation and outcome.
     pub fn counters(&self) -> Counters {
         self.with_state(|s| s.counters.clone())
+    }
+
+    /// Calls per operation and outcome of one account (the account of each call's
+    /// credentials); empty for an account without calls.
+    pub fn account_counters(&self, account: &str) -> Counters {
+        self.with_state(|s| s.by_account.get(account).cloned().unwrap_or_default())
+    }
+
+    /// [`Self::account_counters`] of every account that had calls.
+    pub fn counters_by_account(&self) -> BTreeMap<String, Counters> {
+        self.with_state(|s| s.by_account.clone())
     }
 
     /// Total calls of `operation` (e.g. `"StartContinuousExport"`), whatever the outcome.
