@@ -197,21 +197,26 @@ async fn rate_limit(State(emu): State<Emulator>, body: Bytes) -> AdminResult {
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Input {
         /// `null` or omitted: no limit.
-        per_second: Option<f64>,
+        #[serde(default)]
+        per_second: Value,
         account_id: Option<String>,
     }
     let input: Input = parse(&body)?;
-    if let Some(r) = input.per_second.filter(|r| !r.is_finite() || *r <= 0.0) {
-        return Err(bad_request(format!(
-            "field `perSecond`: must be a positive number of calls per second or null, got {r}"
-        )));
-    }
+    let per_second = match input.per_second {
+        Value::Null => None,
+        Value::Number(n) if n.as_f64().is_some_and(|r| r.is_finite() && r > 0.0) => n.as_f64(),
+        other => {
+            return Err(bad_request(format!(
+                "field `perSecond`: expected a positive number of calls per second or null, got {other}"
+            )));
+        }
+    };
     match input.account_id {
         Some(account) => {
             check_account_id("accountId", &account).map_err(bad_request)?;
-            emu.set_account_rate_limit(&account, input.per_second);
+            emu.set_account_rate_limit(&account, per_second);
         }
-        None => emu.set_rate_limit(input.per_second),
+        None => emu.set_rate_limit(per_second),
     }
     Ok(ok())
 }
