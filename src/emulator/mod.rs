@@ -100,8 +100,8 @@
 //!   role ARN for issued credentials, a static key's `arn`) or its account's root
 //!   `arn:aws:iam::<account>:root` among the role's `principals`, and, when the role has
 //!   an `externalId`, the same `ExternalId` parameter (a role without one ignores it);
-//!   otherwise `AccessDenied` (HTTP 403, "User: <caller> is not authorized to perform:
-//!   sts:AssumeRole on resource: <role>"). Both check `RoleSessionName` (2 to 64
+//!   otherwise `AccessDenied` (HTTP 403, `User: <caller> is not authorized to perform:
+//!   sts:AssumeRole on resource: <role>`). Both check `RoleSessionName` (2 to 64
 //!   characters of `[\w+=,.@-]`), `ExternalId` (2 to 1224 of `[\w+=,.@:/-]`) and
 //!   `DurationSeconds` (900 to 43200) as STS does (`ValidationError` naming the member).
 //!   The `AssumedRoleUser` is `arn:aws:sts::<role account>:assumed-role/<role>/<session>`.
