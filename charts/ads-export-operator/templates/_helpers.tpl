@@ -49,6 +49,26 @@ namespaces do not collide.
 {{- end }}
 
 {{/*
+The operator's rules on the cluster-scoped ExportAccounts and Namespaces (see
+templates/rbac.yaml): in its ClusterRole, or with watchNamespace in a ClusterRole
+of their own.
+*/}}
+{{- define "ads-export-operator.accountRules" -}}
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/*
 Chart name and version, for the helm.sh/chart label.
 */}}
 {{- define "ads-export-operator.chart" -}}
