@@ -1091,7 +1091,7 @@ impl Drop for RoleAggregator {
 }
 
 #[tokio::test]
-async fn namespace_admins_cannot_grant_themselves_an_account() {
+async fn built_in_admin_and_edit_cannot_write_export_accounts_or_relabel_namespaces() {
     install_crd_if_present();
     install_account_crd();
     let client = testbed().client().await;
@@ -1101,41 +1101,59 @@ async fn namespace_admins_cannot_grant_themselves_an_account() {
     let fullname = "acct-rbac-ads-export-operator";
     succeed(helm(&["install", release, chart.to_str().unwrap(), "--namespace", &ns]), None);
 
-    // The built-in roles as a real cluster has them: aggregated, after the chart's
-    // ClusterRoles exist (an aggregate-to-admin label on one of them would show here).
+    // The built-in roles as a real cluster has them: aggregated by the controller after
+    // the chart's ClusterRoles exist (an aggregate-to-* label on one would show below).
+    // A marker role created last tells when the controller has caught up: the bed's
+    // admin/edit may hold an older aggregation from a run before.
     let _aggregator = RoleAggregator::start();
+    let marker_verb = format!("mark-{ns}"); // a verb nothing else grants
+    let marker: ClusterRole = serde_json::from_value(json!({
+        "metadata": { "name": format!("marker-{ns}"), "labels": {
+            "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+            "rbac.authorization.k8s.io/aggregate-to-edit": "true" } },
+        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": [&marker_verb] }],
+    }))
+    .expect("marker ClusterRole");
+    let cluster_roles = Api::<ClusterRole>::all(client.clone());
+    cluster_roles.create(&Default::default(), &marker).await.expect("create the marker ClusterRole");
     for role in ["admin", "edit"] {
         support::wait_for_ok(&format!("the {role} ClusterRole to be aggregated"), Duration::from_secs(60), || async {
-            let rules = Api::<ClusterRole>::all(client.clone()).get(role).await.map_err(|e| e.to_string())?.rules;
-            let rules = rules.unwrap_or_default();
-            let deployments = rules.iter().any(|r| {
-                r.resources.as_deref().unwrap_or_default().iter().any(|x| x == "deployments")
-                    && r.verbs.iter().any(|v| v == "create")
-            });
-            if deployments { Ok(()) } else { Err(format!("{} rules", rules.len())) }
+            let rules = cluster_roles.get(role).await.map_err(|e| e.to_string())?.rules.unwrap_or_default();
+            let marked = rules.iter().any(|r| r.verbs.contains(&marker_verb));
+            if marked { Ok(()) } else { Err(format!("{} rules, no marker", rules.len())) }
         })
         .await;
     }
 
-    for role in ["admin", "edit"] {
-        let user = format!("tenant-{role}-{ns}");
-        succeed(
-            kubectl(&[
-                "create",
-                "rolebinding",
-                &user,
-                &format!("--clusterrole={role}"),
-                &format!("--user={user}"),
-                "-n",
-                &ns,
-            ]),
-            None,
-        );
-        support::wait_for("the tenant's RoleBinding to take effect", Duration::from_secs(30), || async {
-            can_i(&user, &["create", "deployments.apps", "-n", &ns]).then_some(())
-        })
+    // Namespace owners (admin/edit in their namespace: a RoleBinding, which never grants
+    // a cluster-scoped resource), and admin/edit bound cluster-wide (CI robots, platform
+    // teams: a ClusterRoleBinding, where a role aggregated into admin/edit would show).
+    let mut cluster_bindings = Vec::new();
+    for (role, binding) in [
+        ("admin", "rolebinding"),
+        ("edit", "rolebinding"),
+        ("admin", "clusterrolebinding"),
+        ("edit", "clusterrolebinding"),
+    ] {
+        let user = format!("{role}-by-{binding}-{ns}");
+        let mut create =
+            kubectl(&["create", binding, &user, &format!("--clusterrole={role}"), &format!("--user={user}")]);
+        if binding == "rolebinding" {
+            create.args(["-n", &ns]);
+        } else {
+            cluster_bindings.push(user.clone());
+        }
+        succeed(create, None);
+        support::wait_for(
+            &format!("{user}'s {binding} and aggregated role to take effect"),
+            Duration::from_secs(30),
+            || {
+                let (user, ns, marker_verb) = (&user, &ns, &marker_verb);
+                async move { can_i(user, &[marker_verb, "configmaps", "-n", ns]).then_some(()) }
+            },
+        )
         .await;
-        // The chart adds nothing to admin/edit (ContinuousExports, too, are the cluster's to grant).
+        assert_can(&user, &["create", "deployments.apps", "-n", &ns]);
         for verb in ["create", "update", "patch", "delete", "deletecollection"] {
             assert_cannot(&user, &[verb, ACCOUNT]);
         }
@@ -1179,9 +1197,10 @@ async fn namespace_admins_cannot_grant_themselves_an_account() {
         assert_cannot(&viewer, &[verb, ACCOUNT]);
     }
 
-    for user in [&admin, &viewer] {
+    for user in cluster_bindings.iter().chain([&admin, &viewer]) {
         succeed(kubectl(&["delete", "clusterrolebinding", user]), None);
     }
+    cluster_roles.delete(&format!("marker-{ns}"), &Default::default()).await.expect("delete the marker ClusterRole");
     succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
 }
 
