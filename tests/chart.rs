@@ -217,19 +217,16 @@ fn install_crd_if_present() {
             eprintln!("{} not generated yet: testing without the CRD", crd.display());
             return;
         }
-        succeed(
-            kubectl(&[
-                "apply",
-                "--server-side",
-                "--field-manager=ads-export-tests",
-                "--force-conflicts",
-                "-f",
-                crd.to_str().unwrap(),
-            ]),
-            None,
-        );
-        succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{CRD_NAME}"), "--timeout=60s"]), None);
+        apply_crd_file(&crd, CRD_NAME);
     });
+}
+
+/// Server-side applies the CRD in `file` and waits until `name` is Established.
+fn apply_crd_file(file: &std::path::Path, name: &str) {
+    let file = file.to_str().unwrap();
+    let apply = ["apply", "--server-side", "--field-manager=ads-export-tests", "--force-conflicts", "-f", file];
+    succeed(kubectl(&apply), None);
+    succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{name}"), "--timeout=60s"]), None);
 }
 
 /// `kubectl auth can-i` as `user`: true for "yes".
@@ -971,15 +968,18 @@ fn long_release_names_fit_kubernetes_name_limits() {
 // Many accounts: who may grant an account, and the admission check of spec.accountRef
 // ---------------------------------------------------------------------------
 
-/// The API version and kind `helm template` must be told the cluster serves for the
-/// chart to render its ValidatingAdmissionPolicy (`helm install` asks the cluster).
+/// The API versions and kinds `helm template` must be told the cluster serves for the
+/// chart to render its ValidatingAdmissionPolicy (`helm install` asks the cluster): the
+/// policy's, and its paramKind's (without that CRD the apiserver would refuse every
+/// ContinuousExport write).
 const VAP_CAPABILITY: &str = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
+const ACCOUNT_CAPABILITY: &str = "adsexport.io/v1alpha1/ExportAccount";
 const ACCOUNT: &str = "exportaccounts.adsexport.io";
-/// `helm template` with `--api-versions` `VAP_CAPABILITY` and `--set` values.
+/// `helm template` with `--api-versions` [`VAP_CAPABILITY`] and [`ACCOUNT_CAPABILITY`], and `--set` values.
 fn render_on_a_vap_cluster(release: &str, namespace: &str, sets: &[&str]) -> String {
     let chart = chart_dir();
     let mut cmd = helm(&["template", release, chart.to_str().unwrap(), "--namespace", namespace]);
-    cmd.args(["--api-versions", VAP_CAPABILITY]);
+    cmd.args(["--api-versions", VAP_CAPABILITY, "--api-versions", ACCOUNT_CAPABILITY]);
     for set in sets {
         cmd.args(["--set", set]);
     }
@@ -1012,6 +1012,9 @@ fn the_admission_policy_renders_where_the_cluster_serves_it_unless_disabled() {
         kinds(&documents(yaml)).into_iter().filter(|k| k.starts_with("ValidatingAdmissionPolicy")).collect::<Vec<_>>()
     };
     assert!(kinds_of(&render("rel", "ops", &[])).is_empty(), "rendered although the cluster does not serve it");
+    let chart = chart_dir();
+    let without_crd = helm(&["template", "rel", chart.to_str().unwrap(), "--api-versions", VAP_CAPABILITY]);
+    assert!(kinds_of(&succeed(without_crd, None)).is_empty(), "rendered although there is no ExportAccount CRD");
     assert!(kinds_of(&render_on_a_vap_cluster("rel", "ops", &["admissionPolicy.enabled=false"])).is_empty());
     let docs = documents(&render_on_a_vap_cluster("rel", "ops", &[]));
     let name = "ops-rel-ads-export-operator-account-namespaces";
@@ -1046,19 +1049,7 @@ fn the_admission_policy_renders_where_the_cluster_serves_it_unless_disabled() {
 fn install_account_crd() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let crd = repo_root().join("crds").join(ACCOUNT_CRD_FILE);
-        succeed(
-            kubectl(&[
-                "apply",
-                "--server-side",
-                "--field-manager=ads-export-tests",
-                "--force-conflicts",
-                "-f",
-                crd.to_str().unwrap(),
-            ]),
-            None,
-        );
-        succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{ACCOUNT}"), "--timeout=60s"]), None);
+        apply_crd_file(&repo_root().join("crds").join(ACCOUNT_CRD_FILE), ACCOUNT);
     });
 }
 

@@ -69,6 +69,21 @@ of their own.
 {{- end }}
 
 {{/*
+"true" when the ValidatingAdmissionPolicy of spec.accountRef is rendered
+(templates/account-admission-policy.yaml): admissionPolicy.enabled, the cluster serves
+ValidatingAdmissionPolicy, and the ExportAccount CRD (its paramKind) is installed.
+*/}}
+{{- define "ads-export-operator.admissionPolicy" -}}
+{{- $caps := .Capabilities.APIVersions }}
+{{- /* helm install creates crds/ before rendering but may not see it in .Capabilities
+yet: look the CRD up too (lookup finds nothing under helm template: pass
+--api-versions adsexport.io/v1alpha1/ExportAccount there). */}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "exportaccounts.adsexport.io" }}
+{{- $accounts := or ($caps.Has "adsexport.io/v1alpha1/ExportAccount") (not (empty $crd)) }}
+{{- if and .Values.admissionPolicy.enabled ($caps.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") $accounts }}true{{ end }}
+{{- end }}
+
+{{/*
 Chart name and version, for the helm.sh/chart label.
 */}}
 {{- define "ads-export-operator.chart" -}}
