@@ -69,6 +69,14 @@ of their own.
 {{- end }}
 
 {{/*
+Prefix of the people's ClusterRoles <prefix>-accounts-admin and -accounts-viewer
+(templates/accounts-rbac.yaml): the cluster-scoped name, room left for the suffix.
+*/}}
+{{- define "ads-export-operator.accountRolePrefix" -}}
+{{- include "ads-export-operator.clusterResourceName" . | trunc 238 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 "true" when the ValidatingAdmissionPolicy of spec.accountRef is rendered
 (templates/account-admission-policy.yaml): admissionPolicy.enabled, the cluster serves
 ValidatingAdmissionPolicy, and the ExportAccount CRD (its paramKind) is installed.
