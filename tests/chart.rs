@@ -1070,7 +1070,14 @@ impl RoleAggregator {
             "--leader-elect=false",
             "--secure-port=0",
         ]);
-        Self(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start kube-controller-manager"))
+        let log = Self::log_path();
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        Self(cmd.stdout(Stdio::null()).stderr(file).spawn().expect("start kube-controller-manager"))
+    }
+
+    /// Its log (klog writes to stderr), for when the aggregation never shows.
+    fn log_path() -> PathBuf {
+        testbed().dir.join("role-aggregator.log")
     }
 }
 
@@ -1111,7 +1118,11 @@ async fn built_in_admin_and_edit_cannot_write_export_accounts_or_relabel_namespa
         support::wait_for_ok(&format!("the {role} ClusterRole to be aggregated"), Duration::from_secs(60), || async {
             let rules = cluster_roles.get(role).await.map_err(|e| e.to_string())?.rules.unwrap_or_default();
             let marked = rules.iter().any(|r| r.verbs.contains(&marker_verb));
-            if marked { Ok(()) } else { Err(format!("{} rules, no marker", rules.len())) }
+            if marked {
+                Ok(())
+            } else {
+                Err(format!("{} rules, no marker (log: {})", rules.len(), RoleAggregator::log_path().display()))
+            }
         })
         .await;
     }
