@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -103,6 +104,15 @@ fn kinds(docs: &[Value]) -> Vec<String> {
     kinds
 }
 
+/// The one rendered `kind` object named `name`.
+#[track_caller]
+fn find_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let mut matching = docs.iter().filter(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    let doc = matching.next().unwrap_or_else(|| panic!("no {kind} {name} rendered; kinds: {:?}", kinds(docs)));
+    assert!(matching.next().is_none(), "more than one {kind} {name} rendered");
+    doc
+}
+
 #[track_caller]
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     let mut matching = docs.iter().filter(|d| d["kind"] == kind);
@@ -154,6 +164,50 @@ fn operator_rules() -> Value {
     ])
 }
 
+/// The operator's RBAC rules on the cluster-scoped ExportAccounts (read, finalizer,
+/// status; never create or delete) and Namespaces (read their labels for
+/// `spec.namespaceSelector`; never write).
+fn account_rules() -> Value {
+    json!([
+        { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts"],
+          "verbs": ["get", "list", "watch", "patch", "update"] },
+        { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts/status"],
+          "verbs": ["get", "patch", "update"] },
+        { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts/finalizers"],
+          "verbs": ["update"] },
+        { "apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"] },
+    ])
+}
+
+/// The cluster-wide operator ClusterRole's rules: [`operator_rules`] then [`account_rules`].
+fn cluster_operator_rules() -> Value {
+    let mut rules = operator_rules();
+    rules.as_array_mut().unwrap().extend(account_rules().as_array().unwrap().iter().cloned());
+    rules
+}
+
+/// The ClusterRoles for people (bound to nobody), `<prefix>-accounts-admin` and
+/// `<prefix>-accounts-viewer` (prefix: `<release namespace>-<fullname>`), and their rules.
+fn people_roles(prefix: &str) -> [(String, Value); 2] {
+    [
+        (
+            format!("{prefix}-accounts-admin"),
+            json!([
+                { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts"],
+                  "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"] },
+                { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts/status"], "verbs": ["get"] },
+            ]),
+        ),
+        (
+            format!("{prefix}-accounts-viewer"),
+            json!([
+                { "apiGroups": ["adsexport.io"], "resources": ["exportaccounts", "exportaccounts/status"],
+                  "verbs": ["get", "list", "watch"] },
+            ]),
+        ),
+    ]
+}
+
 /// Installs the generated CRD from `crds/` (once per test binary) if it exists.
 fn install_crd_if_present() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -163,19 +217,16 @@ fn install_crd_if_present() {
             eprintln!("{} not generated yet: testing without the CRD", crd.display());
             return;
         }
-        succeed(
-            kubectl(&[
-                "apply",
-                "--server-side",
-                "--field-manager=ads-export-tests",
-                "--force-conflicts",
-                "-f",
-                crd.to_str().unwrap(),
-            ]),
-            None,
-        );
-        succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{CRD_NAME}"), "--timeout=60s"]), None);
+        apply_crd_file(&crd, CRD_NAME);
     });
+}
+
+/// Server-side applies the CRD in `file` and waits until `name` is Established.
+fn apply_crd_file(file: &std::path::Path, name: &str) {
+    let file = file.to_str().unwrap();
+    let apply = ["apply", "--server-side", "--field-manager=ads-export-tests", "--force-conflicts", "-f", file];
+    succeed(kubectl(&apply), None);
+    succeed(kubectl(&["wait", "--for=condition=Established", &format!("crd/{name}"), "--timeout=60s"]), None);
 }
 
 /// `kubectl auth can-i` as `user`: true for "yes".
@@ -362,6 +413,8 @@ fn defaults_render_a_hardened_cluster_wide_operator() {
         kinds(&docs),
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
@@ -430,10 +483,12 @@ fn defaults_render_a_hardened_cluster_wide_operator() {
         ]
     );
 
-    // ContinuousExport/Event permissions cluster-wide, bound to the ServiceAccount.
-    let cluster_role = find(&docs, "ClusterRole");
-    assert_eq!(cluster_role["metadata"]["name"], "ops-rel-ads-export-operator");
-    assert_eq!(cluster_role["rules"], operator_rules());
+    // ContinuousExport/Event/ExportAccount permissions cluster-wide, bound to the ServiceAccount.
+    let cluster_role = find_named(&docs, "ClusterRole", "ops-rel-ads-export-operator");
+    assert_eq!(cluster_role["rules"], cluster_operator_rules());
+    for (name, rules) in people_roles("ops-rel-ads-export-operator") {
+        assert_eq!(find_named(&docs, "ClusterRole", &name)["rules"], rules, "{name}");
+    }
     let binding = find(&docs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     assert_eq!(binding["roleRef"]["name"], "ops-rel-ads-export-operator");
@@ -467,10 +522,32 @@ fn defaults_render_a_hardened_cluster_wide_operator() {
 #[test]
 fn watch_namespace_renders_a_namespaced_role_there() {
     let docs = documents(&render("rel", "ops", &["watchNamespace=team-a"]));
-    assert!(
-        !docs.iter().any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
-        "no cluster-wide RBAC with watchNamespace: {:?}",
-        kinds(&docs)
+    // Cluster-wide only: the cluster-scoped ExportAccounts and Namespaces, and the
+    // ClusterRoles for people; ContinuousExports, Events and ConfigMaps stay in team-a.
+    let cluster_roles: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+        .map(|d| d["metadata"]["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        [
+            "ops-rel-ads-export-operator-accounts-admin",
+            "ops-rel-ads-export-operator-accounts-viewer",
+            "ops-rel-ads-export-operator-accounts"
+        ]
+    );
+    assert_eq!(find_named(&docs, "ClusterRole", "ops-rel-ads-export-operator-accounts")["rules"], account_rules());
+    let binding = find(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["metadata"]["name"], "ops-rel-ads-export-operator-accounts");
+    assert_eq!(
+        binding["roleRef"],
+        json!({ "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                           "name": "ops-rel-ads-export-operator-accounts" })
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{ "kind": "ServiceAccount", "name": "rel-ads-export-operator", "namespace": "ops" }])
     );
     assert!(args(&docs).contains(&"--namespace=team-a".to_string()));
 
@@ -557,7 +634,10 @@ fn every_run_flag_is_reachable_from_values() {
 #[test]
 fn single_replica_without_leader_election_has_no_lease_rbac_and_no_pdb() {
     let docs = documents(&render("rel", "ops", &["replicaCount=1", "leaderElection.enabled=false"]));
-    assert_eq!(kinds(&docs), ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]);
+    assert_eq!(
+        kinds(&docs),
+        ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    );
     let args = args(&docs);
     assert!(!args.iter().any(|a| a.starts_with("--lease") || a == "--leader-elect"), "{args:?}");
     // One replica with leader election: still no PDB (it would block drains).
@@ -710,6 +790,21 @@ async fn helm_install_creates_the_operator_with_least_privilege() {
     assert_cannot(&sa, &["create", "leases.coordination.k8s.io", "-n", &other]);
     assert_cannot(&sa, &["list", "secrets", "--all-namespaces"]);
     assert_cannot(&sa, &["get", "secrets", "-n", &ns]);
+    // ExportAccounts: read, finalizer, status; never created, deleted or given to itself.
+    let acct = "exportaccounts.adsexport.io";
+    for verb in ["get", "list", "watch", "patch", "update"] {
+        assert_can(&sa, &[verb, acct]);
+    }
+    assert_can(&sa, &["patch", acct, "--subresource=status"]);
+    assert_can(&sa, &["update", acct, "--subresource=finalizers"]);
+    assert_cannot(&sa, &["create", acct]);
+    assert_cannot(&sa, &["delete", acct]);
+    // Namespaces: their labels are read for spec.namespaceSelector, never written.
+    for verb in ["get", "list", "watch"] {
+        assert_can(&sa, &[verb, "namespaces"]);
+    }
+    assert_cannot(&sa, &["patch", "namespaces"]);
+    assert_cannot(&sa, &["update", "namespaces"]);
 
     // Uninstall removes the cluster-scoped objects too.
     succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
@@ -772,6 +867,12 @@ async fn helm_install_with_watch_namespace_is_confined_to_it() {
     assert_cannot(&sa, &["list", cex, "-n", &other]);
     assert_cannot(&sa, &["create", "events.events.k8s.io", "-n", &other]);
     assert_cannot(&sa, &["create", "events", "-n", &watch]); // core v1 Events: not needed
+    // ExportAccounts and Namespaces are cluster-scoped: read cluster-wide even here.
+    assert_can(&sa, &["watch", "exportaccounts.adsexport.io"]);
+    assert_can(&sa, &["update", "exportaccounts.adsexport.io", "--subresource=finalizers"]);
+    assert_can(&sa, &["list", "namespaces"]);
+    assert_cannot(&sa, &["create", "exportaccounts.adsexport.io"]);
+    assert_cannot(&sa, &["patch", "namespaces"]);
 
     succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
 }
@@ -861,4 +962,509 @@ fn long_release_names_fit_kubernetes_name_limits() {
         }
     }
     assert!(kinds(&docs).contains(&"Service".to_string()));
+}
+
+// ---------------------------------------------------------------------------
+// Many accounts: who may grant an account, and the admission check of spec.accountRef
+// ---------------------------------------------------------------------------
+
+/// The API versions and kinds `helm template` must be told the cluster serves for the
+/// chart to render its ValidatingAdmissionPolicy (`helm install` asks the cluster): the
+/// policy's, and its paramKind's (without that CRD the apiserver would refuse every
+/// ContinuousExport write).
+const VAP_CAPABILITY: &str = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
+const ACCOUNT_CAPABILITY: &str = "adsexport.io/v1alpha1/ExportAccount";
+const ACCOUNT: &str = "exportaccounts.adsexport.io";
+/// `helm template` with `--api-versions` [`VAP_CAPABILITY`] and [`ACCOUNT_CAPABILITY`], and `--set` values.
+fn render_on_a_vap_cluster(release: &str, namespace: &str, sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut cmd = helm(&["template", release, chart.to_str().unwrap(), "--namespace", namespace]);
+    cmd.args(["--api-versions", VAP_CAPABILITY, "--api-versions", ACCOUNT_CAPABILITY]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    succeed(cmd, None)
+}
+
+#[test]
+fn no_rendered_role_aggregates_into_the_built_in_roles() {
+    // A ClusterRole labelled rbac.authorization.k8s.io/aggregate-to-{admin,edit,view}
+    // would hand its rules to every namespace admin/editor/viewer.
+    for sets in [&[][..], &["watchNamespace=team-a"][..]] {
+        for doc in documents(&render_on_a_vap_cluster("rel", "ops", sets)) {
+            let labels = doc["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+            let aggregating: Vec<&String> =
+                labels.keys().filter(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-")).collect();
+            assert!(
+                aggregating.is_empty(),
+                "{sets:?}: {} {} has {aggregating:?}",
+                doc["kind"],
+                doc["metadata"]["name"]
+            );
+            assert!(doc.get("aggregationRule").is_none(), "{sets:?}: {} aggregates", doc["metadata"]["name"]);
+        }
+    }
+}
+
+#[test]
+fn the_admission_policy_renders_where_the_cluster_serves_it_unless_disabled() {
+    let kinds_of = |yaml: &str| {
+        kinds(&documents(yaml)).into_iter().filter(|k| k.starts_with("ValidatingAdmissionPolicy")).collect::<Vec<_>>()
+    };
+    assert!(kinds_of(&render("rel", "ops", &[])).is_empty(), "rendered although the cluster does not serve it");
+    let chart = chart_dir();
+    let without_crd = helm(&["template", "rel", chart.to_str().unwrap(), "--api-versions", VAP_CAPABILITY]);
+    assert!(kinds_of(&succeed(without_crd, None)).is_empty(), "rendered although there is no ExportAccount CRD");
+    assert!(kinds_of(&render_on_a_vap_cluster("rel", "ops", &["admissionPolicy.enabled=false"])).is_empty());
+    let docs = documents(&render_on_a_vap_cluster("rel", "ops", &[]));
+    let name = "ops-rel-ads-export-operator-account-namespaces";
+    let policy = find_named(&docs, "ValidatingAdmissionPolicy", name);
+    assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(policy["spec"]["paramKind"], json!({ "apiVersion": "adsexport.io/v1alpha1", "kind": "ExportAccount" }));
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["resourceRules"],
+        json!([{ "apiGroups": ["adsexport.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["continuousexports"] }])
+    );
+    let binding = find_named(&docs, "ValidatingAdmissionPolicyBinding", name);
+    assert_eq!(
+        binding["spec"],
+        json!({ "policyName": name, "validationActions": ["Deny"],
+                "paramRef": { "selector": {}, "parameterNotFoundAction": "Allow" } })
+    );
+    // With watchNamespace, only that namespace's objects are checked (its operator's).
+    let docs = documents(&render_on_a_vap_cluster("rel", "ops", &["watchNamespace=team-a"]));
+    let binding = find_named(&docs, "ValidatingAdmissionPolicyBinding", name);
+    assert_eq!(
+        binding["spec"]["matchResources"],
+        json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "team-a" } } })
+    );
+    let out =
+        run(helm(&["template", "t", chart_dir().to_str().unwrap(), "--set", "admissionPolicy.enabled=yes"]), None);
+    assert!(text(&out.stderr).contains("/admissionPolicy/enabled"), "{}", text(&out.stderr));
+}
+
+/// Installs the generated ExportAccount CRD (once per test binary) and waits until it is served.
+fn install_account_crd() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        apply_crd_file(&repo_root().join("crds").join(ACCOUNT_CRD_FILE), ACCOUNT);
+    });
+}
+
+/// kube-controller-manager running only the ClusterRole aggregation controller, as in
+/// a real cluster: it fills the built-in `admin`/`edit`/`view` roles (whose own rules
+/// are empty) from the ClusterRoles labelled `aggregate-to-*`. Killed on drop.
+struct RoleAggregator(std::process::Child);
+
+impl RoleAggregator {
+    fn start() -> Self {
+        let bed = testbed();
+        let bin = bed.kubectl().parent().expect("bin dir").join("kube-controller-manager");
+        let mut cmd = bed.command(bin);
+        cmd.args([
+            "--kubeconfig",
+            bed.kubeconfig_path().to_str().unwrap(),
+            "--controllers=clusterrole-aggregation",
+            "--leader-elect=false",
+            "--secure-port=0",
+        ]);
+        let log = Self::log_path();
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        Self(cmd.stdout(Stdio::null()).stderr(file).spawn().expect("start kube-controller-manager"))
+    }
+
+    /// Its log (klog writes to stderr), for when the aggregation never shows.
+    fn log_path() -> PathBuf {
+        testbed().dir.join("role-aggregator.log")
+    }
+}
+
+impl Drop for RoleAggregator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn built_in_admin_and_edit_cannot_write_export_accounts_or_relabel_namespaces() {
+    install_crd_if_present();
+    install_account_crd();
+    let client = testbed().client().await;
+    let ns = namespace(&client, "chart-tenant").await;
+    let chart = chart_dir();
+    let release = "acct-rbac";
+    let fullname = "acct-rbac-ads-export-operator";
+    succeed(helm(&["install", release, chart.to_str().unwrap(), "--namespace", &ns]), None);
+
+    // The built-in roles as a real cluster has them: aggregated by the controller after
+    // the chart's ClusterRoles exist (an aggregate-to-* label on one would show below).
+    // A marker role created last tells when the controller has caught up: the bed's
+    // admin/edit may hold an older aggregation from a run before.
+    let _aggregator = RoleAggregator::start();
+    let marker_verb = format!("mark-{ns}"); // a verb nothing else grants
+    let marker: ClusterRole = serde_json::from_value(json!({
+        "metadata": { "name": format!("marker-{ns}"), "labels": {
+            "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+            "rbac.authorization.k8s.io/aggregate-to-edit": "true" } },
+        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": [&marker_verb] }],
+    }))
+    .expect("marker ClusterRole");
+    let cluster_roles = Api::<ClusterRole>::all(client.clone());
+    cluster_roles.create(&Default::default(), &marker).await.expect("create the marker ClusterRole");
+    for role in ["admin", "edit"] {
+        support::wait_for_ok(&format!("the {role} ClusterRole to be aggregated"), Duration::from_secs(60), || async {
+            let rules = cluster_roles.get(role).await.map_err(|e| e.to_string())?.rules.unwrap_or_default();
+            let marked = rules.iter().any(|r| r.verbs.contains(&marker_verb));
+            if marked {
+                Ok(())
+            } else {
+                Err(format!("{} rules, no marker (log: {})", rules.len(), RoleAggregator::log_path().display()))
+            }
+        })
+        .await;
+    }
+
+    // Namespace owners (admin/edit in their namespace: a RoleBinding, which never grants
+    // a cluster-scoped resource), and admin/edit bound cluster-wide (CI robots, platform
+    // teams: a ClusterRoleBinding, where a role aggregated into admin/edit would show).
+    let mut cluster_bindings = Vec::new();
+    for (role, binding) in [
+        ("admin", "rolebinding"),
+        ("edit", "rolebinding"),
+        ("admin", "clusterrolebinding"),
+        ("edit", "clusterrolebinding"),
+    ] {
+        let user = format!("{role}-by-{binding}-{ns}");
+        let mut create =
+            kubectl(&["create", binding, &user, &format!("--clusterrole={role}"), &format!("--user={user}")]);
+        if binding == "rolebinding" {
+            create.args(["-n", &ns]);
+        } else {
+            cluster_bindings.push(user.clone());
+        }
+        succeed(create, None);
+        support::wait_for(
+            &format!("{user}'s {binding} and aggregated role to take effect"),
+            Duration::from_secs(30),
+            || {
+                let (user, ns, marker_verb) = (&user, &ns, &marker_verb);
+                async move { can_i(user, &[marker_verb, "configmaps", "-n", ns]).then_some(()) }
+            },
+        )
+        .await;
+        assert_can(&user, &["create", "deployments.apps", "-n", &ns]);
+        for verb in ["create", "update", "patch", "delete", "deletecollection"] {
+            assert_cannot(&user, &[verb, ACCOUNT]);
+        }
+        assert_cannot(&user, &["patch", ACCOUNT, "--subresource=status"]);
+        // namespaceSelector grants by label: a tenant must not relabel its namespace.
+        assert_cannot(&user, &["patch", &format!("namespaces/{ns}")]);
+        assert_cannot(&user, &["update", &format!("namespaces/{ns}")]);
+    }
+
+    // The people's ClusterRoles, once a cluster administrator binds them.
+    let [(admin_role, _), (viewer_role, _)] = people_roles(&format!("{ns}-{fullname}"));
+    let (admin, viewer) = (format!("accounts-admin-{ns}"), format!("accounts-viewer-{ns}"));
+    for (user, role) in [(&admin, &admin_role), (&viewer, &viewer_role)] {
+        succeed(
+            kubectl(&[
+                "create",
+                "clusterrolebinding",
+                user,
+                &format!("--clusterrole={role}"),
+                &format!("--user={user}"),
+            ]),
+            None,
+        );
+    }
+    support::wait_for("the accounts-admin binding to take effect", Duration::from_secs(30), || async {
+        can_i(&admin, &["create", ACCOUNT]).then_some(())
+    })
+    .await;
+    for verb in ["get", "list", "watch", "update", "patch", "delete", "deletecollection"] {
+        assert_can(&admin, &[verb, ACCOUNT]);
+    }
+    assert_cannot(&admin, &["patch", ACCOUNT, "--subresource=status"]); // the operator's
+    assert_cannot(&admin, &["create", "continuousexports.adsexport.io", "-n", &ns]);
+    support::wait_for("the accounts-viewer binding to take effect", Duration::from_secs(30), || async {
+        can_i(&viewer, &["list", ACCOUNT]).then_some(())
+    })
+    .await;
+    assert_can(&viewer, &["watch", ACCOUNT]);
+    assert_can(&viewer, &["get", ACCOUNT, "--subresource=status"]);
+    for verb in ["create", "patch", "delete"] {
+        assert_cannot(&viewer, &[verb, ACCOUNT]);
+    }
+
+    for user in cluster_bindings.iter().chain([&admin, &viewer]) {
+        succeed(kubectl(&["delete", "clusterrolebinding", user]), None);
+    }
+    cluster_roles.delete(&format!("marker-{ns}"), &Default::default()).await.expect("delete the marker ClusterRole");
+    succeed(helm(&["uninstall", release, "--namespace", &ns]), None);
+}
+
+/// The words of the operator's `AccountNotAllowed`, which the policy's message shares.
+fn not_allowed_message(account: &str, ns: &str) -> String {
+    format!(
+        "ExportAccount {account} does not allow namespace {ns}: ask a cluster administrator to add it to \
+         spec.allowedNamespaces or label the namespace to match spec.namespaceSelector"
+    )
+}
+
+/// A ContinuousExport `name` in `ns`, naming `account` if given.
+fn export_doc(ns: &str, name: &str, account: Option<&str>) -> Value {
+    let spec = match account {
+        Some(account) => json!({ "accountRef": { "name": account } }),
+        None => json!({}),
+    };
+    json!({ "apiVersion": "adsexport.io/v1alpha1", "kind": "ContinuousExport",
+            "metadata": { "name": name, "namespace": ns }, "spec": spec })
+}
+
+/// An ExportAccount `name` with this `spec` (its roleArn added).
+fn account_doc(name: &str, mut spec: Value) -> Value {
+    spec["roleArn"] = json!("arn:aws:iam::111111111111:role/ads-export");
+    json!({ "apiVersion": "adsexport.io/v1alpha1", "kind": "ExportAccount", "metadata": { "name": name }, "spec": spec })
+}
+
+/// `kubectl create` of `doc` (server-side dry run if `dry_run`): Ok, or Err with stderr.
+fn create(doc: &Value, dry_run: bool) -> Result<(), String> {
+    let mut cmd = kubectl(&["create", "-f", "-"]);
+    if dry_run {
+        cmd.arg("--dry-run=server");
+    }
+    let out = run(cmd, Some(&doc.to_string()));
+    if out.status.success() { Ok(()) } else { Err(text(&out.stderr)) }
+}
+
+#[track_caller]
+fn assert_admitted(doc: &Value) {
+    if let Err(e) = create(doc, true) {
+        panic!("{} in {} was refused: {e}", doc["metadata"]["name"], doc["metadata"]["namespace"]);
+    }
+}
+
+#[track_caller]
+fn assert_refused(doc: &Value, account: &str) {
+    let ns = doc["metadata"]["namespace"].as_str().unwrap();
+    match create(doc, true) {
+        Ok(()) => panic!("{} in {ns} naming {account} was admitted", doc["metadata"]["name"]),
+        Err(e) => assert!(e.contains(&not_allowed_message(account, ns)), "{e}"),
+    }
+}
+
+/// Waits until a dry-run create of `doc` is refused for `account`: the policy binding,
+/// the ExportAccounts (its params) and namespace labels reach admission through the
+/// apiserver's informers, a moment after they are written.
+async fn wait_refused(doc: &Value, account: &str) {
+    let ns = doc["metadata"]["namespace"].as_str().unwrap().to_owned();
+    support::wait_for_ok(&format!("{account} to be refused in {ns}"), Duration::from_secs(60), || async {
+        match create(doc, true) {
+            Ok(()) => Err("admitted".to_owned()),
+            Err(e) if e.contains(&not_allowed_message(account, &ns)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+}
+
+/// Helm-installs the chart as `release` into a fresh namespace (the cluster serves
+/// ValidatingAdmissionPolicy, so the policy is rendered) and checks it is there.
+async fn install_with_policy(client: &kube::Client, release: &str) -> String {
+    install_crd_if_present();
+    install_account_crd();
+    let ns = namespace(client, "chart-vap").await;
+    succeed(helm(&["install", release, chart_dir().to_str().unwrap(), "--namespace", &ns]), None);
+    let name = format!("{ns}-{release}-ads-export-operator-account-namespaces");
+    succeed(kubectl(&["get", "validatingadmissionpolicy", &name]), None);
+    succeed(kubectl(&["get", "validatingadmissionpolicybinding", &name]), None);
+    ns
+}
+
+#[tokio::test]
+async fn the_admission_policy_admits_only_namespaces_the_account_allows() {
+    let client = testbed().client().await;
+    let release = "vap";
+    let release_ns = install_with_policy(&client, release).await;
+    let suffix = release_ns.rsplit('-').next().unwrap().to_owned();
+    let [listed, labelled, expressed, other] = ["listed", "labelled", "expressed", "other"];
+    let ns = |prefix| {
+        let client = client.clone();
+        async move { namespace(&client, prefix).await }
+    };
+    let (listed_ns, labelled_ns, expressed_ns, other_ns) =
+        (ns(listed).await, ns(labelled).await, ns(expressed).await, ns(other).await);
+    let label = format!("adsexport.io/account=team-{suffix}");
+    succeed(kubectl(&["label", "namespace", &labelled_ns, &label]), None);
+    succeed(kubectl(&["label", "namespace", &expressed_ns, "env=prod", "tier=data", "team=a"]), None);
+    succeed(kubectl(&["label", "namespace", &other_ns, "env=sandbox", "tier=data", "team=a"]), None);
+
+    // by name, or by matchLabels
+    let team = format!("team-{suffix}");
+    let team_account = account_doc(
+        &team,
+        json!({ "allowedNamespaces": [listed_ns],
+                "namespaceSelector": { "matchLabels": { "adsexport.io/account": team } } }),
+    );
+    // by matchExpressions: every operator, ANDed
+    let data = format!("data-{suffix}");
+    let data_account = account_doc(
+        &data,
+        json!({ "namespaceSelector": { "matchExpressions": [
+            { "key": "env", "operator": "In", "values": ["prod", "staging"] },
+            { "key": "tier", "operator": "Exists" },
+            { "key": "frozen", "operator": "DoesNotExist" },
+            { "key": "team", "operator": "NotIn", "values": ["b"] },
+        ] } }),
+    );
+    // the largest account the CRD accepts (256 names of 63 characters, 20 expressions of
+    // 20 values) still evaluates within the CEL cost budget, and is refused by its last rule
+    let names: Vec<String> = (0..256).map(|i| format!("{i:03}-{}", "n".repeat(59))).collect();
+    let mut expressions: Vec<Value> = (0..19)
+        .map(|i| {
+            let values: Vec<String> = (0..20).map(|j| format!("v{j}-{}", "x".repeat(58))).collect();
+            json!({ "key": format!("k{i}-{}", "y".repeat(58)), "operator": "NotIn", "values": values })
+        })
+        .collect();
+    expressions.push(json!({ "key": "never-set", "operator": "Exists" }));
+    let big = format!("big-{suffix}");
+    let big_account = account_doc(
+        &big,
+        json!({ "allowedNamespaces": names, "namespaceSelector": { "matchExpressions": expressions } }),
+    );
+    for account in [&team_account, &data_account, &big_account] {
+        create(account, false).unwrap_or_else(|e| panic!("create {}: {e}", account["metadata"]["name"]));
+    }
+
+    let cex = |ns: &str, account: Option<&str>| export_doc(ns, "inventory", account);
+    // The binding and the last account are in effect once this is refused.
+    wait_refused(&cex(&listed_ns, Some(&big)), &big).await;
+    wait_refused(&cex(&other_ns, Some(&team)), &team).await;
+
+    assert_admitted(&cex(&listed_ns, Some(&team))); // allowedNamespaces
+    assert_admitted(&cex(&labelled_ns, Some(&team))); // matchLabels
+    assert_admitted(&cex(&expressed_ns, Some(&data))); // In, Exists, DoesNotExist, NotIn
+    assert_refused(&cex(&expressed_ns, Some(&team)), &team);
+    assert_refused(&cex(&labelled_ns, Some(&data)), &data); // no env label: In fails
+    assert_refused(&cex(&other_ns, Some(&data)), &data); // env=sandbox: In fails
+    assert_refused(&cex(&expressed_ns, Some(&big)), &big); // never-set: Exists fails
+    // each expression counts: frozen present fails DoesNotExist, team=b fails NotIn
+    succeed(kubectl(&["label", "namespace", &expressed_ns, "frozen=yes"]), None);
+    wait_refused(&cex(&expressed_ns, Some(&data)), &data).await;
+    succeed(kubectl(&["label", "namespace", &expressed_ns, "frozen-", "team=b", "--overwrite"]), None);
+    wait_refused(&cex(&expressed_ns, Some(&data)), &data).await;
+    succeed(kubectl(&["label", "namespace", &expressed_ns, "team-"]), None);
+    support::wait_for_ok("no team label to satisfy NotIn", Duration::from_secs(60), || async {
+        create(&cex(&expressed_ns, Some(&data)), true)
+    })
+    .await;
+
+    // Not the policy's to judge: no accountRef, or a missing account (AccountNotFound).
+    assert_admitted(&cex(&other_ns, None));
+    assert_admitted(&cex(&other_ns, Some(&format!("missing-{suffix}"))));
+
+    // A namespace that loses its grant: its object's spec can no longer be changed, but
+    // metadata-only writes (the operator's finalizer) still go through, so the operator
+    // can release the object and it can be deleted.
+    let kept = cex(&labelled_ns, Some(&team));
+    create(&kept, false).expect("create in a labelled namespace");
+    let finalizer = ads_export_operator::api::FINALIZER;
+    let patch = |p: Value, dry_run: bool| {
+        let mut cmd = kubectl(&["patch", "continuousexport", "inventory", "-n", &labelled_ns, "--type=merge"]);
+        cmd.args(["-p", &p.to_string()]);
+        if dry_run {
+            cmd.arg("--dry-run=server");
+        }
+        let out = run(cmd, None);
+        if out.status.success() { Ok(()) } else { Err(text(&out.stderr)) }
+    };
+    patch(json!({ "metadata": { "finalizers": [finalizer] } }), false).expect("add the finalizer");
+    succeed(kubectl(&["label", "namespace", &labelled_ns, "adsexport.io/account-"]), None);
+    let retain = json!({ "spec": { "deletionPolicy": "Retain" } });
+    support::wait_for_ok("a spec change to be refused once the label is gone", Duration::from_secs(60), || async {
+        match patch(retain.clone(), true) {
+            Ok(()) => Err("admitted".to_owned()),
+            Err(e) if e.contains(&not_allowed_message(&team, &labelled_ns)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    assert_refused(&kept, &team);
+    patch(json!({ "metadata": { "annotations": { "example.com/touched": "yes" } } }), false)
+        .expect("a metadata-only update is not checked");
+    succeed(kubectl(&["delete", "continuousexport", "inventory", "-n", &labelled_ns, "--wait=false"]), None);
+    patch(json!({ "metadata": { "finalizers": null } }), false).expect("the finalizer can be removed");
+    succeed(
+        kubectl(&["wait", "--for=delete", "continuousexport/inventory", "-n", &labelled_ns, "--timeout=30s"]),
+        None,
+    );
+
+    for account in [&team, &data, &big] {
+        succeed(kubectl(&["delete", ACCOUNT, account]), None);
+    }
+    succeed(helm(&["uninstall", release, "--namespace", &release_ns]), None);
+}
+
+/// `examples/many-accounts.yaml` with every namespace and account name given `suffix`
+/// (the bed is shared), references included.
+fn many_accounts_example(suffix: &str) -> Vec<Value> {
+    let path = repo_root().join("examples").join("many-accounts.yaml");
+    let mut docs = documents(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    let renamed = |v: &Value| json!(format!("{}-{suffix}", v.as_str().expect("a name")));
+    for doc in &mut docs {
+        match doc["kind"].as_str().unwrap_or_default() {
+            "Namespace" | "ExportAccount" => doc["metadata"]["name"] = renamed(&doc["metadata"]["name"]),
+            "ContinuousExport" => {
+                doc["metadata"]["namespace"] = renamed(&doc["metadata"]["namespace"]);
+                doc["spec"]["accountRef"]["name"] = renamed(&doc["spec"]["accountRef"]["name"]);
+            }
+            other => panic!("{}: unexpected kind {other}", path.display()),
+        }
+        if let Some(names) = doc.pointer_mut("/spec/allowedNamespaces").and_then(Value::as_array_mut) {
+            names.iter_mut().for_each(|n| *n = renamed(n));
+        }
+    }
+    docs
+}
+
+#[tokio::test]
+async fn many_accounts_example_is_admitted_and_each_tenant_gets_only_its_account() {
+    let client = testbed().client().await;
+    let release = "vap-example";
+    let release_ns = install_with_policy(&client, release).await;
+    let suffix = release_ns.rsplit('-').next().unwrap().to_owned();
+    let docs = many_accounts_example(&suffix);
+    assert_eq!(
+        kinds(&docs),
+        ["ContinuousExport", "ContinuousExport", "ExportAccount", "ExportAccount", "Namespace", "Namespace"]
+    );
+    let exports: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ContinuousExport").collect();
+    // Each export named the other's account: refused, once the policy and accounts are in.
+    let crossed: Vec<Value> = exports
+        .iter()
+        .zip(exports.iter().rev())
+        .map(|(mine, theirs)| {
+            let mut crossed = (*mine).clone();
+            crossed["spec"]["accountRef"] = theirs["spec"]["accountRef"].clone();
+            crossed
+        })
+        .collect();
+    for doc in docs.iter().filter(|d| d["kind"] != "ContinuousExport") {
+        create(doc, false).unwrap_or_else(|e| panic!("create {} {}: {e}", doc["kind"], doc["metadata"]["name"]));
+    }
+    for doc in &crossed {
+        wait_refused(doc, doc["spec"]["accountRef"]["name"].as_str().unwrap()).await;
+    }
+    // The example's own objects pass the CRD schema and the policy (dry run: no operator
+    // runs here, and the finalizer-less objects would stay behind otherwise).
+    for doc in &exports {
+        assert_admitted(doc);
+    }
+    for doc in docs.iter().filter(|d| d["kind"] == "ExportAccount") {
+        succeed(kubectl(&["delete", ACCOUNT, doc["metadata"]["name"].as_str().unwrap()]), None);
+    }
+    succeed(helm(&["uninstall", release, "--namespace", &release_ns]), None);
 }

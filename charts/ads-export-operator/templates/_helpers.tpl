@@ -49,6 +49,49 @@ namespaces do not collide.
 {{- end }}
 
 {{/*
+The operator's rules on the cluster-scoped ExportAccounts and Namespaces (see
+templates/rbac.yaml): in its ClusterRole, or with watchNamespace in a ClusterRole
+of their own.
+*/}}
+{{- define "ads-export-operator.accountRules" -}}
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["adsexport.io"]
+  resources: ["exportaccounts/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/*
+Prefix of the people's ClusterRoles <prefix>-accounts-admin and -accounts-viewer
+(templates/accounts-rbac.yaml): the cluster-scoped name, room left for the suffix.
+*/}}
+{{- define "ads-export-operator.accountRolePrefix" -}}
+{{- include "ads-export-operator.clusterResourceName" . | trunc 238 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+"true" when the ValidatingAdmissionPolicy of spec.accountRef is rendered
+(templates/account-admission-policy.yaml): admissionPolicy.enabled, the cluster serves
+ValidatingAdmissionPolicy, and the ExportAccount CRD (its paramKind) is installed.
+*/}}
+{{- define "ads-export-operator.admissionPolicy" -}}
+{{- $caps := .Capabilities.APIVersions }}
+{{- /* helm install creates crds/ before rendering but may not see it in .Capabilities
+yet: look the CRD up too (lookup finds nothing under helm template: pass
+--api-versions adsexport.io/v1alpha1/ExportAccount there). */}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "exportaccounts.adsexport.io" }}
+{{- $accounts := or ($caps.Has "adsexport.io/v1alpha1/ExportAccount") (not (empty $crd)) }}
+{{- if and .Values.admissionPolicy.enabled ($caps.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") $accounts }}true{{ end }}
+{{- end }}
+
+{{/*
 Chart name and version, for the helm.sh/chart label.
 */}}
 {{- define "ads-export-operator.chart" -}}
