@@ -71,6 +71,16 @@ pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<Str
     }
 }
 
+/// Whether the Describe of [`to_describe`] may read the export's last look (at most one
+/// resync period old) instead of asking ADS: the status says `INACTIVE` (terminal in
+/// ADS: it stays so) or `ACTIVE` (a look that missed a change since leads to a Stop,
+/// whose answer settles it: ADS refuses to stop an export that is not running, and the
+/// refusal is followed by a Describe). A reconcile request reads afresh.
+pub fn reads_last_look(obs: &Observation) -> bool {
+    let settled = [ExportStatus::Active.as_str(), ExportStatus::Inactive.as_str()];
+    obs.request.is_none() && obs.status.export_status.as_deref().is_some_and(|s| settled.contains(&s))
+}
+
 /// Only an export this object manages (`status.exportId` written under `Full`, or its
 /// own pending start's): a `spec.exportId` whose adoption never succeeded (unknown,
 /// managed by another object, or only observed so far) is not this object's to stop.

@@ -173,7 +173,12 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
         listed(obj, ctx, &mut obs, &region, None).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
-        obs.ads.described = Some(ctx.ads.describe(&region, &id).await);
+        let described = if deletion::reads_last_look(&obs) {
+            ctx.ads.describe_watched(&region, &id, ctx.settings.resync_period).await
+        } else {
+            ctx.ads.describe(&region, &id).await
+        };
+        obs.ads.described = Some(described);
     }
     obs
 }

@@ -10,6 +10,7 @@ use ads_export_operator::ads::Operation;
 use ads_export_operator::controller::ReconcileObserver;
 use ads_export_operator::emulator::{Fault, FaultKind};
 use futures::StreamExt;
+use kube::api::DeleteParams;
 use serde_json::json;
 
 use super::harness::*;
@@ -163,4 +164,11 @@ async fn a_stop_of_an_active_export_sends_stop_without_describing_first() {
     eprintln!("one stop: {calls} Describe calls");
     assert!(calls <= 2, "{calls} Describe calls for one stop: at most 2 wanted (the look after Stop, one read)");
     assert_eq!(stops(), 2, "one Stop per stop");
+
+    // Deleting it reads the look that saw it INACTIVE (terminal): no call at all.
+    let d1 = describes(&t);
+    t.api.delete("second", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("second").await;
+    assert_eq!(describes(&t) - d1, 0, "the deletion of a stopped export describes nothing");
+    assert_eq!(stops(), 2, "and stops nothing");
 }
