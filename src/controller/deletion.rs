@@ -72,13 +72,12 @@ pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<Str
 }
 
 /// Whether the Describe of [`to_describe`] may read the export's last look (at most one
-/// resync period old) instead of asking ADS: the status says `INACTIVE` (terminal in
-/// ADS: it stays so) or `ACTIVE` (a look that missed a change since leads to a Stop,
-/// whose answer settles it: ADS refuses to stop an export that is not running, and the
-/// refusal is followed by a Describe). A reconcile request reads afresh.
+/// resync period old) instead of asking ADS: the status says `INACTIVE`, terminal in
+/// ADS. (An `ACTIVE` one is described afresh: if it was stopped out of band meanwhile,
+/// a Stop on a stale look would be sent to an `INACTIVE` export.) A reconcile request
+/// reads afresh.
 pub fn reads_last_look(obs: &Observation) -> bool {
-    let settled = [ExportStatus::Active.as_str(), ExportStatus::Inactive.as_str()];
-    obs.request.is_none() && obs.status.export_status.as_deref().is_some_and(|s| settled.contains(&s))
+    obs.request.is_none() && obs.status.export_status.as_deref() == Some(ExportStatus::Inactive.as_str())
 }
 
 /// Only an export this object manages (`status.exportId` written under `Full`, or its
