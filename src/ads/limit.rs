@@ -3,6 +3,14 @@
 //! twentieth of the ceiling on each success), shared by every caller of the region, so
 //! a restart with thousands of objects or a throttling period never becomes a retry
 //! storm. Applied per HTTP request (each page of a listing counts).
+//!
+//! Two lanes share each bucket. Foreground requests (Start, Stop, the reads a
+//! reconcile waits for) take a token or queue for the next one. Background requests
+//! (the transition watch's later looks, the resync listing; run inside
+//! [`in_background`]) take a token only while one more stays in the bucket for the
+//! foreground, and never queue ahead of it: a foreground request waits at most for the
+//! requests already admitted, never for background ones still waiting. Both lanes draw on
+//! the same tokens, so the total stays within the bucket's rate.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -17,6 +25,30 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 
 /// The lowest rate throttling can push a bucket to: a sixteenth of its ceiling.
 const FLOOR_DIVISOR: f64 = 16.0;
+
+/// Which lane a request is sent in (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Start, Stop and the reads a reconcile waits for: ahead of background requests.
+    Foreground,
+    /// Requests nothing waits for at once: they leave a token to the foreground.
+    Background,
+}
+
+tokio::task_local! {
+    static LANE: Lane;
+}
+
+/// Runs `f` with its requests in the background lane ([`RateLimits::acquire`] reads it).
+pub async fn in_background<F: Future>(f: F) -> F::Output {
+    LANE.scope(Lane::Background, f).await
+}
+
+/// The lane of the requests of the running task: [`Lane::Background`] inside
+/// [`in_background`], else [`Lane::Foreground`].
+pub fn current_lane() -> Lane {
+    LANE.try_with(|l| *l).unwrap_or(Lane::Foreground)
+}
 
 /// One region's bucket.
 #[derive(Debug, Clone)]
@@ -68,13 +100,41 @@ impl RateLimits {
         })
     }
 
-    /// Waits for a token in `region`; returns how long it waited.
+    /// Takes a token for one background request in `region` at `now` when one more
+    /// stays for the foreground (none more when the burst is a single token);
+    /// otherwise takes nothing and says how long until that could be so (`Err`).
+    pub fn try_reserve_background(&self, region: &str, now: Instant) -> Result<(), Duration> {
+        self.with_bucket(region, now, |b, ceiling| {
+            let kept = if ceiling.max(1.0) >= 2.0 { 1.0 } else { 0.0 };
+            let needed = 1.0 + kept;
+            if b.tokens >= needed {
+                b.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((needed - b.tokens) / b.rate))
+            }
+        })
+    }
+
+    /// Waits for a token in `region`, in the lane of the running task
+    /// ([`current_lane`]); returns how long it waited.
     pub async fn acquire(&self, region: &str) -> Duration {
-        let wait = self.reserve(region, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        match current_lane() {
+            Lane::Foreground => {
+                let wait = self.reserve(region, Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                wait
+            }
+            Lane::Background => {
+                let started = Instant::now();
+                while let Err(wait) = self.try_reserve_background(region, Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                started.elapsed()
+            }
         }
-        wait
     }
 
     /// ADS answered a request in `region` with throttling: halve the rate (not below
@@ -111,6 +171,41 @@ mod tests {
         // Tokens refill with time: 2 s later the queue of 3 is served and 7 are free.
         let later = t0 + Duration::from_secs(2);
         assert_eq!(limits.reserve("r", later), Duration::ZERO);
+    }
+
+    #[test]
+    fn background_requests_leave_a_token_to_the_foreground() {
+        let limits = RateLimits::new(5.0);
+        let t0 = Instant::now();
+        // Background requests take 4 of the burst of 5, then wait for the fifth to be
+        // joined by another: one token always stays.
+        let background: Vec<_> = (0..5).map(|_| limits.try_reserve_background("r", t0).is_ok()).collect();
+        assert_eq!(background, [true, true, true, true, false]);
+        // A Stop arriving now is sent at once; the one after it waits one slot.
+        assert_eq!(limits.reserve("r", t0), Duration::ZERO);
+        assert_eq!(limits.reserve("r", t0).as_millis(), 200);
+        // A background request waits until the queued foreground one is served and two
+        // tokens are back (1 token behind: 3 slots), and does not jump that queue.
+        assert_eq!(limits.try_reserve_background("r", t0).unwrap_err().as_millis(), 600);
+        let later = t0 + Duration::from_millis(600);
+        assert!(limits.try_reserve_background("r", later).is_ok());
+        // Over a long run both lanes together stay within the rate: 10 s of background
+        // requests alone take at most the burst plus 5 per second.
+        let limits = RateLimits::new(5.0);
+        let taken = (0..=1000)
+            .filter(|ms| limits.try_reserve_background("r", t0 + Duration::from_millis(ms * 10)).is_ok())
+            .count();
+        assert!(taken <= 5 + 50, "{taken} background requests in 10 s");
+        // A bucket of one token: background requests take it (nothing to keep).
+        let single = RateLimits::new(1.0);
+        assert!(single.try_reserve_background("r", t0).is_ok());
+        assert!(single.try_reserve_background("r", t0).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_lane_is_the_tasks() {
+        assert_eq!(current_lane(), Lane::Foreground);
+        assert_eq!(in_background(async { current_lane() }).await, Lane::Background);
     }
 
     #[test]

@@ -236,11 +236,13 @@ pub trait ExportService: Send + Sync + 'static {
         }
     }
 
-    /// Export `export_id`, in transition (`START_IN_PROGRESS`, `STOP_IN_PROGRESS`), as
-    /// the region's transition watch last saw it, when that is at most `max_age` ago;
-    /// otherwise described by ID. [`shared::SharedListing`] keeps such exports under
-    /// watch (250 ms doubling to 30 s) and reports their changes, so the reconciles of
-    /// their objects read, not call. The default is [`Self::describe`].
+    /// Export `export_id` as last seen (by the region's transition watch, a Describe or a
+    /// listing), when that is at most `max_age` ago; otherwise described by ID. Read for
+    /// an export in transition (`START_IN_PROGRESS`, `STOP_IN_PROGRESS`):
+    /// [`shared::SharedListing`] keeps such exports under watch (250 ms doubling to 30 s)
+    /// and reports their changes, so the reconciles of their objects read, not call; and
+    /// before a Stop, whose answer settles what the look missed. The default is
+    /// [`Self::describe`].
     ///
     /// # Errors
     /// As [`Self::describe`].
@@ -254,10 +256,11 @@ pub trait ExportService: Send + Sync + 'static {
         self.describe(region, export_id)
     }
 
-    /// Export `export_id` as a listing of `region` at most `max_age` old reports it
-    /// (a steady-state read: [`shared::SharedListing`] serves all objects of a region
-    /// from one listing); an ID the listing lacks is described by ID. The default is
-    /// [`Self::describe`].
+    /// Export `export_id` as last seen at most `max_age` ago (by a Describe, the watch or
+    /// a listing; an `INACTIVE` export, terminal in ADS, at any age), else as a listing of
+    /// `region` at most `max_age` old reports it (a steady-state read:
+    /// [`shared::SharedListing`] serves all objects of a region from one listing); an ID
+    /// the listing lacks is described by ID. The default is [`Self::describe`].
     ///
     /// # Errors
     /// As [`Self::describe`] (and [`Self::list`] when the listing is taken).

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use tokio::sync::{Notify, oneshot};
 
+use super::limit::in_background;
 use super::{
     AdsError, ExportDescription, ExportService, ExportStatus, Operation, Reason, ReportedStatus, StartedExport,
     StopTimes,
@@ -100,12 +101,14 @@ impl Snapshot {
 }
 
 /// The transition watch's record of one export: its status at the last look, when
-/// the next look is due, and how many looks it had.
+/// the next look is due, how many looks it had, and whether the next look is prompt
+/// (the first after a Stop: in the foreground lane, see [`super::limit`]).
 #[derive(Debug)]
 struct Watch {
     last: ReportedStatus,
     due: Instant,
     looks: u32,
+    prompt: bool,
 }
 
 /// The delay after the `looks`-th look: 250 ms doubling to 30 s.
@@ -117,26 +120,37 @@ fn watch_delay(looks: u32) -> Duration {
 type Answer = Result<ExportDescription, AdsError>;
 type Waiters = Vec<oneshot::Sender<Answer>>;
 
-/// The Describe-by-ID queue of a region: reads waiting for the next call, and the
-/// exports under watch.
+/// The Describe-by-ID queue of a region: reads waiting for the next call, the
+/// exports under watch, and whether a background look is in flight.
 #[derive(Debug, Default)]
 struct Queue {
     asked: HashMap<String, Waiters>,
     watched: HashMap<String, Watch>,
+    looking: bool,
     closed: bool,
 }
 
-/// What the region's worker does next: one call (the IDs, and who waits for each),
-/// sleep until a watched export is due (or a read is queued), or end.
+/// One Describe-by-ID call: the IDs, who waits for each, and its lane.
+struct Call {
+    ids: Vec<String>,
+    waiting: HashMap<String, Waiters>,
+    background: bool,
+}
+
+/// What the region's worker does next: one call, sleep until a watched export is due
+/// (or a read is queued, or the background look returned), or end.
 enum Turn {
-    Call(Vec<String>, HashMap<String, Waiters>),
+    Call(Call),
     Sleep(Option<Instant>),
     Close,
 }
 
 impl Queue {
-    /// The waiting reads first, then the watched exports that are due, at most
-    /// [`MAX_IDS_PER_DESCRIBE`] in all.
+    /// In the foreground: the waiting reads, with the watched exports that are due
+    /// (they share the call), or the prompt looks when they are due. In the background,
+    /// when no background look is in flight: the watched exports that are due. At most
+    /// [`MAX_IDS_PER_DESCRIBE`] IDs in a call; an ID in a call is not due again until
+    /// its answer is in.
     fn turn(&mut self, now: Instant) -> Turn {
         if self.closed {
             return Turn::Close;
@@ -144,19 +158,37 @@ impl Queue {
         let mut ids: Vec<String> = self.asked.keys().take(MAX_IDS_PER_DESCRIBE).cloned().collect();
         let waiting: HashMap<String, Waiters> =
             ids.iter().map(|id| (id.clone(), self.asked.remove(id).unwrap_or_default())).collect();
+        let prompt = self.watched.values().any(|w| w.prompt && w.due <= now);
+        let background = ids.is_empty() && !prompt;
+        if background && self.looking {
+            // Woken when the look in flight returns or a read is queued.
+            return Turn::Sleep(self.watched.values().filter(|w| w.prompt).map(|w| w.due).min());
+        }
         let room = MAX_IDS_PER_DESCRIBE - ids.len();
-        let due = self.watched.iter().filter(|(id, w)| w.due <= now && !waiting.contains_key(*id));
-        let due: Vec<String> = due.take(room).map(|(id, _)| id.clone()).collect();
-        ids.extend(due);
+        let due = self.watched.iter_mut().filter(|(id, w)| w.due <= now && !waiting.contains_key(*id));
+        for (id, w) in due.take(room) {
+            w.due = now + WATCH_MAX; // until its answer sets the next look
+            ids.push(id.clone());
+        }
         if ids.is_empty() {
             return Turn::Sleep(self.watched.values().map(|w| w.due).min());
         }
-        Turn::Call(ids, waiting)
+        self.looking |= background;
+        Turn::Call(Call { ids, waiting, background })
     }
 
     /// Watches `id` (unless it is already) from status `last`, first looking at `due`.
     fn watch(&mut self, id: &str, last: &ReportedStatus, due: Instant) {
-        self.watched.entry(id.to_owned()).or_insert_with(|| Watch { last: last.clone(), due, looks: 0 });
+        let new = || Watch { last: last.clone(), due, looks: 0, prompt: false };
+        self.watched.entry(id.to_owned()).or_insert_with(new);
+    }
+
+    /// Watches `id` just stopped: a prompt look at once.
+    fn watch_stopped(&mut self, id: &str, now: Instant) {
+        let last: ReportedStatus = ExportStatus::StopInProgress.into();
+        let w = self.watched.entry(id.to_owned()).or_insert_with(|| Watch { last, due: now, looks: 0, prompt: true });
+        w.due = now;
+        w.prompt = true;
     }
 
     /// Follows one answer about `id`; `true` when it is watched and its status changed
@@ -171,6 +203,7 @@ impl Queue {
         };
         w.looks = w.looks.saturating_add(1);
         w.due = now + watch_delay(w.looks);
+        w.prompt = false;
         match answer {
             Ok(d) => {
                 let changed = d.status != w.last;
@@ -235,6 +268,15 @@ impl Region {
     fn watch(&self, id: &str, last: &ReportedStatus, due: Instant) {
         lock(&self.queue).watch(id, last, due);
         self.wake.notify_one();
+    }
+
+    /// The export as last seen, when that was at most `max_age` ago or it is
+    /// `INACTIVE` (terminal in ADS: it never changes again).
+    fn last_look(&self, id: &str, max_age: Duration) -> Option<ExportDescription> {
+        let s = lock(&self.snapshot);
+        let e = s.exports.get(id)?;
+        let d = e.description.as_ref()?;
+        (e.seen.elapsed() <= max_age || d.status.is(ExportStatus::Inactive)).then(|| d.clone())
     }
 
     /// Queues a read of `id` for the next call.
@@ -334,7 +376,7 @@ impl<S: ExportService> SharedListing<S> {
             return Ok((v, Taken::Earlier));
         }
         let taken = Instant::now();
-        let exports = self.core.inner.list(region).await?;
+        let exports = in_background(self.core.inner.list(region)).await?;
         listing.replace(&exports, taken);
         let v = f(&lock(&listing.snapshot));
         Ok((v, Taken::Now))
@@ -379,12 +421,13 @@ async fn describe_ids<S: ExportService>(inner: &S, region: &str, ids: &[String])
     }
 }
 
-/// A region's worker: sends the queue's calls one after the other, records what they
-/// answer, reports the watch's changes, until the [`SharedListing`] is dropped.
+/// A region's worker: sends the queue's foreground calls one after the other and its
+/// background looks (one at a time) beside them, records what they answer, reports
+/// the watch's changes, until the [`SharedListing`] is dropped.
 async fn work<S: ExportService>(core: Weak<Core<S>>, region: Arc<Region>) {
     loop {
         let turn = lock(&region.queue).turn(Instant::now());
-        let (ids, mut waiting) = match turn {
+        let call = match turn {
             Turn::Close => return,
             Turn::Sleep(None) => {
                 region.wake.notified().await;
@@ -397,23 +440,41 @@ async fn work<S: ExportService>(core: Weak<Core<S>>, region: Arc<Region>) {
                 }
                 continue;
             }
-            Turn::Call(ids, waiting) => (ids, waiting),
+            Turn::Call(call) => call,
         };
         let Some(core) = core.upgrade() else { return };
+        if call.background {
+            let region = region.clone();
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let answers = in_background(describe_ids(&core.inner, &region.name, &call.ids)).await;
+                record(&core, &region, call, answers, sent);
+                lock(&region.queue).looking = false;
+                region.wake.notify_one();
+            });
+            continue;
+        }
         let sent = Instant::now();
-        let mut answers = describe_ids(&core.inner, &region.name, &ids).await;
-        let now = Instant::now();
-        for id in ids {
-            let answer = answers.remove(&id).unwrap_or_else(|| Err(not_found(&region.name, &id)));
-            if let Ok(d) = &answer {
-                lock(&region.snapshot).set(&id, Some(d), sent);
-            }
-            if lock(&region.queue).looked(&id, &answer, now) {
-                core.changed(&region.name, id.clone());
-            }
-            for tx in waiting.remove(&id).unwrap_or_default() {
-                let _ = tx.send(answer.clone());
-            }
+        let answers = describe_ids(&core.inner, &region.name, &call.ids).await;
+        record(&core, &region, call, answers, sent);
+    }
+}
+
+/// Records the answers of `call` (sent at `sent`): the snapshot's entries, the watch's
+/// next looks and changes, and the waiting reads' answers.
+fn record<S>(core: &Core<S>, region: &Region, call: Call, mut answers: HashMap<String, Answer>, sent: Instant) {
+    let Call { ids, mut waiting, .. } = call;
+    let now = Instant::now();
+    for id in ids {
+        let answer = answers.remove(&id).unwrap_or_else(|| Err(not_found(&region.name, &id)));
+        if let Ok(d) = &answer {
+            lock(&region.snapshot).set(&id, Some(d), sent);
+        }
+        if lock(&region.queue).looked(&id, &answer, now) {
+            core.changed(&region.name, id.clone());
+        }
+        for tx in waiting.remove(&id).unwrap_or_default() {
+            let _ = tx.send(answer.clone());
         }
     }
 }
@@ -446,13 +507,14 @@ impl<S: ExportService> ExportService for SharedListing<S> {
     }
 
     /// Stops the export; its entry is stale from then on, and the watch looks at it at
-    /// once (it is `STOP_IN_PROGRESS` or already `INACTIVE`).
+    /// once, in the foreground lane (it is `STOP_IN_PROGRESS` or already `INACTIVE`).
     async fn stop(&self, region: &str, export_id: &str) -> Result<StopTimes, AdsError> {
         let answer = self.core.inner.stop(region, export_id).await;
         let r = self.region(region);
         lock(&r.snapshot).set(export_id, None, Instant::now());
         if answer.is_ok() {
-            r.watch(export_id, &ExportStatus::StopInProgress.into(), Instant::now());
+            lock(&r.queue).watch_stopped(export_id, Instant::now());
+            r.wake.notify_one();
         }
         answer
     }
@@ -463,6 +525,9 @@ impl<S: ExportService> ExportService for SharedListing<S> {
         export_id: &str,
         max_age: Duration,
     ) -> Result<ExportDescription, AdsError> {
+        if let Some(d) = self.region(region).last_look(export_id, max_age) {
+            return Ok(d);
+        }
         match self.read(region, max_age, |s| s.known(export_id).cloned()).await?.0 {
             Some(d) => Ok(d),
             // Not in the listing: an export this listing predates, or an unknown ID.
@@ -519,6 +584,7 @@ impl<S: ExportService> ExportService for SharedListing<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ads::limit::{Lane, current_lane};
     use futures::StreamExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -604,9 +670,14 @@ mod tests {
         assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 0);
         assert_eq!(shared.list_shared("r", PERIOD).await.unwrap().len(), 250);
         assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 1, "the pre-Start check reads the same listing");
-        // A listing older than the period is taken anew.
+        // An INACTIVE export is terminal in ADS: read from the listing at any age.
         shared.describe_shared("r", "e-1", Duration::ZERO).await.unwrap();
+        assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 1, "INACTIVE never goes stale");
+        // Anything else is not: a listing older than the period is taken anew.
+        let id = shared.start("r").await.unwrap().export_id;
+        assert!(shared.describe_shared("r", &id, Duration::ZERO).await.unwrap().status.is(ExportStatus::Active));
         assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 2);
+        assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -667,6 +738,76 @@ mod tests {
                 _ => assert_eq!(answer.as_ref().unwrap().export_id, *id),
             }
         }
+    }
+
+    /// [`Counting`] whose background Describe calls wait for the test's permit, and
+    /// which records each Describe call's lane.
+    struct Gated {
+        fake: Counting,
+        gate: tokio::sync::Semaphore,
+        lanes: Mutex<Vec<Lane>>,
+    }
+
+    impl Gated {
+        async fn pass(&self) {
+            let lane = current_lane();
+            self.lanes.lock().unwrap().push(lane);
+            if lane == Lane::Background {
+                self.gate.acquire().await.unwrap().forget();
+            }
+        }
+
+        fn lanes(&self) -> Vec<Lane> {
+            self.lanes.lock().unwrap().clone()
+        }
+    }
+
+    impl ExportService for Gated {
+        async fn start(&self, region: &str) -> Result<StartedExport, AdsError> {
+            self.fake.start(region).await
+        }
+        async fn describe(&self, region: &str, id: &str) -> Result<ExportDescription, AdsError> {
+            self.pass().await;
+            self.fake.describe(region, id).await
+        }
+        async fn describe_many(&self, region: &str, ids: &[String]) -> Result<Vec<ExportDescription>, AdsError> {
+            self.pass().await;
+            self.fake.describe_many(region, ids).await
+        }
+        async fn list(&self, region: &str) -> Result<Vec<ExportDescription>, AdsError> {
+            self.fake.list(region).await
+        }
+        async fn stop(&self, region: &str, id: &str) -> Result<StopTimes, AdsError> {
+            self.fake.stop(region, id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn background_looks_never_hold_up_a_stop_or_a_read() {
+        let fake = Counting { stop_takes: Duration::from_secs(3600), ..Counting::with(3) };
+        let shared = SharedListing::new(Gated { fake, gate: tokio::sync::Semaphore::new(0), lanes: Mutex::default() });
+        let deadline = Duration::from_secs(10);
+        // A stop: one prompt look at once (foreground), then the watch's looks in the
+        // background; the next one is held by the gate.
+        shared.stop("r", "e-0").await.unwrap();
+        let waited = tokio::time::timeout(deadline, async {
+            while !shared.inner().lanes().contains(&Lane::Background) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        waited.await.expect("a background look within the deadline");
+        assert_eq!(shared.inner().lanes(), [Lane::Foreground, Lane::Background]);
+        // While that look is held, a second stop's prompt look and a reconcile's read
+        // are sent in the foreground, each in one call, without waiting for it.
+        shared.stop("r", "e-1").await.unwrap();
+        let read = tokio::time::timeout(deadline, shared.describe("r", "e-2")).await;
+        assert!(read.expect("a read while a background look is held").unwrap().status.is(ExportStatus::Inactive));
+        let lanes = shared.inner().lanes();
+        assert_eq!(lanes[..2], [Lane::Foreground, Lane::Background]);
+        assert!(lanes[2..].iter().all(|l| *l == Lane::Foreground), "{lanes:?}");
+        assert!((1..=2).contains(&lanes[2..].len()), "{lanes:?}: the prompt look and the read, in one or two calls");
+        shared.inner().gate.add_permits(1000);
+        assert_eq!(shared.inner().fake.lists.load(Ordering::SeqCst), 0, "the watch describes, it does not list");
     }
 
     #[tokio::test]

@@ -210,6 +210,20 @@ pub fn shared_read_suffices(spec: &ContinuousExportSpec, obs: &Observation) -> b
     }
 }
 
+/// Whether a pass about to stop its export (`spec.stopped`, the stored status says
+/// `ACTIVE`) may read the export's last look (the Describe after Start, a listing or the
+/// watch, at most one resync period old) instead of describing it afresh: the Stop's own
+/// answer settles whatever changed since (ADS refuses to stop an export that is
+/// starting, stopping or stopped, and the refusal is followed by a Describe), so the
+/// stop costs one call fewer. A reconcile request reads afresh.
+pub fn stop_reads_last_look(spec: &ContinuousExportSpec, obs: &Observation) -> bool {
+    spec.stopped
+        && !spec.observe_only()
+        && obs.request.is_none()
+        && obs.status.managed_export_id().is_some()
+        && obs.status.export_status.as_deref() == Some(ExportStatus::Active.as_str())
+}
+
 /// Whether the object is stalled by a terminal error for this very generation: it
 /// waits for a spec change and makes no AWS calls. (A stall on the export's own state,
 /// [`RECHECKED_STALLS`], is looked at again every resync.)

@@ -71,6 +71,15 @@ pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<Str
     }
 }
 
+/// Whether the Describe of [`to_describe`] may read the export's last look (at most one
+/// resync period old) instead of asking ADS: the status says `INACTIVE`, terminal in
+/// ADS. (An `ACTIVE` one is described afresh: if it was stopped out of band meanwhile,
+/// a Stop on a stale look would be sent to an `INACTIVE` export.) A reconcile request
+/// reads afresh.
+pub fn reads_last_look(obs: &Observation) -> bool {
+    obs.request.is_none() && obs.status.export_status.as_deref() == Some(ExportStatus::Inactive.as_str())
+}
+
 /// Only an export this object manages (`status.exportId` written under `Full`, or its
 /// own pending start's): a `spec.exportId` whose adoption never succeeded (unknown,
 /// managed by another object, or only observed so far) is not this object's to stop.

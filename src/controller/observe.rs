@@ -116,6 +116,10 @@ pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S
         ReadPlan::Describe(id) if in_transition(&obs) => {
             obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, WATCH_MAX).await);
         }
+        // A Stop to come: its answer settles what a last look may have missed.
+        ReadPlan::Describe(id) if decide::stop_reads_last_look(&obj.spec, &obs) => {
+            obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, period).await);
+        }
         ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
         // A pending start's export must be looked for afresh (and a reconcile request
         // asks for a fresh look); the check before a first Start reads the shared
@@ -169,7 +173,12 @@ pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Contex
         listed(obj, ctx, &mut obs, &region, None).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
-        obs.ads.described = Some(ctx.ads.describe(&region, &id).await);
+        let described = if deletion::reads_last_look(&obs) {
+            ctx.ads.describe_watched(&region, &id, ctx.settings.resync_period).await
+        } else {
+            ctx.ads.describe(&region, &id).await
+        };
+        obs.ads.described = Some(described);
     }
     obs
 }
