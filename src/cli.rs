@@ -304,6 +304,7 @@ impl RunArgs {
             max_concurrent_reconciles: self.max_concurrent_reconciles,
             namespace: self.namespace.clone(),
             instance: self.pod_name.clone(),
+            reconcile_accounts: self.namespace.is_none(),
             ..Default::default()
         }
     }
