@@ -73,7 +73,7 @@ impl Bed {
         let signer = Signer::new("key-1");
         let id = running.emulator.identity();
         id.set_oidc_provider(ISSUER.into(), signer.jwks());
-        id.set_role(Role { role_arn: ROLE.into(), service_accounts: vec![SUBJECT.into()], principals: vec![] });
+        id.set_role(Role { role_arn: ROLE.into(), service_accounts: vec![SUBJECT.into()], ..Role::default() });
         let sts = sts_client(&running.endpoint_url(), None);
         Bed { running, signer, sts }
     }
@@ -155,7 +155,7 @@ fn code_and_status<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug
 
 /// The static key `AKIDSTATIC` / `static-secret` (an IAM user's, no ARN given).
 fn static_key() -> StaticKey {
-    StaticKey { access_key_id: "AKIDSTATIC".into(), secret_access_key: "static-secret".into(), arn: None }
+    StaticKey { access_key_id: "AKIDSTATIC".into(), secret_access_key: "static-secret".into(), ..StaticKey::default() }
 }
 
 fn now_secs() -> u64 {
@@ -302,7 +302,7 @@ async fn fixing_the_trust_policy_lets_the_subject_in() {
     id.set_role(Role {
         role_arn: role.into(),
         service_accounts: vec!["system:serviceaccount:x:y".into()],
-        principals: vec![],
+        ..Role::default()
     });
     let token = bed.signer.token(ISSUER, SUBJECT, "sts.amazonaws.com", 600);
     assert_eq!(code_and_status(&bed.web_identity(role, &token).await.unwrap_err()).0, "AccessDenied");
@@ -323,15 +323,15 @@ async fn assume_role_checks_the_caller_and_its_signature() {
     let url = bed.running.endpoint_url();
     let target = "arn:aws:iam::123456789012:role/cross-account";
     let id = bed.emu().identity();
-    id.set_role(Role { role_arn: target.into(), service_accounts: vec![], principals: vec![ROLE.into()] });
+    id.set_role(Role { role_arn: target.into(), principals: vec![ROLE.into()], ..Role::default() });
     id.add_static_key(static_key());
 
     // Credentials issued for ROLE may assume the target role.
     let creds = bed.good_credentials().await;
-    let out = sts_client(&url, Some(creds.clone())).assume_role().role_arn(target).role_session_name("x").send().await;
+    let out = sts_client(&url, Some(creds.clone())).assume_role().role_arn(target).role_session_name("xy").send().await;
     let out = out.expect("AssumeRole with issued credentials");
     assert!(out.credentials().unwrap().access_key_id().starts_with("ASIA"));
-    assert_eq!(out.assumed_role_user().unwrap().arn(), "arn:aws:sts::123456789012:assumed-role/cross-account/x");
+    assert_eq!(out.assumed_role_user().unwrap().arn(), "arn:aws:sts::123456789012:assumed-role/cross-account/xy");
     let issued = id.issued();
     assert_eq!(issued.last().unwrap().subject, ROLE, "the caller of AssumeRole is the role of its credentials");
 
@@ -369,7 +369,7 @@ async fn assume_role_checks_the_caller_and_its_signature() {
     ];
     for (what, c, code, message, status) in cases {
         let err =
-            sts_client(&url, Some(c)).assume_role().role_arn(target).role_session_name("x").send().await.unwrap_err();
+            sts_client(&url, Some(c)).assume_role().role_arn(target).role_session_name("xy").send().await.unwrap_err();
         let (got, got_message) = code_and_status(&err);
         assert_eq!(got, code, "{what}: {got_message}");
         assert!(got_message.contains(message), "{what}: {got_message}");
@@ -378,7 +378,7 @@ async fn assume_role_checks_the_caller_and_its_signature() {
 
     let stale = bed.expired_credentials().await;
     let err =
-        sts_client(&url, Some(stale)).assume_role().role_arn(target).role_session_name("x").send().await.unwrap_err();
+        sts_client(&url, Some(stale)).assume_role().role_arn(target).role_session_name("xy").send().await.unwrap_err();
     let (code, message) = code_and_status(&err);
     assert_eq!(
         (code.as_str(), message.as_str()),
@@ -552,7 +552,7 @@ async fn emulator_binary_takes_an_identity_config() {
         let out = sts_client(&url, None)
             .assume_role_with_web_identity()
             .role_arn(ROLE)
-            .role_session_name("b")
+            .role_session_name("bin")
             .web_identity_token(token)
             .send()
             .await;

@@ -19,7 +19,9 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// Migration Hub home region; without it every call answers HomeRegionNotSetException.
+    /// Migration Hub home region of the default account (123456789012); without it every
+    /// call in that account answers HomeRegionNotSetException. Other accounts start
+    /// without one (POST /_emulator/accounts sets it).
     #[arg(long)]
     home_region: Option<String>,
     /// How long new exports stay START_IN_PROGRESS (e.g. 500ms, 2s).

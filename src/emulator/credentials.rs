@@ -11,15 +11,33 @@ use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest
 use aws_sigv4::sign::v4;
 use axum::http::{HeaderMap, header};
 
-use super::identity::{Identity, IdentityState};
+use super::identity::{ACCOUNT_ID, Identity, IdentityState};
 
 /// The caller a request was signed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Caller {
-    /// Issued temporary credentials: their access key ID and role ARN.
-    Temporary { access_key_id: String, role_arn: String },
-    /// A configured static key: its caller ARN.
-    Static { arn: String },
+    /// Issued temporary credentials: their access key ID, role ARN and the role's account.
+    Temporary { access_key_id: String, role_arn: String, account_id: String },
+    /// A configured static key: its caller ARN and account.
+    Static { arn: String, account_id: String },
+}
+
+impl Caller {
+    /// The caller's ARN as trust policies name it: the role ARN of issued credentials,
+    /// a static key's `arn`.
+    pub fn arn(&self) -> &str {
+        match self {
+            Caller::Temporary { role_arn, .. } => role_arn,
+            Caller::Static { arn, .. } => arn,
+        }
+    }
+
+    /// The caller's account.
+    pub fn account(&self) -> &str {
+        match self {
+            Caller::Temporary { account_id, .. } | Caller::Static { account_id, .. } => account_id,
+        }
+    }
 }
 
 /// Why a request's signature was not accepted.
@@ -103,6 +121,24 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     })
 }
 
+/// The access key ID of a SigV4 `Authorization` header's credential scope
+/// (`Credential=<access key ID>/...`), however malformed the rest.
+pub(crate) fn access_key_of(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split([' ', ',']).find_map(|p| p.strip_prefix("Credential="))?;
+    credential.split('/').next().filter(|k| !k.is_empty())
+}
+
+/// The account a request is in, from the access key it is signed with, in strict and
+/// non-strict mode alike: issued credentials are in their role's account, a static key
+/// in its own; an unsigned request or an unknown key is in the default account
+/// [`ACCOUNT_ID`] (strict mode refuses those separately). ADS, Migration Hub Config and
+/// STS all answer from this account. The signature is not checked here.
+pub(crate) fn request_account(identity: &Identity, headers: &HeaderMap) -> String {
+    let Some(akid) = access_key_of(headers) else { return ACCOUNT_ID.to_owned() };
+    identity.with(|s| s.account_of_key(akid).unwrap_or(ACCOUNT_ID).to_owned())
+}
+
 /// Authenticates a request to `path` (`/` for ADS and STS) with `body`: returns the
 /// caller, or why it was refused. Records an accepted call on issued credentials.
 pub(crate) fn authenticate(
@@ -143,12 +179,18 @@ fn lookup(
         if sent != Some(issued.session_token.as_str()) {
             return Err(AuthFailure::TokenMismatch);
         }
-        let caller =
-            Caller::Temporary { access_key_id: issued.access_key_id.clone(), role_arn: issued.role_arn.clone() };
+        let caller = Caller::Temporary {
+            access_key_id: issued.access_key_id.clone(),
+            role_arn: issued.role_arn.clone(),
+            account_id: issued.account_id.clone(),
+        };
         return Ok((caller, issued.secret_access_key.clone(), Some(issued.session_token.clone())));
     }
     match s.static_keys.get(auth.access_key_id) {
-        Some(key) => Ok((Caller::Static { arn: key.caller_arn() }, key.secret_access_key.clone(), None)),
+        Some(key) => {
+            let caller = Caller::Static { arn: key.caller_arn(), account_id: key.account().to_owned() };
+            Ok((caller, key.secret_access_key.clone(), None))
+        }
         None => Err(AuthFailure::UnknownKey),
     }
 }

@@ -33,7 +33,8 @@ pub const DOCUMENTED_ERRORS: [&str; 9] = [
 /// (De)serializes as a flat JSON object, e.g.
 /// `{"operation":"StartContinuousExport","error":"AuthorizationErrorException","count":3}`,
 /// `{"http":503}`, `{"throttling":true}`, `{"latencyMs":2000}` or
-/// `{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}`.
+/// `{"operation":"StartContinuousExport","http":500,"afterEffect":true,"count":1}`; any of
+/// them may add `"accountId":"111111111111"` to apply only to calls in that account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "FaultSpec", into = "FaultSpec")]
 pub struct Fault {
@@ -51,6 +52,9 @@ pub struct Fault {
     /// the call take effect); [`Fault::validate`] rejects it otherwise. Default `false`:
     /// the fault answers *instead of* the call, which then has no effect.
     pub after_effect: bool,
+    /// JSON `accountId`: the account (12 digits) whose calls the fault applies to (the
+    /// account of each call's credentials, see [`crate::emulator`]); `None` = every account.
+    pub account_id: Option<String>,
 }
 
 /// What an injected fault does to a matching call.
@@ -97,7 +101,7 @@ impl FaultKind {
 impl Fault {
     /// A fault that affects every matching call until cleared.
     pub fn new(operation: Option<&str>, kind: FaultKind) -> Self {
-        Fault { operation: operation.map(str::to_owned), kind, remaining: None, after_effect: false }
+        Fault { operation: operation.map(str::to_owned), kind, remaining: None, after_effect: false, account_id: None }
     }
 
     /// Lets the call take effect before the fault's error answers it (JSON
@@ -114,9 +118,16 @@ impl Fault {
         self
     }
 
-    /// Whether this fault applies to `operation`.
-    pub(crate) fn matches(&self, operation: &str) -> bool {
+    /// Limits the fault to calls in `account` (12 digits).
+    pub fn in_account(mut self, account: &str) -> Self {
+        self.account_id = Some(account.to_owned());
+        self
+    }
+
+    /// Whether this fault applies to a call of `operation` in `account`.
+    pub(crate) fn matches(&self, operation: &str, account: &str) -> bool {
         self.operation.as_deref().is_none_or(|op| op == operation)
+            && self.account_id.as_deref().is_none_or(|a| a == account)
     }
 
     /// Checks the fault is meaningful; the error names the offending JSON field.
@@ -138,6 +149,9 @@ impl Fault {
                 ));
             }
         };
+        if let Some(account) = &self.account_id {
+            super::identity::check_account_id("accountId", account)?;
+        }
         if self.remaining == Some(0) {
             return Err("field `count`: must be at least 1 (omit it for no limit)".into());
         }
@@ -224,6 +238,8 @@ struct FaultSpec {
     after_effect: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account_id: Option<String>,
 }
 
 impl TryFrom<FaultSpec> for Fault {
@@ -262,7 +278,8 @@ impl TryFrom<FaultSpec> for Fault {
                 ));
             }
         };
-        let fault = Fault { operation: spec.operation, kind, remaining: spec.count, after_effect };
+        let fault =
+            Fault { operation: spec.operation, kind, remaining: spec.count, after_effect, account_id: spec.account_id };
         fault.validate()?;
         Ok(fault)
     }
@@ -274,6 +291,7 @@ impl From<Fault> for FaultSpec {
             operation: fault.operation,
             count: fault.remaining,
             after_effect: fault.after_effect.then_some(true),
+            account_id: fault.account_id,
             ..FaultSpec::default()
         };
         match fault.kind {
@@ -311,6 +329,7 @@ mod tests {
             r#"{"operation":"GetHomeRegion","error":"AccessDeniedException","count":1}"#,
             r#"{"operation":"CreateHomeRegionControl","error":"DryRunOperation"}"#,
             r#"{"error":"InternalServerError"}"#,
+            r#"{"operation":"StartContinuousExport","http":503,"count":1,"accountId":"111111111111"}"#,
         ] {
             let fault = parse(json).expect(json);
             assert_eq!(serde_json::to_string(&fault).expect("serialize"), json);
@@ -334,10 +353,22 @@ mod tests {
             (r#"{"latencyMs":100,"afterEffect":true}"#, "`afterEffect`"),
             (r#"{"operation":"StartContinuousExport","afterEffect":true}"#, "`afterEffect`"),
             (r#"{"http":500,"afterEffect":"yes"}"#, "expected a boolean"),
+            (r#"{"http":500,"accountId":"1234"}"#, "field `accountId`"),
+            (r#"{"http":500,"accountId":12}"#, "expected a string"),
         ] {
             let err = parse(json).expect_err(json);
             assert!(err.contains(field), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn account_scoped_faults_match_only_their_account() {
+        let fault = parse(r#"{"http":503,"accountId":"111111111111"}"#).unwrap();
+        assert_eq!(fault, Fault::new(None, FaultKind::Http { status: 503 }).in_account("111111111111"));
+        assert!(fault.matches("StartContinuousExport", "111111111111"));
+        assert!(!fault.matches("StartContinuousExport", "222222222222"));
+        let any = parse(r#"{"operation":"GetHomeRegion","http":503}"#).unwrap();
+        assert!(any.matches("GetHomeRegion", "222222222222") && !any.matches("StopContinuousExport", "222222222222"));
     }
 
     #[test]

@@ -16,8 +16,37 @@ use serde::{Deserialize, Serialize};
 
 use super::oidc::OidcProviders;
 
-/// The account every emulated ARN is in.
+/// The default account: the account of a request whose credentials name no other
+/// (an unknown access key in non-strict mode, a static key without `accountId`), and of
+/// every admin call that omits `accountId`.
 pub const ACCOUNT_ID: &str = "123456789012";
+
+/// Whether `s` is an AWS account ID: exactly 12 ASCII digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks the JSON field `field` holds an account ID; the error names the field.
+pub fn check_account_id(field: &str, s: &str) -> Result<(), String> {
+    if is_account_id(s) {
+        Ok(())
+    } else {
+        Err(format!("field `{field}`: {s:?} is not an AWS account ID (12 digits, e.g. \"111111111111\")"))
+    }
+}
+
+/// The account of an IAM or STS ARN, `arn:aws:<iam|sts>::<account>:<resource>`.
+pub fn arn_account(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:aws:iam::").or_else(|| arn.strip_prefix("arn:aws:sts::"))?;
+    let (account, resource) = rest.split_once(':')?;
+    (is_account_id(account) && !resource.is_empty()).then_some(account)
+}
+
+/// The principal that stands for every identity of `account` in a trust policy, as IAM
+/// writes it: `arn:aws:iam::<account>:root`.
+pub fn account_root(account: &str) -> String {
+    format!("arn:aws:iam::{account}:root")
+}
 
 /// Default lifetime of issued credentials (STS's default `DurationSeconds`, 1 hour).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -26,8 +55,12 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 ///
 /// JSON: `{"roleArn": "arn:aws:iam::123456789012:role/ads", "serviceAccounts":
 /// ["system:serviceaccount:ads-system:ads-export-operator"], "principals":
-/// ["arn:aws:iam::123456789012:role/other"]}`; both lists default to empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// ["arn:aws:iam::123456789012:role/other", "arn:aws:iam::111111111111:root"],
+/// "externalId"?: "tenant-42"}`; both lists default to empty.
+///
+/// The role is in the account of its ARN; that account needs no registration (see
+/// `POST /_emulator/accounts` in [`crate::emulator`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Role {
     /// `arn:aws:iam::<account>:role/<name>`.
@@ -38,12 +71,32 @@ pub struct Role {
     pub service_accounts: Vec<String>,
     /// Caller ARNs allowed to call `AssumeRole` (a role ARN for credentials issued for
     /// that role, a static key's `arn`).
+    /// The trust policy's `AWSPrincipal` list: an entry `arn:aws:iam::<account>:root`
+    /// trusts every caller of that account, as in IAM.
     #[serde(default)]
     pub principals: Vec<String>,
+    /// The trust policy's `sts:ExternalId` condition: when set, `AssumeRole` must carry
+    /// this `ExternalId` (else `AccessDenied`); when `None`, an `ExternalId` sent is
+    /// ignored, as AWS does. 2 to 1224 characters of `[\w+=,.@:/-]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 impl Role {
-    /// Checks the ARN and the subjects; the error names the field.
+    /// The account the role is in (that of its ARN; the default account for an ARN
+    /// [`Self::validate`] would refuse).
+    pub fn account(&self) -> &str {
+        arn_account(&self.role_arn).unwrap_or(ACCOUNT_ID)
+    }
+
+    /// Whether the trust policy lets `caller_arn`, a caller of `caller_account`, call
+    /// `AssumeRole`: the caller's ARN or its account's root is among the principals.
+    pub fn trusts(&self, caller_arn: &str, caller_account: &str) -> bool {
+        let root = account_root(caller_account);
+        self.principals.iter().any(|p| p == caller_arn || *p == root)
+    }
+
+    /// Checks the ARN, the subjects and the external ID; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         role_name(&self.role_arn).ok_or_else(|| {
             format!(
@@ -56,8 +109,19 @@ impl Role {
                 "field `serviceAccounts`: {bad:?} is not a subject such as system:serviceaccount:<namespace>:<name>"
             ));
         }
-        Ok(())
+        match &self.external_id {
+            Some(id) if !is_external_id(id) => {
+                Err(format!("field `externalId`: {id:?} must be 2 to 1224 characters of letters, digits and +=,.@:/-_"))
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// Whether `id` satisfies STS's `ExternalId` constraints: length 2 to 1224, pattern
+/// `[\w+=,.@:\/-]*` (AWS STS API reference, `AssumeRole`).
+pub fn is_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.chars().count()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
 }
 
 /// An EKS Pod Identity association: the role a ServiceAccount's pods get.
@@ -76,9 +140,12 @@ pub struct PodIdentityAssociation {
 
 /// A long-term access key the emulator accepts in strict mode.
 ///
-/// JSON: `{"accessKeyId": "AKIDTEST", "secretAccessKey": "test-secret", "arn"?: "arn:..."}`
-/// (`arn` defaults to `arn:aws:iam::123456789012:user/<accessKeyId>`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// JSON: `{"accessKeyId": "AKIDTEST", "secretAccessKey": "test-secret", "arn"?: "arn:...",
+/// "accountId"?: "111111111111"}`. The key's account is `accountId`, else the account of
+/// `arn`, else the default account [`ACCOUNT_ID`]; `arn` defaults to
+/// `arn:aws:iam::<account>:user/<accessKeyId>`. Calls signed with it (strict mode or
+/// not) are in its account.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StaticKey {
     /// Access key ID.
@@ -88,6 +155,9 @@ pub struct StaticKey {
     /// The caller's ARN, as `AssumeRole` trust policies name it.
     #[serde(default)]
     pub arn: Option<String>,
+    /// The account the key belongs to (12 digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 impl std::fmt::Debug for StaticKey {
@@ -97,9 +167,30 @@ impl std::fmt::Debug for StaticKey {
 }
 
 impl StaticKey {
+    /// The account of this key: `accountId`, else that of `arn`, else [`ACCOUNT_ID`].
+    pub fn account(&self) -> &str {
+        self.account_id.as_deref().or_else(|| self.arn.as_deref().and_then(arn_account)).unwrap_or(ACCOUNT_ID)
+    }
+
     /// The caller ARN of this key.
     pub fn caller_arn(&self) -> String {
-        self.arn.clone().unwrap_or_else(|| format!("arn:aws:iam::{ACCOUNT_ID}:user/{}", self.access_key_id))
+        self.arn.clone().unwrap_or_else(|| format!("arn:aws:iam::{}:user/{}", self.account(), self.access_key_id))
+    }
+
+    /// Checks `accessKeyId` is not empty, `accountId` is an account ID and, with both
+    /// `accountId` and `arn`, that the ARN is in that account; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.access_key_id.is_empty() {
+            return Err("field `accessKeyId`: must not be empty".into());
+        }
+        let Some(account) = &self.account_id else { return Ok(()) };
+        check_account_id("accountId", account)?;
+        match self.arn.as_deref().and_then(arn_account) {
+            Some(other) if other != account => {
+                Err(format!("field `arn`: {other} is not the key's account (`accountId` {account})"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -173,6 +264,9 @@ impl IdentityConfig {
         for r in &self.roles {
             r.validate()?;
         }
+        for (i, k) in self.static_keys.iter().enumerate() {
+            k.validate().map_err(|e| format!("staticKeys[{i}]: {e}"))?;
+        }
         if self.credentials_lifetime_seconds == Some(0) {
             return Err("field `credentialsLifetimeSeconds`: must be at least 1".into());
         }
@@ -210,6 +304,8 @@ pub struct Issued {
     pub session_token: String,
     /// The role they act as.
     pub role_arn: String,
+    /// The role's account: the account of every call signed with them.
+    pub account_id: String,
     /// `arn:aws:sts::<account>:assumed-role/<role name>/<session name>`.
     pub assumed_role_arn: String,
     /// Issue time.
@@ -367,6 +463,14 @@ impl Identity {
         self.with(|s| s.calls.clone())
     }
 
+    /// The accounts named by roles and static keys (besides [`ACCOUNT_ID`]), sorted.
+    pub fn accounts(&self) -> std::collections::BTreeSet<String> {
+        self.with(|s| {
+            let roles = s.roles.values().map(|r| r.account().to_owned());
+            roles.chain(s.static_keys.values().map(|k| k.account().to_owned())).collect()
+        })
+    }
+
     /// Forgets issued credentials and call classes; keeps configuration.
     pub fn reset(&self) {
         self.with(|s| {
@@ -392,15 +496,17 @@ impl IdentityState {
         // Whole seconds, as STS's `Expiration` is written.
         let expires_at =
             UNIX_EPOCH + Duration::from_secs((now + lifetime).duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+        let account_id = arn_account(role_arn).unwrap_or(ACCOUNT_ID).to_owned();
         let issued = Issued {
             access_key_id: format!("ASIA{}", &random_hex()[..16]).to_uppercase(),
             secret_access_key: format!("{}{}", random_hex(), &random_hex()[..8]),
             session_token: format!("IQoJb3JpZ2luX2VjE{}{}{}", random_hex(), random_hex(), random_hex()),
             role_arn: role_arn.to_owned(),
             assumed_role_arn: format!(
-                "arn:aws:sts::{ACCOUNT_ID}:assumed-role/{}/{session_name}",
+                "arn:aws:sts::{account_id}:assumed-role/{}/{session_name}",
                 role_name(role_arn).unwrap_or("role")
             ),
+            account_id,
             issued_at: now,
             expires_at,
             source,
@@ -409,6 +515,15 @@ impl IdentityState {
         };
         self.issued.insert(issued.access_key_id.clone(), issued.clone());
         issued
+    }
+
+    /// The account of access key `akid`: its role's for issued credentials (even
+    /// expired ones), its own for a static key; `None` for a key the emulator does not know.
+    pub fn account_of_key(&self, akid: &str) -> Option<&str> {
+        match self.issued.get(akid) {
+            Some(issued) => Some(&issued.account_id),
+            None => self.static_keys.get(akid).map(StaticKey::account),
+        }
     }
 
     /// Records an accepted ADS call signed with issued key `akid` at `now`.
@@ -513,11 +628,78 @@ mod tests {
     #[test]
     fn bad_roles_name_the_field() {
         let role =
-            |arn: &str, sa: &str| Role { role_arn: arn.into(), service_accounts: vec![sa.into()], principals: vec![] };
+            |arn: &str, sa: &str| Role { role_arn: arn.into(), service_accounts: vec![sa.into()], ..Role::default() };
         assert!(role("arn:aws:iam::123456789012:role/a", "system:serviceaccount:ns:sa").validate().is_ok());
         assert!(role("nope", "system:serviceaccount:ns:sa").validate().unwrap_err().contains("`roleArn`"));
         assert!(
             role("arn:aws:iam::123456789012:role/a", "ns:sa").validate().unwrap_err().contains("`serviceAccounts`")
         );
+    }
+
+    #[test]
+    fn accounts_of_arns() {
+        assert_eq!(arn_account("arn:aws:iam::111111111111:role/a"), Some("111111111111"));
+        assert_eq!(arn_account("arn:aws:sts::222222222222:assumed-role/a/s"), Some("222222222222"));
+        assert_eq!(arn_account("arn:aws:iam::333333333333:root"), Some("333333333333"));
+        for bad in ["", "arn:aws:iam::1111:role/a", "arn:aws:s3:::bucket", "arn:aws:iam::111111111111:", "x"] {
+            assert_eq!(arn_account(bad), None, "{bad:?}");
+        }
+        assert!(is_account_id("000000000000") && !is_account_id("12345678901a") && !is_account_id("1234567890123"));
+        assert!(check_account_id("accountId", "12").unwrap_err().contains("field `accountId`"));
+    }
+
+    #[test]
+    fn static_keys_carry_their_account() {
+        let key = |account: Option<&str>, arn: Option<&str>| StaticKey {
+            access_key_id: "AKIDA".into(),
+            secret_access_key: "s".into(),
+            arn: arn.map(str::to_owned),
+            account_id: account.map(str::to_owned),
+        };
+        assert_eq!(key(None, None).account(), ACCOUNT_ID);
+        assert_eq!(key(None, None).caller_arn(), "arn:aws:iam::123456789012:user/AKIDA");
+        let a = key(Some("111111111111"), None);
+        assert_eq!((a.account(), a.caller_arn().as_str()), ("111111111111", "arn:aws:iam::111111111111:user/AKIDA"));
+        assert_eq!(key(None, Some("arn:aws:iam::222222222222:user/bob")).account(), "222222222222");
+        assert!(a.validate().is_ok());
+        let mismatch = key(Some("111111111111"), Some("arn:aws:iam::222222222222:user/bob")).validate();
+        assert!(mismatch.unwrap_err().contains("field `arn`"));
+        assert!(key(Some("1111"), None).validate().unwrap_err().contains("field `accountId`"));
+    }
+
+    #[test]
+    fn trust_policies_name_callers_or_their_account_root() {
+        let role = Role {
+            role_arn: "arn:aws:iam::111111111111:role/ads".into(),
+            principals: vec!["arn:aws:iam::123456789012:user/ops".into(), "arn:aws:iam::222222222222:root".into()],
+            ..Role::default()
+        };
+        assert_eq!(role.account(), "111111111111");
+        assert!(role.trusts("arn:aws:iam::123456789012:user/ops", "123456789012"));
+        assert!(!role.trusts("arn:aws:iam::123456789012:user/other", "123456789012"));
+        assert!(role.trusts("arn:aws:iam::222222222222:role/anyone", "222222222222"));
+        let with_id = |id: &str| Role { external_id: Some(id.into()), ..role.clone() };
+        assert!(with_id("tenant-42:a/b").validate().is_ok());
+        for bad in ["x", "has space", &"x".repeat(1225)] {
+            assert!(with_id(bad).validate().unwrap_err().contains("field `externalId`"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn issued_credentials_are_in_their_roles_account() {
+        let mut s = IdentityState::default();
+        let i = s.issue("arn:aws:iam::111111111111:role/ads", "sess", CredentialSource::AssumeRole, "me", None);
+        assert_eq!(i.assumed_role_arn, "arn:aws:sts::111111111111:assumed-role/ads/sess");
+        assert_eq!(s.account_of_key(&i.access_key_id), Some("111111111111"));
+        s.static_keys.insert(
+            "AKIDB".into(),
+            StaticKey {
+                access_key_id: "AKIDB".into(),
+                account_id: Some("222222222222".into()),
+                ..StaticKey::default()
+            },
+        );
+        assert_eq!(s.account_of_key("AKIDB"), Some("222222222222"));
+        assert_eq!(s.account_of_key("AKIDNOPE"), None);
     }
 }

@@ -120,6 +120,8 @@ async fn set_association(State(emu): State<Emulator>, body: Bytes) -> AdminResul
 }
 
 async fn add_static_key(State(emu): State<Emulator>, body: Bytes) -> AdminResult {
-    emu.identity().add_static_key(parse::<StaticKey>(&body)?);
+    let key: StaticKey = parse(&body)?;
+    key.validate().map_err(bad_request)?;
+    emu.identity().add_static_key(key);
     Ok(ok())
 }

@@ -17,10 +17,13 @@
 //!   `MaxResults` (1..=100), `NextToken` -> `{"HomeRegionControls":[HomeRegionControl]}`
 //!   (at most one control, so never a `NextToken`).
 //!
-//! The home region is the emulator's one home region: the region ADS accepts calls in,
-//! set by [`super::EmulatorConfig::home_region`], `POST /_emulator/home-region` or
-//! `CreateHomeRegionControl`, so both APIs always agree. The API itself answers in any
-//! signing region (AWS serves it in the Migration Hub home-region regions, e.g. us-west-2).
+//! Every call answers for the caller's account (the account of its credentials, see
+//! [`crate::emulator`]): its home region is the region ADS accepts that account's calls
+//! in, set by [`super::EmulatorConfig::home_region`] (the default account),
+//! `POST /_emulator/home-region`, `POST /_emulator/accounts` or `CreateHomeRegionControl`,
+//! so both APIs always agree. `Target.Id` must be the caller's account. The API itself
+//! answers in any signing region (AWS serves it in the Migration Hub home-region
+//! regions, e.g. us-west-2).
 //!
 //! Errors are `{"__type":"<Name>","Message":"..."}`: `InternalServerError` with HTTP 500,
 //! `ServiceUnavailableException` with 503, the others ([`DOCUMENTED_ERRORS`]) with 400.
@@ -35,7 +38,6 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::fault::FaultKind;
-use super::identity::ACCOUNT_ID;
 use super::protocol::AwsError;
 
 /// `X-Amz-Target` prefix of every Migration Hub Config operation.
@@ -79,11 +81,12 @@ impl HomeRegionControl {
         }
     }
 
-    fn to_json(&self) -> Value {
+    /// The API's `HomeRegionControl` shape; `account` is the target's `Id`.
+    fn to_json(&self, account: &str) -> Value {
         json!({
             "ControlId": self.control_id,
             "HomeRegion": self.home_region,
-            "Target": {"Type": "ACCOUNT", "Id": ACCOUNT_ID},
+            "Target": {"Type": "ACCOUNT", "Id": account},
             "RequestedTime": self.requested_time,
         })
     }
@@ -114,16 +117,16 @@ fn error(code: &str, message: impl Into<String>) -> AwsError {
     AwsError::new(code, message).with_status(status_of(code))
 }
 
-/// Executes one call of `operation` (one of [`OPERATIONS`]) on the emulator's home
+/// Executes one call of `operation` (one of [`OPERATIONS`]) on `account`'s home
 /// region: the answer a fault-free Migration Hub Config would give.
-pub(crate) fn execute(emulator: &Emulator, operation: &str, input: &Value) -> Result<Value, AwsError> {
+pub(crate) fn execute(emulator: &Emulator, account: &str, operation: &str, input: &Value) -> Result<Value, AwsError> {
     match operation {
-        "GetHomeRegion" => Ok(emulator.with_state(|s| match &s.home_region {
+        "GetHomeRegion" => Ok(emulator.with_state(|s| match s.home_region(account) {
             Some(c) => json!({ "HomeRegion": c.home_region }),
             None => json!({}),
         })),
-        "CreateHomeRegionControl" => create(emulator, parse(input)?),
-        "DescribeHomeRegionControls" => describe(emulator, parse(input)?),
+        "CreateHomeRegionControl" => create(emulator, account, parse(input)?),
+        "DescribeHomeRegionControls" => describe(emulator, account, parse(input)?),
         other => Err(AwsError::new("UnknownOperationException", format!("Unknown operation {other:?}"))),
     }
 }
@@ -141,8 +144,8 @@ struct Target {
 }
 
 impl Target {
-    /// Checks the target is this account.
-    fn check(&self) -> Result<(), AwsError> {
+    /// Checks the target is `account`, the caller's.
+    fn check(&self, account: &str) -> Result<(), AwsError> {
         if self.r#type != "ACCOUNT" {
             return Err(error(
                 "InvalidInputException",
@@ -150,8 +153,8 @@ impl Target {
             ));
         }
         match self.id.as_deref() {
-            Some(id) if id != ACCOUNT_ID => {
-                Err(error("InvalidInputException", format!("Target.Id {id} is not the calling account ({ACCOUNT_ID})")))
+            Some(id) if id != account => {
+                Err(error("InvalidInputException", format!("Target.Id {id} is not the calling account ({account})")))
             }
             _ => Ok(()),
         }
@@ -166,26 +169,26 @@ struct CreateInput {
     dry_run: Option<bool>,
 }
 
-fn create(emulator: &Emulator, input: CreateInput) -> Result<Value, AwsError> {
+fn create(emulator: &Emulator, account: &str, input: CreateInput) -> Result<Value, AwsError> {
     let Some(region) = input.home_region.filter(|r| crate::cli::is_region_name(r)) else {
         return Err(error("InvalidInputException", "HomeRegion is required and must be an AWS Region name"));
     };
     let Some(target) = input.target else {
         return Err(error("InvalidInputException", "Target is required"));
     };
-    target.check()?;
+    target.check(account)?;
     if input.dry_run == Some(true) {
         return Err(error("DryRunOperation", "Request would have succeeded, but DryRun flag is set"));
     }
-    emulator.with_state(|s| match &s.home_region {
+    emulator.with_state(|s| match s.home_region_mut(account) {
         Some(existing) => Err(error(
             "InvalidInputException",
             format!("A home region is already set for this account: {}", existing.home_region),
         )),
-        None => {
+        slot => {
             let control = HomeRegionControl::new(region);
-            let answer = json!({ "HomeRegionControl": control.to_json() });
-            s.home_region = Some(control);
+            let answer = json!({ "HomeRegionControl": control.to_json(account) });
+            *slot = Some(control);
             Ok(answer)
         }
     })
@@ -201,7 +204,7 @@ struct DescribeInput {
     next_token: Option<String>,
 }
 
-fn describe(emulator: &Emulator, input: DescribeInput) -> Result<Value, AwsError> {
+fn describe(emulator: &Emulator, account: &str, input: DescribeInput) -> Result<Value, AwsError> {
     if let Some(n) = input.max_results.filter(|n| !(1..=100).contains(n)) {
         return Err(error("InvalidInputException", format!("MaxResults {n} is not between 1 and 100")));
     }
@@ -209,23 +212,28 @@ fn describe(emulator: &Emulator, input: DescribeInput) -> Result<Value, AwsError
         return Err(error("InvalidInputException", "NextToken is not valid"));
     }
     if let Some(target) = &input.target {
-        target.check()?;
+        target.check(account)?;
     }
     let controls: Vec<Value> = emulator.with_state(|s| {
-        s.home_region
-            .iter()
+        s.home_region(account)
+            .into_iter()
             .filter(|c| input.control_id.as_ref().is_none_or(|id| *id == c.control_id))
             .filter(|c| input.home_region.as_ref().is_none_or(|r| *r == c.home_region))
-            .map(HomeRegionControl::to_json)
+            .map(|c| c.to_json(account))
             .collect()
     });
     Ok(json!({ "HomeRegionControls": controls }))
 }
 
-/// Handles one Migration Hub Config call after authentication: faults first (as for
-/// ADS), then [`execute`]. Returns the answer and the latency to add.
-pub(crate) fn dispatch(emulator: &Emulator, operation: &str, body: &[u8]) -> (Result<Value, AwsError>, Duration) {
-    let (latency, fault) = emulator.with_state(|s| s.take_faults(operation));
+/// Handles one Migration Hub Config call in `account` after authentication: faults
+/// first (as for ADS), then [`execute`]. Returns the answer and the latency to add.
+pub(crate) fn dispatch(
+    emulator: &Emulator,
+    account: &str,
+    operation: &str,
+    body: &[u8],
+) -> (Result<Value, AwsError>, Duration) {
+    let (latency, fault) = emulator.with_state(|s| s.take_faults(operation, account));
     let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
     // A fault's modelled error gets this API's status; `http` and `throttling` faults
     // answer as they do for ADS.
@@ -239,7 +247,7 @@ pub(crate) fn dispatch(emulator: &Emulator, operation: &str, body: &[u8]) -> (Re
     let result = match answer {
         Some(err) if !after_effect => Err(err),
         answer => {
-            let handled = super::wire::parse_body(body).and_then(|input| execute(emulator, operation, &input));
+            let handled = super::wire::parse_body(body).and_then(|input| execute(emulator, account, operation, &input));
             match answer {
                 Some(err) => Err(err),
                 None => handled,

@@ -14,24 +14,44 @@
 //! millisecond fraction, e.g. `1493405005.639`.
 //!
 //! A SigV4 `Authorization` header is required (else `MissingAuthenticationTokenException`);
-//! the signature is verified only in strict credentials mode (below), but the region of its
-//! credential scope always selects the state:
-//! exports are kept per region, and a call to any region but the home region answers
-//! `HomeRegionNotSetException`. Without a home region every call answers that error.
+//! the signature is verified only in strict credentials mode (below), but its access key
+//! always selects the account (see *Accounts*) and the region of its credential scope the
+//! region: exports are kept per account and region, and a call to any region but the
+//! account's home region answers `HomeRegionNotSetException`. Without a home region every
+//! call of that account answers that error.
 //!
 //! State machine: `START_IN_PROGRESS` becomes `ACTIVE` once the start delay has elapsed;
 //! `STOP_IN_PROGRESS` becomes `INACTIVE` once the stop delay has elapsed. Transitions are
 //! evaluated lazily on every read, with the delays configured *at that moment*, so raising a
 //! delay holds in-flight exports in their transition and lowering it to zero releases them.
-//! At most one export per region may be `START_IN_PROGRESS` or `ACTIVE`.
+//! At most one export per account and region may be `START_IN_PROGRESS` or `ACTIVE`.
+//!
+//! # Accounts
+//!
+//! Every ADS, Migration Hub Config and STS call is in the account of the access key that
+//! signed it, in strict and non-strict mode alike: credentials the emulated STS or Pod
+//! Identity Agent issued are in their role's account (the `<account>` of
+//! `arn:aws:iam::<account>:role/<name>`); a static key is in its `accountId` (else the
+//! account of its `arn`, else the default one); an unsigned call or an unknown key (which
+//! only non-strict mode accepts) is in the default account [`identity::ACCOUNT_ID`]
+//! (`123456789012`). Each account has its own exports, home region (as ADS and Migration
+//! Hub Config see it) and rate limit; export IDs are unique across accounts, so one
+//! account's export ID is `ResourceNotFoundException` in another. STS
+//! `GetCallerIdentity` answers the caller's account.
+//!
+//! Accounts need no registration: an account exists as soon as a role, a static key or an
+//! admin call names it, and starts without a home region. `POST /_emulator/accounts`
+//! registers one (so `GET /_emulator/accounts` lists it) and may set its home region.
+//! Admin calls that take an optional `accountId` mean the default account without it, so
+//! single-account use is unchanged.
 //!
 //! # Migration Hub Config
 //!
 //! The same port serves the home-region API (`X-Amz-Target:
 //! AWSMigrationHubMultiAccountService.<Operation>`): `GetHomeRegion`,
-//! `CreateHomeRegionControl` and `DescribeHomeRegionControls`, answering from the one home
-//! region ADS uses (see [`migrationhub_config`]). Faults name its operations as they name
-//! ADS's, with its documented errors ([`migrationhub_config::DOCUMENTED_ERRORS`]); a fault
+//! `CreateHomeRegionControl` and `DescribeHomeRegionControls`, answering from the home
+//! region ADS uses for the caller's account (see [`migrationhub_config`]). Faults name its
+//! operations as they name ADS's, with its documented errors ([`migrationhub_config::DOCUMENTED_ERRORS`]); a fault
 //! without `operation` applies to the calls of both APIs.
 //!
 //! # Faults
@@ -46,7 +66,8 @@
 //! {"operation": "StartContinuousExport", "http": 500, "afterEffect": true, "count": 1}
 //! ```
 //!
-//! `operation` (omitted = every operation) and `count` (omitted = until cleared) are
+//! `operation` (omitted = every operation), `accountId` (omitted = every account; else the
+//! fault applies only to calls in that account) and `count` (omitted = until cleared) are
 //! optional; exactly one of `error` (a name from [`DOCUMENTED_ERRORS`]), `http` (status
 //! 400..=599), `throttling` or `latencyMs` (milliseconds) is required. Latency faults delay
 //! the answer: the call takes effect first (other faults, or normal handling), so a
@@ -75,9 +96,17 @@
 //!   `ExpiredTokenException`, `AccessDenied` (HTTP 403: unknown role or subject not
 //!   trusted), `ValidationError`. `AssumeRole` authenticates the SigV4-signed caller
 //!   (issued credentials or a static key; `InvalidClientTokenId`, `ExpiredToken`,
-//!   `SignatureDoesNotMatch`) and checks it is among the role's `principals`.
-//!   `GetCallerIdentity` answers account `123456789012` and the caller's ARN (in strict
-//!   mode only for an authenticated caller).
+//!   `SignatureDoesNotMatch`) and checks the role's trust policy: the caller's ARN (a
+//!   role ARN for issued credentials, a static key's `arn`) or its account's root
+//!   `arn:aws:iam::<account>:root` among the role's `principals`, and, when the role has
+//!   an `externalId`, the same `ExternalId` parameter (a role without one ignores it);
+//!   otherwise `AccessDenied` (HTTP 403, `User: <caller> is not authorized to perform:
+//!   sts:AssumeRole on resource: <role>`). Both check `RoleSessionName` (2 to 64
+//!   characters of `[\w+=,.@-]`), `ExternalId` (2 to 1224 of `[\w+=,.@:/-]`) and
+//!   `DurationSeconds` (900 to 43200) as STS does (`ValidationError` naming the member).
+//!   The `AssumedRoleUser` is `arn:aws:sts::<role account>:assumed-role/<role>/<session>`.
+//!   `GetCallerIdentity` answers the caller's account and ARN (in strict mode only for
+//!   an authenticated caller).
 //! - **EKS Pod Identity Agent** (`GET /v1/credentials`; `AWS_CONTAINER_CREDENTIALS_FULL_URI`):
 //!   the `Authorization` header is a service-account token with audience
 //!   `pods.eks.amazonaws.com`, verified the same way; the association of its
@@ -100,12 +129,15 @@
 //!
 //! | request | body | answer |
 //! |---|---|---|
-//! | `GET /_emulator/exports` | | `[ExportView]` (`{"region","exportId","status","statusDetail","s3Bucket","startTimeMs","stopTimeMs"?}`, times in ms since the epoch, UTC) |
-//! | `GET /_emulator/counters` | | [`Counters`]: `{"StartContinuousExport":{"ok":2,"ConflictErrorException":1}}` |
+//! | `GET /_emulator/exports[?accountId=111111111111]` | | `[ExportView]` (`{"accountId","region","exportId","status","statusDetail","s3Bucket","startTimeMs","stopTimeMs"?}`, times in ms since the epoch, UTC), all accounts or one |
+//! | `GET /_emulator/counters` | | [`Counters`] of all accounts, plus `byAccount` the same per account: `{"StartContinuousExport":{"ok":2,"ConflictErrorException":1},"byAccount":{"111111111111":{"StartContinuousExport":{"ok":2}}}}` (`byAccount` is no operation) |
 //! | `GET /_emulator/faults` | | `[Fault]` still active, with their remaining `count` |
-//! | `POST /_emulator/faults` | a Fault or an array of Faults | 201, `[Fault]` now active |
+//! | `POST /_emulator/faults` | a Fault or an array of Faults (each may add `"accountId"`) | 201, `[Fault]` now active |
 //! | `DELETE /_emulator/faults` | | `{"ok":true}` |
-//! | `POST /_emulator/home-region` | `{"region":"us-west-2"}` or `{"region":null}` | `{"ok":true}` (ADS and Migration Hub Config alike) |
+//! | `POST /_emulator/home-region` | `{"region":"us-west-2","accountId"?:"111111111111"}` or `{"region":null}` | `{"ok":true}` (ADS and Migration Hub Config alike; default account without `accountId`) |
+//! | `GET /_emulator/accounts` | | [`AccountView`]s, sorted: `[{"accountId":"111111111111","homeRegion":"us-west-2"\|null,"exports":1}]` (the default account, registered ones, those of roles and static keys) |
+//! | `POST /_emulator/accounts` | `{"accountId":"111111111111","homeRegion"?:"us-west-2"\|null}` | `{"ok":true}`; registers the account, sets (`null`: clears) its home region when given |
+//! | `POST /_emulator/rate-limit` | `{"perSecond":2,"accountId"?:"111111111111"}` (`null` or omitted: off) | `{"ok":true}`; ADS calls above the rate answer `ThrottlingException`: all calls, or with `accountId` that account's (on top of the global limit) |
 //! | `POST /_emulator/delays` | `{"startDelayMs":2000,"stopDelayMs":2000}` | `{"ok":true}` |
 //! | `POST /_emulator/stop-sample-response` | `{"enabled":true}` | `{"ok":true}` |
 //! | `POST /_emulator/exports/{id}/stop` | | `{"ok":true}`, 404 unknown, 409 not stoppable |
@@ -115,12 +147,14 @@
 //! | `GET /_emulator/credentials` | | `{"strict","lifetimeSeconds","issued":[IssuedView],"calls":{"temporary":3,...}}` (never secrets) |
 //! | `POST /_emulator/credentials/strict` | `{"enabled":true}` | `{"ok":true}` |
 //! | `POST /_emulator/credentials/lifetime` | `{"seconds":60}` | `{"ok":true}` (for credentials issued from now on) |
-//! | `GET`/`POST /_emulator/roles` | [`identity::Role`]: `{"roleArn","serviceAccounts":["system:serviceaccount:ns:sa"],"principals":["arn:..."]}` | roles; POST creates or replaces the trust policy |
+//! | `GET`/`POST /_emulator/roles` | [`identity::Role`]: `{"roleArn","serviceAccounts":["system:serviceaccount:ns:sa"],"principals":["arn:...","arn:aws:iam::111111111111:root"],"externalId"?:"..."}` | roles; POST creates or replaces the trust policy |
 //! | `GET`/`POST /_emulator/oidc-providers` | `{"issuer":"https://...","jwks":{"keys":[...]}}` (kube-apiserver's `/openid/v1/jwks`) | issuers; POST registers or replaces the keys |
 //! | `GET`/`POST /_emulator/pod-identity-associations` | `{"namespace","serviceAccount","roleArn"}` | associations; POST creates or replaces |
-//! | `POST /_emulator/static-keys` | `{"accessKeyId","secretAccessKey","arn"?}` | `{"ok":true}` (accepted in strict mode) |
+//! | `POST /_emulator/static-keys` | `{"accessKeyId","secretAccessKey","arn"?,"accountId"?}` | `{"ok":true}` (accepted in strict mode; calls signed with it are in `accountId`, default `123456789012`) |
 //!
-//! Bad input answers 400 `{"error":"..."}`, the message naming the offending field.
+//! Account IDs are 12 digits. Bad input answers 400 `{"error":"..."}`, the message
+//! naming the offending field. The `--identity-config` file takes the same `Role` and
+//! `StaticKey` shapes (with `externalId`, `accountId`).
 
 mod admin;
 mod credentials;
@@ -133,8 +167,10 @@ mod pod_identity;
 mod protocol;
 mod state;
 pub mod sts;
+mod sts_params;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -151,14 +187,16 @@ use tokio::task::JoinHandle;
 pub use crate::ads::{ExportStatus, Operation};
 pub use fault::{DOCUMENTED_ERRORS, Fault, FaultKind, load_faults};
 pub use protocol::{CONTENT_TYPE, TARGET_PREFIX, UNKNOWN_OPERATION};
-pub use state::{Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
+pub use state::{AccountView, Counters, DATA_SOURCE, DATABASE_NAME, ExportView};
 
 use state::{ControlError, State};
 
 /// Start-up configuration of an [`Emulator`].
 #[derive(Debug, Clone, Default)]
 pub struct EmulatorConfig {
-    /// Migration Hub home region; `None` makes every call answer `HomeRegionNotSetException`.
+    /// Migration Hub home region of the default account ([`identity::ACCOUNT_ID`]);
+    /// `None` makes every call in it answer `HomeRegionNotSetException`. Other accounts
+    /// start without one.
     pub home_region: Option<String>,
     /// How long a new export stays `START_IN_PROGRESS` (zero: `ACTIVE` at once).
     pub start_delay: Duration,
@@ -230,20 +268,42 @@ impl Emulator {
         self.with_state(|s| s.faults.clear());
     }
 
-    /// Sets or clears the Migration Hub home region, for ADS and Migration Hub Config
-    /// alike: a new region gets a new home region control (a new `ControlId` and
-    /// `RequestedTime`); setting the region it already has keeps the control.
+    /// Sets or clears the Migration Hub home region of the default account
+    /// ([`identity::ACCOUNT_ID`]); see [`Self::set_account_home_region`].
     pub fn set_home_region(&self, region: Option<String>) {
-        self.with_state(|s| {
-            if s.home_region.as_ref().map(|c| &c.home_region) != region.as_ref() {
-                s.home_region = region.map(migrationhub_config::HomeRegionControl::new);
-            }
-        });
+        self.set_account_home_region(identity::ACCOUNT_ID, region);
     }
 
-    /// The Migration Hub home region, if set.
+    /// Sets or clears `account`'s Migration Hub home region, for ADS and Migration Hub
+    /// Config alike: a new region gets a new home region control (a new `ControlId` and
+    /// `RequestedTime`); setting the region it already has keeps the control.
+    pub fn set_account_home_region(&self, account: &str, region: Option<String>) {
+        self.with_state(|s| s.set_home_region(account, region));
+    }
+
+    /// The Migration Hub home region of the default account, if set.
     pub fn home_region(&self) -> Option<String> {
-        self.with_state(|s| s.home_region.as_ref().map(|c| c.home_region.clone()))
+        self.account_home_region(identity::ACCOUNT_ID)
+    }
+
+    /// The Migration Hub home region of `account`, if set.
+    pub fn account_home_region(&self, account: &str) -> Option<String> {
+        self.with_state(|s| s.home_region(account).map(|c| c.home_region.clone()))
+    }
+
+    /// Registers `account` (12 digits, see [`identity::is_account_id`]), so that
+    /// [`Self::accounts`] lists it. Optional: every account exists implicitly, without a
+    /// home region, and calls in it need only credentials of that account.
+    pub fn create_account(&self, account: &str) {
+        self.with_state(|s| s.create_account(account));
+    }
+
+    /// The known accounts, sorted: the default one, those registered or holding state,
+    /// and those named by roles and static keys.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        let mut named = self.identity.accounts();
+        named.insert(identity::ACCOUNT_ID.to_owned());
+        self.with_state(|s| s.accounts(named))
     }
 
     /// Sets the start and stop delays; they also apply to exports already in transition.
@@ -261,6 +321,16 @@ impl Emulator {
     pub fn set_rate_limit(&self, per_second: Option<f64>) {
         let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
         self.with_state(|s| s.rate_limit = limit.map(|r| state::RateLimit::new(r, Instant::now())));
+    }
+
+    /// Rate-limit mode of one account, as [`Self::set_rate_limit`] but only for the
+    /// ADS calls in `account` (on top of the global limit); `None` turns it off.
+    pub fn set_account_rate_limit(&self, account: &str, per_second: Option<f64>) {
+        let limit = per_second.filter(|r| r.is_finite() && *r > 0.0);
+        self.with_state(|s| match limit {
+            Some(r) => s.account_rate_limits.insert(account.to_owned(), state::RateLimit::new(r, Instant::now())),
+            None => s.account_rate_limits.remove(account),
+        });
     }
 
     /// When on, `StopContinuousExport` answers `{}` (the documented sample response, without
@@ -286,7 +356,7 @@ impl Emulator {
         self.control(|s, now| s.force_status(export_id, status, detail, now)).map_err(|e| e.to_string())
     }
 
-    /// All exports of all regions, oldest first, with their current status.
+    /// All exports of all accounts and regions, oldest first, with their current status.
     pub fn exports(&self) -> Vec<ExportView> {
         self.with_state(|s| s.views(Instant::now()))
     }
@@ -294,6 +364,17 @@ impl Emulator {
     /// Calls per operation and outcome.
     pub fn counters(&self) -> Counters {
         self.with_state(|s| s.counters.clone())
+    }
+
+    /// Calls per operation and outcome of one account (the account of each call's
+    /// credentials); empty for an account without calls.
+    pub fn account_counters(&self, account: &str) -> Counters {
+        self.with_state(|s| s.by_account.get(account).cloned().unwrap_or_default())
+    }
+
+    /// [`Self::account_counters`] of every account that had calls.
+    pub fn counters_by_account(&self) -> BTreeMap<String, Counters> {
+        self.with_state(|s| s.by_account.clone())
     }
 
     /// Total calls of `operation` (e.g. `"StartContinuousExport"`), whatever the outcome.

@@ -8,8 +8,8 @@
 //! the Pod Identity association, whose role the credentials are issued for.
 //!
 //! Answers: 200 with the container-credentials JSON
-//! `{"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}` (`Expiration` in
-//! ISO 8601 UTC); 400 `{"message"}` without an `Authorization` header; 401 for a token that
+//! `{"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}` (`AccountId`: the
+//! role's account; `Expiration` in ISO 8601 UTC); 400 `{"message"}` without an `Authorization` header; 401 for a token that
 //! does not verify; 403 when the ServiceAccount has no association.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,7 +38,9 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap)
         Ok(_) => "ok".to_owned(),
         Err((status, _)) => format!("http{}", status.as_u16()),
     };
-    emulator.with_state(|s| s.counters.record(OPERATION, &outcome));
+    // Counted in the role's account; a refused call in the default account.
+    let account = result.as_ref().ok().and_then(|b| b["AccountId"].as_str()).unwrap_or(ACCOUNT_ID).to_owned();
+    emulator.with_state(|s| s.record(&account, OPERATION, &outcome));
     tracing::info!(operation = OPERATION, outcome, "Pod Identity credentials call");
     match result {
         Ok(body) => Json(body).into_response(),
@@ -77,7 +79,7 @@ fn credentials(emulator: &Emulator, headers: &HeaderMap) -> Result<serde_json::V
             "AccessKeyId": issued.access_key_id,
             "SecretAccessKey": issued.secret_access_key,
             "Token": issued.session_token,
-            "AccountId": ACCOUNT_ID,
+            "AccountId": issued.account_id,
             "Expiration": expiration(issued.expires_at),
         }))
     })

@@ -1,4 +1,5 @@
-//! The emulated ADS state: exports per region, their state machine, faults and counters.
+//! The emulated ADS state: per account, the Migration Hub home region and the exports
+//! per region, with their state machine; faults, rate limits and counters.
 //!
 //! Transitions are evaluated lazily: every read first [`State::settle`]s the exports, moving
 //! `START_IN_PROGRESS` to `ACTIVE` once the *current* start delay has elapsed since the
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::fault::{Fault, FaultKind};
+use super::identity::ACCOUNT_ID;
 use super::migrationhub_config::HomeRegionControl;
 use super::protocol::{AwsError, DescribeInput, StopInput};
 use crate::ads::ExportStatus;
@@ -40,6 +42,9 @@ fn default_detail(status: ExportStatus) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportView {
+    /// Account the export lives in (12 digits).
+    #[serde(default = "default_account")]
+    pub account_id: String,
     /// Region the export lives in.
     pub region: String,
     /// Export ID.
@@ -55,6 +60,10 @@ pub struct ExportView {
     /// Stop time (set when stopping starts), milliseconds since the Unix epoch (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_time_ms: Option<u64>,
+}
+
+fn default_account() -> String {
+    ACCOUNT_ID.to_owned()
 }
 
 /// Calls per operation, then per outcome (`"ok"`, an error name such as
@@ -135,6 +144,27 @@ impl Export {
     }
 }
 
+/// One account's state, as ADS and Migration Hub Config keep it per account.
+#[derive(Debug, Default)]
+struct Account {
+    /// The Migration Hub home region (the region ADS answers in) and its control;
+    /// `None`: no home region set.
+    home_region: Option<HomeRegionControl>,
+    regions: BTreeMap<String, Region>,
+}
+
+/// What the admin API reports of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    /// Account ID (12 digits).
+    pub account_id: String,
+    /// Its Migration Hub home region, `null` when not set.
+    pub home_region: Option<String>,
+    /// Its exports, all regions and statuses.
+    pub exports: usize,
+}
+
 #[derive(Debug)]
 struct Region {
     /// One bucket per region and account, as ADS does.
@@ -172,40 +202,106 @@ impl RateLimit {
 /// Everything the emulator remembers.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// The Migration Hub home region (the region ADS answers in) and its control, as
-    /// Migration Hub Config reports them; `None`: no home region set.
-    pub home_region: Option<HomeRegionControl>,
     pub start_delay: Duration,
     pub stop_delay: Duration,
     pub stop_sample_response: bool,
     pub faults: Vec<Fault>,
+    /// Calls of all accounts.
     pub counters: Counters,
+    /// Calls per account (the account of each call's credentials).
+    pub by_account: BTreeMap<String, Counters>,
     /// Rate-limit mode: calls above this many per second (a token bucket with a burst
     /// of as many) answer `ThrottlingException`; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// Rate-limit mode of single accounts, on top of [`Self::rate_limit`].
+    pub account_rate_limits: BTreeMap<String, RateLimit>,
     /// The distinct client identities seen (`x-amz-user-agent`, else `User-Agent`).
     pub user_agents: std::collections::BTreeSet<String>,
-    regions: BTreeMap<String, Region>,
+    accounts: BTreeMap<String, Account>,
     next_seq: u64,
 }
 
 impl State {
     pub fn new(home_region: Option<String>, start_delay: Duration, stop_delay: Duration) -> Self {
-        State { home_region: home_region.map(HomeRegionControl::new), start_delay, stop_delay, ..State::default() }
+        let mut state = State { start_delay, stop_delay, ..State::default() };
+        state.set_home_region(ACCOUNT_ID, home_region);
+        state
     }
 
-    /// Clears exports, faults and counters; keeps the configuration.
+    /// Clears exports, faults and counters; keeps the configuration (accounts and their
+    /// home regions included).
     pub fn reset(&mut self) {
         self.faults.clear();
         self.counters = Counters::default();
+        self.by_account.clear();
         self.user_agents.clear();
-        self.regions.clear();
+        for account in self.accounts.values_mut() {
+            account.regions.clear();
+        }
+    }
+
+    /// The home region control of `account`, if it has a home region.
+    pub fn home_region(&self, account: &str) -> Option<&HomeRegionControl> {
+        self.accounts.get(account).and_then(|a| a.home_region.as_ref())
+    }
+
+    /// Where `account`'s home region control is kept (creating the account).
+    pub fn home_region_mut(&mut self, account: &str) -> &mut Option<HomeRegionControl> {
+        &mut self.account_mut(account).home_region
+    }
+
+    /// Sets or clears `account`'s home region: a new region gets a new control (a new
+    /// `ControlId` and `RequestedTime`); the region it already has keeps its control.
+    pub fn set_home_region(&mut self, account: &str, region: Option<String>) {
+        let slot = self.home_region_mut(account);
+        if slot.as_ref().map(|c| &c.home_region) != region.as_ref() {
+            *slot = region.map(HomeRegionControl::new);
+        }
+    }
+
+    /// Makes `account` known (listed by [`Self::accounts`]) without changing it.
+    pub fn create_account(&mut self, account: &str) {
+        self.account_mut(account);
+    }
+
+    fn account_mut(&mut self, account: &str) -> &mut Account {
+        self.accounts.entry(account.to_owned()).or_default()
+    }
+
+    /// The accounts with state, plus `also` (e.g. those named by roles), sorted.
+    pub fn accounts(&mut self, also: impl IntoIterator<Item = String>) -> Vec<AccountView> {
+        for id in also {
+            self.create_account(&id);
+        }
+        self.accounts
+            .iter()
+            .map(|(id, a)| AccountView {
+                account_id: id.clone(),
+                home_region: a.home_region.as_ref().map(|c| c.home_region.clone()),
+                exports: a.regions.values().map(|r| r.exports.len()).sum(),
+            })
+            .collect()
+    }
+
+    /// Counts one call of `operation` in `account` with `outcome`, in the totals and
+    /// in the account's counters.
+    pub fn record(&mut self, account: &str, operation: &str, outcome: &str) {
+        self.counters.record(operation, outcome);
+        self.by_account.entry(account.to_owned()).or_default().record(operation, outcome);
+    }
+
+    /// Whether a call in `account` at `now` is within the account's rate limit and the
+    /// global one (taking a token of each it passes; a refused call takes no global token).
+    pub fn admit(&mut self, account: &str, now: Instant) -> bool {
+        self.account_rate_limits.get_mut(account).is_none_or(|l| l.admit(now))
+            && self.rate_limit.as_mut().is_none_or(|l| l.admit(now))
     }
 
     /// Applies due transitions, using the delays configured now.
     pub fn settle(&mut self, now: Instant) {
         let (start_delay, stop_delay) = (self.start_delay, self.stop_delay);
-        for export in self.regions.values_mut().flat_map(|r| r.exports.iter_mut()) {
+        let regions = self.accounts.values_mut().flat_map(|a| a.regions.values_mut());
+        for export in regions.flat_map(|r| r.exports.iter_mut()) {
             let elapsed = now.saturating_duration_since(export.since);
             match export.status {
                 ExportStatus::StartInProgress if elapsed >= start_delay => {
@@ -219,13 +315,14 @@ impl State {
         }
     }
 
-    /// Picks the faults for one call of `operation`: the total added latency and the first
-    /// matching non-latency fault (a copy, whose `after_effect` says whether the call is
-    /// executed before the fault answers it). Consumes one use of every fault it applies.
-    pub fn take_faults(&mut self, operation: &str) -> (Duration, Option<Fault>) {
+    /// Picks the faults for one call of `operation` in `account`: the total added
+    /// latency and the first matching non-latency fault (a copy, whose `after_effect`
+    /// says whether the call is executed before the fault answers it). Consumes one use
+    /// of every fault it applies.
+    pub fn take_faults(&mut self, operation: &str, account: &str) -> (Duration, Option<Fault>) {
         let mut latency = Duration::ZERO;
         let mut answer = None;
-        for fault in self.faults.iter_mut().filter(|f| f.matches(operation)) {
+        for fault in self.faults.iter_mut().filter(|f| f.matches(operation, account)) {
             match &fault.kind {
                 FaultKind::Latency { ms } => latency += Duration::from_millis(*ms),
                 _ if answer.is_some() => continue,
@@ -239,10 +336,12 @@ impl State {
         (latency, answer)
     }
 
-    /// `StartContinuousExport` in `region`.
-    pub fn start(&mut self, region: &str, now: Instant) -> Result<Value, AwsError> {
+    /// `StartContinuousExport` in `account` and `region`.
+    pub fn start(&mut self, account: &str, region: &str, now: Instant) -> Result<Value, AwsError> {
         self.settle(now);
-        let region_state = self.regions.entry(region.to_owned()).or_insert_with(|| Region {
+        let seq = self.next_seq;
+        let regions = &mut self.accounts.entry(account.to_owned()).or_default().regions;
+        let region_state = regions.entry(region.to_owned()).or_insert_with(|| Region {
             bucket: format!("aws-application-discovery-service-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
             exports: Vec::new(),
         });
@@ -262,7 +361,7 @@ impl State {
             ));
         }
         let export = Export {
-            seq: self.next_seq,
+            seq,
             id: format!("export-{}", uuid::Uuid::new_v4()),
             s3_bucket: region_state.bucket.clone(),
             start_time_ms: now_ms(),
@@ -284,8 +383,15 @@ impl State {
         Ok(response)
     }
 
-    /// `DescribeContinuousExports` in `region`: newest first, filtered, paginated.
-    pub fn describe(&mut self, region: &str, input: DescribeInput, now: Instant) -> Result<Value, AwsError> {
+    /// `DescribeContinuousExports` in `account` and `region`: newest first, filtered,
+    /// paginated; another account's export IDs are `ResourceNotFoundException`.
+    pub fn describe(
+        &mut self,
+        account: &str,
+        region: &str,
+        input: DescribeInput,
+        now: Instant,
+    ) -> Result<Value, AwsError> {
         self.settle(now);
         let max_results = match input.max_results {
             None => 100,
@@ -310,7 +416,7 @@ impl State {
         for id in &ids {
             validate_export_id("exportIds", id)?;
         }
-        let exports = self.regions.get(region).map_or(&[][..], |r| r.exports.as_slice());
+        let exports = self.region(account, region).map_or(&[][..], |r| r.exports.as_slice());
         if let Some(missing) = ids.iter().find(|id| !exports.iter().any(|e| &e.id == *id)) {
             return Err(not_found(missing));
         }
@@ -327,8 +433,8 @@ impl State {
         Ok(response)
     }
 
-    /// `StopContinuousExport` in `region`.
-    pub fn stop(&mut self, region: &str, input: StopInput, now: Instant) -> Result<Value, AwsError> {
+    /// `StopContinuousExport` in `account` and `region`.
+    pub fn stop(&mut self, account: &str, region: &str, input: StopInput, now: Instant) -> Result<Value, AwsError> {
         self.settle(now);
         let Some(id) = input.export_id else {
             return Err(AwsError::new(
@@ -339,8 +445,9 @@ impl State {
         };
         validate_export_id("exportId", &id)?;
         let export = self
-            .regions
-            .get_mut(region)
+            .accounts
+            .get_mut(account)
+            .and_then(|a| a.regions.get_mut(region))
             .and_then(|r| r.exports.iter_mut().find(|e| e.id == id))
             .ok_or_else(|| not_found(&id))?;
         begin_stop(export, now).map_err(|status| match status {
@@ -365,16 +472,22 @@ impl State {
         Ok(response)
     }
 
-    /// All exports of all regions, oldest first.
+    fn region(&self, account: &str, region: &str) -> Option<&Region> {
+        self.accounts.get(account).and_then(|a| a.regions.get(region))
+    }
+
+    /// All exports of all accounts and regions, oldest first.
     pub fn views(&mut self, now: Instant) -> Vec<ExportView> {
         self.settle(now);
-        self.regions
+        self.accounts
             .iter()
-            .flat_map(|(region, r)| {
+            .flat_map(|(account, a)| a.regions.iter().map(move |(region, r)| (account, region, r)))
+            .flat_map(|(account, region, r)| {
                 r.exports.iter().map(move |e| {
                     (
                         e.seq,
                         ExportView {
+                            account_id: account.clone(),
                             region: region.clone(),
                             export_id: e.id.clone(),
                             status: e.status,
@@ -420,8 +533,9 @@ impl State {
     }
 
     fn find(&mut self, id: &str) -> Result<&mut Export, ControlError> {
-        self.regions
+        self.accounts
             .values_mut()
+            .flat_map(|a| a.regions.values_mut())
             .flat_map(|r| r.exports.iter_mut())
             .find(|e| e.id == id)
             .ok_or_else(|| ControlError::NotFound(format!("export {id} not found")))
@@ -519,6 +633,51 @@ mod tests {
         for bad in ["", "zz", "abc", "é", "61", &encode_token(1)[2..]] {
             assert_eq!(decode_token(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn accounts_keep_their_own_exports_and_home_regions() {
+        let (a, b, region) = ("111111111111", "222222222222", "us-west-2");
+        let mut s = State::new(None, Duration::ZERO, Duration::ZERO);
+        let now = Instant::now();
+        let in_a = s.start(a, region, now).expect("start in A");
+        s.start(b, region, now).expect("A's running export does not block B");
+        let conflict = s.start(a, region, now).unwrap_err();
+        assert_eq!(conflict.outcome, "ConflictErrorException");
+        let id = in_a["exportId"].as_str().unwrap().to_owned();
+        let only = |ids: &str| DescribeInput { export_ids: Some(vec![ids.to_owned()]), ..DescribeInput::default() };
+        assert!(s.describe(a, region, only(&id), now).is_ok());
+        assert_eq!(s.describe(b, region, only(&id), now).unwrap_err().outcome, "ResourceNotFoundException");
+        let stop = s.stop(b, region, StopInput { export_id: Some(id.clone()) }, now).unwrap_err();
+        assert_eq!(stop.outcome, "ResourceNotFoundException");
+        s.set_home_region(a, Some(region.into()));
+        assert_eq!(s.home_region(a).map(|c| c.home_region.as_str()), Some(region));
+        assert!(s.home_region(b).is_none() && s.home_region(ACCOUNT_ID).is_none());
+        let views = s.views(now);
+        assert_eq!(views.iter().filter(|v| v.account_id == a).count(), 1);
+        assert_eq!(views.iter().filter(|v| v.account_id == b).count(), 1);
+        let listed = s.accounts(["333333333333".to_owned()]);
+        let ids: Vec<&str> = listed.iter().map(|v| v.account_id.as_str()).collect();
+        assert_eq!(ids, [a, ACCOUNT_ID, b, "333333333333"], "the default account always exists");
+        assert_eq!((listed[0].home_region.as_deref(), listed[0].exports), (Some(region), 1));
+        s.reset();
+        assert!(s.views(now).is_empty());
+        assert!(s.home_region(a).is_some(), "reset keeps home regions");
+    }
+
+    #[test]
+    fn account_rate_limits_leave_other_accounts_alone() {
+        let now = Instant::now();
+        let mut s = State::default();
+        s.account_rate_limits.insert("111111111111".into(), RateLimit::new(1.0, now));
+        assert!(s.admit("111111111111", now));
+        assert!(!s.admit("111111111111", now), "the burst of one is used up");
+        assert!((0..20).all(|_| s.admit("222222222222", now)));
+        s.record("111111111111", "StartContinuousExport", "ok");
+        s.record("222222222222", "StartContinuousExport", "ThrottlingException");
+        assert_eq!(s.counters.total("StartContinuousExport"), 2);
+        assert_eq!(s.by_account["111111111111"].get("StartContinuousExport", "ok"), 1);
+        assert_eq!(s.by_account["222222222222"].get("StartContinuousExport", "ok"), 0);
     }
 
     #[test]

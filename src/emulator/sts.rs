@@ -9,7 +9,7 @@
 //! read (`AssumeRoleWithWebIdentityResult`: `Credentials`, `SubjectFromWebIdentityToken`,
 //! `AssumedRoleUser`, `Provider`, `Audience`; errors by `Code`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
@@ -18,9 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Emulator;
-use super::credentials::{self, AuthFailure, Caller};
-use super::identity::{ACCOUNT_ID, CredentialSource, Issued};
+use super::credentials::{self, AuthFailure, Caller, access_key_of};
+use super::identity::{CredentialSource, Issued, Role};
 use super::oidc::STS_AUDIENCE;
+use super::sts_params::{self, Param, Violations};
 
 /// The STS API version every request names.
 pub const VERSION: &str = "2011-06-15";
@@ -73,7 +74,8 @@ pub(crate) async fn handle(emulator: Emulator, headers: HeaderMap, body: Bytes) 
     };
     let counted = if action.is_empty() { super::UNKNOWN_OPERATION } else { action.as_str() };
     let outcome = result.as_ref().map_or_else(|e| e.code, |_| "ok");
-    emulator.with_state(|s| s.counters.record(counted, outcome));
+    let account = credentials::request_account(emulator.identity(), &headers);
+    emulator.with_state(|s| s.record(&account, counted, outcome));
     tracing::info!(operation = counted, outcome, role = param("RoleArn"), "STS call");
     let request_id = uuid::Uuid::new_v4().to_string();
     let (status, xml) = match result {
@@ -103,49 +105,22 @@ pub(crate) async fn handle(emulator: Emulator, headers: HeaderMap, body: Bytes) 
     response
 }
 
-type Param<'a> = dyn Fn(&str) -> Option<&'a str> + 'a;
+fn validation_error(message: String) -> StsError {
+    StsError::sender("ValidationError", message)
+}
 
 fn required<'a>(param: &Param<'a>, name: &str) -> Result<&'a str, StsError> {
-    match param(name) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => {
-            let member = lower_first(name);
-            Err(StsError::sender(
-                "ValidationError",
-                format!(
-                    "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-                ),
-            ))
-        }
-    }
-}
-
-fn lower_first(name: &str) -> String {
-    let mut chars = name.chars();
-    chars.next().map(|c| c.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default()
-}
-
-/// `DurationSeconds`, if given: 900 to 43200 as STS allows.
-fn duration_seconds(param: &Param<'_>) -> Result<Option<Duration>, StsError> {
-    let Some(text) = param("DurationSeconds") else { return Ok(None) };
-    match text.parse::<u64>() {
-        Ok(secs) if (900..=43_200).contains(&secs) => Ok(Some(Duration::from_secs(secs))),
-        _ => Err(StsError::sender(
-            "ValidationError",
-            format!(
-                "1 validation error detected: Value '{}' at 'durationSeconds' failed to satisfy constraint: \
-                 Member must have value between 900 and 43200",
-                escape(text)
-            ),
-        )),
-    }
+    sts_params::required(param, name).map_err(validation_error)
 }
 
 fn assume_role_with_web_identity(emulator: &Emulator, param: &Param<'_>) -> Result<String, StsError> {
     let role_arn = required(param, "RoleArn")?;
     let session = required(param, "RoleSessionName")?;
     let token = required(param, "WebIdentityToken")?;
-    let max = duration_seconds(param)?;
+    let mut violations = Violations::default();
+    violations.session_name(session);
+    let max = violations.duration_seconds(param("DurationSeconds"));
+    violations.into_result().map_err(validation_error)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     emulator.identity().with(|s| {
         let verified = s.oidc.verify(token, STS_AUDIENCE, now).map_err(|e| StsError::sender(e.code, e.message))?;
@@ -164,51 +139,56 @@ fn assume_role_with_web_identity(emulator: &Emulator, param: &Param<'_>) -> Resu
     })
 }
 
+/// `AssumeRole` by `caller`: the role must trust the caller (its ARN or its account's
+/// root among the principals) and, when the role has an external ID, the call must carry
+/// it; otherwise `AccessDenied` (HTTP 403) as STS words it.
 fn assume_role(emulator: &Emulator, param: &Param<'_>, caller: &Caller) -> Result<String, StsError> {
     let role_arn = required(param, "RoleArn")?;
     let session = required(param, "RoleSessionName")?;
-    let max = duration_seconds(param)?;
-    let caller_arn = match caller {
-        Caller::Temporary { role_arn, .. } => role_arn.clone(),
-        Caller::Static { arn } => arn.clone(),
-    };
+    let external_id = param("ExternalId");
+    let mut violations = Violations::default();
+    violations.session_name(session);
+    violations.external_id(external_id);
+    let max = violations.duration_seconds(param("DurationSeconds"));
+    violations.into_result().map_err(validation_error)?;
     emulator.identity().with(|s| {
-        let trusted = s.roles.get(role_arn).is_some_and(|r| r.principals.contains(&caller_arn));
-        if !trusted {
+        let allowed = s.roles.get(role_arn).is_some_and(|r| may_assume(r, caller, external_id));
+        if !allowed {
             return Err(StsError::forbidden(
                 "AccessDenied",
-                format!("User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"),
+                format!("User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}", caller.arn()),
             ));
         }
-        let issued = s.issue(role_arn, session, CredentialSource::AssumeRole, &caller_arn, max);
+        let issued = s.issue(role_arn, session, CredentialSource::AssumeRole, caller.arn(), max);
         Ok(format!("{}\n  ", result_body(&issued, session)))
     })
 }
 
-/// `GetCallerIdentity`: `<UserId>`, `<Account>` ([`ACCOUNT_ID`]) and `<Arn>` of the
-/// SigV4-signed caller. In strict credentials mode the caller must be authenticated as
-/// for `AssumeRole`; otherwise any signed caller is an IAM user named by its access key.
+/// Whether `role`'s trust policy lets `caller` assume it with `external_id`: a role with
+/// an external ID needs exactly that one; a role without ignores any sent (as AWS does).
+fn may_assume(role: &Role, caller: &Caller, external_id: Option<&str>) -> bool {
+    role.trusts(caller.arn(), caller.account())
+        && role.external_id.as_deref().is_none_or(|wanted| external_id == Some(wanted))
+}
+
+/// `GetCallerIdentity`: `<UserId>`, `<Account>` (the caller's account,
+/// [`credentials::request_account`]) and `<Arn>` of the SigV4-signed caller. In strict
+/// credentials mode the caller must be authenticated as for `AssumeRole`; otherwise an
+/// unknown key is an IAM user of the default account named by its access key.
 fn get_caller_identity(emulator: &Emulator, headers: &HeaderMap, body: &[u8]) -> Result<String, StsError> {
     let strict = emulator.identity().with(|s| s.strict);
+    let account = credentials::request_account(emulator.identity(), headers);
     let arn = match credentials::authenticate(emulator.identity(), headers, "/", body) {
-        Ok(Caller::Temporary { role_arn, .. }) => role_arn,
-        Ok(Caller::Static { arn }) => arn,
+        Ok(caller) => caller.arn().to_owned(),
         Err(failure) if strict => return Err(auth_error(failure)),
-        Err(_) => format!("arn:aws:iam::{ACCOUNT_ID}:user/{}", access_key_of(headers).unwrap_or("unknown")),
+        Err(_) => format!("arn:aws:iam::{account}:user/{}", access_key_of(headers).unwrap_or("unknown")),
     };
     let user_id = access_key_of(headers).unwrap_or("AIDAEMULATOR");
     Ok(format!(
-        "\n    <UserId>{}</UserId>\n    <Account>{ACCOUNT_ID}</Account>\n    <Arn>{}</Arn>\n  ",
+        "\n    <UserId>{}</UserId>\n    <Account>{account}</Account>\n    <Arn>{}</Arn>\n  ",
         escape(user_id),
         escape(&arn)
     ))
-}
-
-/// The access key ID of a SigV4 `Authorization` header's credential scope.
-fn access_key_of(headers: &HeaderMap) -> Option<&str> {
-    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let credential = auth.split([' ', ',']).find_map(|p| p.strip_prefix("Credential="))?;
-    credential.split('/').next().filter(|k| !k.is_empty())
 }
 
 /// `<AssumedRoleUser>` and `<Credentials>` of a result.
@@ -237,7 +217,7 @@ pub(crate) fn expiration(t: SystemTime) -> String {
 fn role_id(role_arn: &str) -> String {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
-    (ACCOUNT_ID, role_arn).hash(&mut h);
+    role_arn.hash(&mut h);
     format!("AROA{:016X}", h.finish())
 }
 
@@ -283,11 +263,11 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn xml_escaping_and_names() {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
-        assert_eq!(lower_first("RoleSessionName"), "roleSessionName");
         assert_eq!(expiration(UNIX_EPOCH + Duration::from_secs(1_796_118_300)), "2026-12-01T09:45:00Z");
         assert!(role_id("arn:aws:iam::123456789012:role/a").starts_with("AROA"));
     }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Emulator;
+use super::credentials::request_account;
 use super::migrationhub_config as mhc;
 use super::protocol::{AwsError, CONTENT_TYPE, DescribeInput, StopInput, TARGET_PREFIX, UNKNOWN_OPERATION};
 use crate::ads::Operation;
@@ -19,12 +20,13 @@ use crate::ads::Operation;
 /// `POST /`: one ADS or Migration Hub Config API call.
 pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let call = Call { emulator: &emulator, headers: &headers, account: request_account(emulator.identity(), &headers) };
     let (op_name, (result, latency)) = if mhc::is_request(&headers) {
         let operation = mhc::operation(target);
-        (operation.unwrap_or(UNKNOWN_OPERATION), dispatch_mhc(&emulator, &headers, operation, &body))
+        (operation.unwrap_or(UNKNOWN_OPERATION), dispatch_mhc(&call, operation, &body))
     } else {
         let operation = target.strip_prefix(TARGET_PREFIX).and_then(Operation::from_name);
-        (operation.map_or(UNKNOWN_OPERATION, Operation::name), dispatch(&emulator, &headers, operation, &body))
+        (operation.map_or(UNKNOWN_OPERATION, Operation::name), dispatch(&call, operation, &body))
     };
     let outcome = match &result {
         Ok(_) => "ok",
@@ -35,10 +37,10 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
     let agent = headers.get("x-amz-user-agent").or_else(|| headers.get(header::USER_AGENT));
     let agent = agent.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     emulator.with_state(|s| {
-        s.counters.record(op_name, outcome);
+        s.record(&call.account, op_name, outcome);
         s.user_agents.extend(agent);
     });
-    tracing::info!(operation = op_name, outcome, "AWS call");
+    tracing::info!(operation = op_name, outcome, account = call.account, "AWS call");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -56,14 +58,18 @@ pub(crate) async fn handle(State(emulator): State<Emulator>, headers: HeaderMap,
     response
 }
 
+/// One API call being handled: the emulator, the request headers and the account the
+/// call is in (see [`request_account`]).
+pub(crate) struct Call<'a> {
+    pub emulator: &'a Emulator,
+    pub headers: &'a HeaderMap,
+    pub account: String,
+}
+
 /// Handles one call and returns its answer and the latency to add before sending it
 /// (latency faults delay the answer, not the effect).
-fn dispatch(
-    emulator: &Emulator,
-    headers: &HeaderMap,
-    operation: Option<Operation>,
-    body: &[u8],
-) -> (Result<Value, AwsError>, Duration) {
+fn dispatch(call: &Call<'_>, operation: Option<Operation>, body: &[u8]) -> (Result<Value, AwsError>, Duration) {
+    let Call { emulator, headers, account } = call;
     let region = match signing_region(headers) {
         Ok(r) => r,
         Err(e) => return (Err(e), Duration::ZERO),
@@ -81,10 +87,10 @@ fn dispatch(
     };
 
     let now = Instant::now();
-    if !emulator.with_state(|s| s.rate_limit.as_mut().is_none_or(|l| l.admit(now))) {
+    if !emulator.with_state(|s| s.admit(account, now)) {
         return (Err(AwsError::new("ThrottlingException", "Rate exceeded")), Duration::ZERO);
     }
-    let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name()));
+    let (latency, fault) = emulator.with_state(|s| s.take_faults(operation.name(), account));
     let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
     let answer = fault.and_then(|f| f.kind.answer());
     // The call takes effect first and its answer is delayed, as with a slow or lost
@@ -92,7 +98,7 @@ fn dispatch(
     let result = match answer {
         Some(err) if !after_effect => Err(err),
         answer => {
-            let handled = execute(emulator, &region, operation, body);
+            let handled = execute(emulator, account, &region, operation, body);
             // An `afterEffect` fault keeps the call's effect (if it had one) and replaces
             // its answer, as a 5xx that hides a request AWS did carry out.
             match answer {
@@ -107,12 +113,8 @@ fn dispatch(
 /// Handles one Migration Hub Config call: signature and credentials as for ADS (an
 /// ADS-only `AuthorizationErrorException` becomes `AccessDeniedException`), then
 /// [`mhc::dispatch`]. Every error carries its text in `Message`.
-fn dispatch_mhc(
-    emulator: &Emulator,
-    headers: &HeaderMap,
-    operation: Option<&'static str>,
-    body: &[u8],
-) -> (Result<Value, AwsError>, Duration) {
+fn dispatch_mhc(call: &Call<'_>, operation: Option<&'static str>, body: &[u8]) -> (Result<Value, AwsError>, Duration) {
+    let (emulator, headers) = (call.emulator, call.headers);
     let checked = signing_region(headers).and_then(|_| {
         super::credentials::authorize_ads_call(emulator.identity(), headers, body).map_err(|(code, message)| {
             let code = if code == "AuthorizationErrorException" { "AccessDeniedException" } else { code };
@@ -126,22 +128,28 @@ fn dispatch_mhc(
             let message = format!("Unknown operation {:?}", target.unwrap_or_default());
             (Err(AwsError::new("UnknownOperationException", message)), Duration::ZERO)
         }
-        (Ok(()), Some(operation)) => mhc::dispatch(emulator, operation, body),
+        (Ok(()), Some(operation)) => mhc::dispatch(emulator, &call.account, operation, body),
     };
     (result.map_err(AwsError::pascal_case), latency)
 }
 
-/// Executes one call of `operation` on the emulated state of `region`: the answer a
-/// fault-free ADS would give (errors included).
-fn execute(emulator: &Emulator, region: &str, operation: Operation, body: &[u8]) -> Result<Value, AwsError> {
+/// Executes one call of `operation` on the emulated state of `account` in `region`:
+/// the answer a fault-free ADS would give (errors included).
+fn execute(
+    emulator: &Emulator,
+    account: &str,
+    region: &str,
+    operation: Operation,
+    body: &[u8],
+) -> Result<Value, AwsError> {
     let input = parse_body(body)?;
     emulator.with_state(|s| {
-        check_home_region(s.home_region.as_ref().map(|c| c.home_region.as_str()), region)?;
+        check_home_region(s.home_region(account).map(|c| c.home_region.as_str()), region)?;
         let now = Instant::now();
         match operation {
-            Operation::Start => s.start(region, now),
-            Operation::Describe => s.describe(region, describe_input(&input)?, now),
-            Operation::Stop => s.stop(region, stop_input(&input)?, now),
+            Operation::Start => s.start(account, region, now),
+            Operation::Describe => s.describe(account, region, describe_input(&input)?, now),
+            Operation::Stop => s.stop(account, region, stop_input(&input)?, now),
         }
     })
 }

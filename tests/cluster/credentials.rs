@@ -119,7 +119,7 @@ fn subject(r: &Release) -> String {
 }
 
 fn trust(emus: &StrictEmulators, subject: &str) {
-    let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject.to_owned()], principals: vec![] };
+    let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject.to_owned()], ..Role::default() };
     emus.ads.emulator.identity().set_role(role);
 }
 
@@ -407,7 +407,7 @@ async fn irsa_in_cluster_refreshes_60s_credentials_before_they_expire_for_5_minu
 }
 
 fn trust_release(r: &Release) {
-    let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject(r)], principals: vec![] };
+    let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject(r)], ..Role::default() };
     r.emu.emulator.identity().set_role(role);
 }
 

@@ -73,7 +73,7 @@ impl Eks {
     }
 
     fn trust(&self, subject: &str) {
-        let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject.to_owned()], principals: vec![] };
+        let role = Role { role_arn: ROLE.into(), service_accounts: vec![subject.to_owned()], ..Role::default() };
         self.t.emu.emulator.identity().set_role(role);
     }
 
