@@ -21,12 +21,19 @@ use crate::api::ExportAccountSpec;
 /// in `us-east-1`).
 const STS_FALLBACK_REGION: &str = "us-east-1";
 
-/// The configuration STS clients are built from: `base` without its endpoint override
-/// (`--aws-endpoint-url` is ADS's), in `base`'s region or [`STS_FALLBACK_REGION`].
+/// The standard variable of STS's endpoint (the SDK's service-specific endpoint).
+const STS_ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_STS";
+
+/// The configuration STS clients are built from: `base` with STS's endpoint instead of
+/// its override (`--aws-endpoint-url` is ADS's), in `base`'s region or
+/// [`STS_FALLBACK_REGION`]. The endpoint is `AWS_ENDPOINT_URL_STS` when set, else the
+/// SDK's own: the SDK reads that variable only when no endpoint was set in code, and
+/// `--aws-endpoint-url` is one, so it is read here.
 fn sts_base(base: &SdkConfig) -> SdkConfig {
     let region = base.region().cloned().unwrap_or_else(|| Region::from_static(STS_FALLBACK_REGION));
+    let endpoint = std::env::var(STS_ENDPOINT_VARIABLE).ok().filter(|v| !v.trim().is_empty());
     let mut builder = base.to_builder();
-    builder.set_endpoint_url(None);
+    builder.set_endpoint_url(endpoint);
     builder.region(region).build()
 }
 
