@@ -146,6 +146,17 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Use and reconcile only the ExportAccounts matching this label selector, e.g.
+    /// team=a (default: all). For several operators in one cluster.
+    #[arg(long, env = "ACCOUNT_SELECTOR")]
+    pub account_selector: Option<String>,
+
+    /// Run the ExportAccount reconciler (status, the adsexport.io/account-in-use
+    /// finalizer): true or false. Default: true when watching all namespaces (it must
+    /// see every ContinuousExport that may reference an account), else false.
+    #[arg(long, env = "RECONCILE_ACCOUNTS")]
+    pub reconcile_accounts: Option<bool>,
+
     /// Steady-state resync period: how often an unchanged object is compared with ADS
     /// (at least 10s).
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = duration::parse_positive)]
@@ -304,6 +315,8 @@ impl RunArgs {
             max_concurrent_reconciles: self.max_concurrent_reconciles,
             namespace: self.namespace.clone(),
             instance: self.pod_name.clone(),
+            account_selector: self.account_selector.clone(),
+            reconcile_accounts: self.reconcile_accounts.unwrap_or(self.namespace.is_none()),
             ..Default::default()
         }
     }

@@ -14,6 +14,7 @@
 //! - [`duration`] and [`signal`]: duration flags and messages, the shutdown signal (both binaries).
 #![warn(missing_docs)]
 
+pub mod account_connector;
 pub mod ads;
 pub mod api;
 pub mod cli;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::account_connector::AwsAccounts;
 use crate::ads::aws::{AwsExportService, AwsSettings};
 use crate::ads::home_region::{AwsHomeRegionLookup, HomeRegionCache};
 use crate::ads::limit::RateLimits;
@@ -70,6 +71,15 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     };
     let limits = Arc::new(RateLimits::new(args.aws_max_requests_per_second));
     let ads = ads.with_observer(metrics.clone()).with_rate_limits(limits);
+    let aws_accounts = AwsAccounts::new(
+        ads.sdk_config().clone(),
+        args.aws_max_requests_per_second,
+        args.migration_hub_config_region.clone(),
+    )
+    .with_observer(metrics.clone());
+    let aws_accounts = Arc::new(aws_accounts);
+    let accounts =
+        move || controller::AccountSupport { connector: aws_accounts.clone(), verifier: aws_accounts.clone() };
     let mut settings = args.settings();
     settings.default_region = ads.default_region();
     let lookup = AwsHomeRegionLookup::new(ads.sdk_config(), &args.migration_hub_config_region);
@@ -89,13 +99,17 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
             shutdown.clone(),
             || health.set_ready(true),
             |leading| metrics.set_leader(leading),
-            |stop| controller::run(client, ads, settings, Some(observer), async move { stop.cancelled().await }),
+            |stop| {
+                let shutdown = async move { stop.cancelled().await };
+                controller::run_with_accounts(client, ads, Some(accounts()), settings, Some(observer), shutdown)
+            },
         )
         .await
     } else {
         metrics.set_leader(true);
         let stop = shutdown.clone();
-        controller::run(client, ads, settings, Some(observer), async move { stop.cancelled().await }).await
+        let shutdown = async move { stop.cancelled().await };
+        controller::run_with_accounts(client, ads, Some(accounts()), settings, Some(observer), shutdown).await
     };
     shutdown.cancel();
     match server.await {
@@ -122,6 +136,7 @@ async fn start(args: &RunArgs) -> anyhow::Result<Started> {
     let client = kube::Client::try_from(config)
         .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client from its configuration: {e}"))?;
     controller::preflight(&client, args.namespace.as_deref()).await?;
+    controller::preflight_accounts(&client).await?;
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr))?;

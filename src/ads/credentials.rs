@@ -39,6 +39,14 @@ pub enum CredentialSource {
         /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, if set.
         token_file: Option<String>,
     },
+    /// An `ExportAccount`'s role, assumed (STS `AssumeRole`) with the operator's own
+    /// credentials (`src/ads/assume.rs`).
+    AccountRole {
+        /// The `ExportAccount`'s `spec.roleArn`.
+        role_arn: String,
+        /// The `ExportAccount`'s name.
+        account: String,
+    },
 }
 
 impl CredentialSource {
@@ -72,6 +80,11 @@ impl fmt::Display for CredentialSource {
             CredentialSource::Container { uri, token_file: None } => {
                 write!(f, "could not get credentials from the container credentials endpoint {uri}")
             }
+            CredentialSource::AccountRole { role_arn, account } => write!(
+                f,
+                "could not assume role {role_arn} of ExportAccount {account} (its trust policy must allow the \
+                 operator's identity to call sts:AssumeRole, with the ExportAccount's externalId if it sets one)"
+            ),
         }
     }
 }
@@ -86,6 +99,11 @@ pub fn with_source_context(config: SdkConfig, source: Option<CredentialSource>) 
         }
         _ => config,
     }
+}
+
+/// `inner`, whose errors say that `source` failed (the cause kept as the error's source).
+pub fn named(inner: SharedCredentialsProvider, source: CredentialSource) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Named { inner, source })
 }
 
 /// A provider whose errors say which source failed.

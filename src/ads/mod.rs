@@ -6,6 +6,7 @@
 //! [`ExportDescription`], [`StartedExport`], [`StopTimes`] and [`AdsError`], in the
 //! vocabulary of [`Operation`] and [`ExportStatus`] ([`model`], shared with the emulator).
 
+pub mod assume;
 pub mod aws;
 pub mod classify;
 pub mod credentials;

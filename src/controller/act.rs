@@ -13,6 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::accounts::Binding;
 use super::claims::owner;
 use super::context::Context;
 use super::decide::{AnnotationChange, Attempt, Call, Next, Notice, Plan, Times};
@@ -142,6 +143,7 @@ pub async fn write_info<S: ExportService>(
 /// [`Error::Kube`] when an annotation patch fails (ADS failures are in the verdict).
 pub async fn execute<S: ExportService>(
     ctx: &Context<S>,
+    bind: &Binding<S>,
     target: &mut Target<'_>,
     obs: &Observation,
     plan: Plan,
@@ -152,12 +154,12 @@ pub async fn execute<S: ExportService>(
     let verdict = match plan.next.clone() {
         Next::Done(result) => fold::without_call(plan, result),
         Next::Call(Call::Start(attempt)) => {
-            let outcome = start(ctx, target, &region, attempt).await?;
+            let outcome = start(ctx, bind, target, &region, attempt).await?;
             let obs = with_claims_on_running(ctx, target.obj, obs, &outcome);
             fold::start(spec, &obs, plan, attempt, outcome)
         }
         Next::Call(Call::Stop { id, times, reason }) => {
-            let outcome = stop(ctx, &region, &id, times).await;
+            let outcome = stop(bind.ads(&ctx.ads), &region, &id, times).await;
             fold::stop(spec, obs, plan, &id, &reason, outcome)
         }
     };
@@ -182,32 +184,33 @@ fn with_claims_on_running<'a, S: ExportService>(
     Cow::Owned(more)
 }
 
-/// StartContinuousExport, once the region's start gate is taken and (first attempt)
-/// the annotation set; then Describe of the new export, or on a conflict a listing
-/// that names the running one.
+/// StartContinuousExport, once the start gate of the account's region is taken and
+/// (first attempt) the annotation set; then Describe of the new export, or on a
+/// conflict a listing that names the running one.
 async fn start<S: ExportService>(
     ctx: &Context<S>,
+    bind: &Binding<S>,
     target: &mut Target<'_>,
     region: &str,
     attempt: Attempt,
 ) -> Result<StartOutcome, Error> {
-    let _gate = match ctx.starts.enter(region, &owner(target.obj)) {
+    let ads = bind.ads(&ctx.ads);
+    let _gate = match ctx.starts.enter(&bind.scope, region, &owner(target.obj)) {
         Ok(gate) => gate,
         Err(holder) => return Ok(StartOutcome::Gated { holder }),
     };
     if attempt == Attempt::First {
         target.patch_pending(Some(format_time(Timestamp::now()))).await?;
     }
-    match ctx.ads.start(region).await {
+    match ads.start(region).await {
         Ok(started) => {
             info!(export_id = %started.export_id, "started export");
-            let described = ctx.ads.describe(region, &started.export_id).await;
+            let described = ads.describe(region, &started.export_id).await;
             Ok(StartOutcome::Started { started, described })
         }
         Err(error) => {
             let running = match error.reason {
-                Reason::Conflict => ctx
-                    .ads
+                Reason::Conflict => ads
                     .list(region)
                     .await
                     .ok()
@@ -221,20 +224,20 @@ async fn start<S: ExportService>(
 
 /// StopContinuousExport of `id`; then Describe when the times are wanted and missing,
 /// or when ADS answers `OperationNotPermitted`.
-pub async fn stop<S: ExportService>(ctx: &Context<S>, region: &str, id: &str, times: Times) -> StopOutcome {
-    match ctx.ads.stop(region, id).await {
+pub async fn stop<S: ExportService>(ads: &S, region: &str, id: &str, times: Times) -> StopOutcome {
+    match ads.stop(region, id).await {
         Ok(answer) => {
             info!(export_id = id, "stopped export");
             let missing = answer.start_time.is_none() || answer.stop_time.is_none();
             let described = if times == Times::FromAnswerOrDescribe && missing {
-                Some(ctx.ads.describe(region, id).await)
+                Some(ads.describe(region, id).await)
             } else {
                 None
             };
             StopOutcome::Stopped { times: answer, described }
         }
         Err(error) if error.reason == Reason::OperationNotPermitted => {
-            StopOutcome::Refused { error, described: ctx.ads.describe(region, id).await }
+            StopOutcome::Refused { error, described: ads.describe(region, id).await }
         }
         Err(e) => StopOutcome::Failed(e),
     }

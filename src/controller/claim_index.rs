@@ -1,7 +1,8 @@
 //! The claims of all watched objects, indexed by export ID and by region's pending
-//! starts, kept current from the watch events: a reconcile asks about the few export
-//! IDs it needs instead of walking the whole watch cache (cost per object flat in the
-//! object count).
+//! starts, both per scope (the AWS account: docs/architecture.md, "Accounts"), and the
+//! objects that reference each `ExportAccount`, kept current from the watch events: a
+//! reconcile asks about the few export IDs it needs instead of walking the whole watch
+//! cache (cost per object flat in the object count).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,20 +12,31 @@ use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 
 use super::claims::{Age, Claim, Hold, Lifecycle, Others, PendingStart, claim_of, key, managed_id, pending_since};
+use super::placement::{OWN_SCOPE, RegionInputs, region_order};
 use crate::ads::home_region::HomeRegionCache;
 use crate::api::ContinuousExport;
 
 /// The order in which objects count as older: creation time, then namespace and name.
 type AgeKey = (Option<Timestamp>, String, String);
 
+/// A scope ([`OWN_SCOPE`] or an AWS account ID) and a name in it (an export ID, a region).
+type Scoped = (String, String);
+
+/// Places an object with `spec.accountRef`: its scope and region (the account's, see
+/// `Accounts::placement`); `None` when its account is unknown (it makes no call then).
+pub type Placer = Arc<dyn Fn(&ContinuousExport) -> Option<(String, Option<String>)> + Send + Sync>;
+
 /// What the index keeps of one object: only what [`Others`] is built from.
 #[derive(Clone, Debug)]
 struct Entry {
     age: AgeKey,
+    scope: String,
     claim: Option<(String, Hold)>,
     lifecycle: Lifecycle,
     /// The region of a start that may be pending (`start-pending`, no `status.exportId`).
     pending_in: Option<String>,
+    /// `spec.accountRef.name`.
+    account: Option<String>,
 }
 
 impl Entry {
@@ -38,20 +50,25 @@ impl Entry {
 struct Tables {
     /// By object key ([`key`]: the UID).
     objects: HashMap<String, Entry>,
-    /// Export ID -> keys of the objects claiming it (status or spec).
-    by_export: HashMap<String, HashSet<String>>,
-    /// Region -> keys of the objects whose start may be pending there.
-    pending: HashMap<String, HashSet<String>>,
+    /// (Scope, export ID) -> keys of the objects claiming it (status or spec).
+    by_export: HashMap<Scoped, HashSet<String>>,
+    /// (Scope, region) -> keys of the objects whose start may be pending there.
+    pending: HashMap<Scoped, HashSet<String>>,
+    /// `ExportAccount` name -> keys of the objects referencing it (`spec.accountRef`).
+    by_account: HashMap<String, HashSet<String>>,
 }
 
 impl Tables {
     fn insert(&mut self, k: String, entry: Entry) {
         self.remove(&k);
         if let Some((id, _)) = &entry.claim {
-            self.by_export.entry(id.clone()).or_default().insert(k.clone());
+            self.by_export.entry((entry.scope.clone(), id.clone())).or_default().insert(k.clone());
         }
         if let Some(region) = &entry.pending_in {
-            self.pending.entry(region.clone()).or_default().insert(k.clone());
+            self.pending.entry((entry.scope.clone(), region.clone())).or_default().insert(k.clone());
+        }
+        if let Some(account) = &entry.account {
+            self.by_account.entry(account.clone()).or_default().insert(k.clone());
         }
         self.objects.insert(k, entry);
     }
@@ -59,15 +76,18 @@ impl Tables {
     fn remove(&mut self, k: &str) {
         let Some(old) = self.objects.remove(k) else { return };
         if let Some((id, _)) = old.claim {
-            unlink(&mut self.by_export, &id, k);
+            unlink(&mut self.by_export, &(old.scope.clone(), id), k);
         }
         if let Some(region) = old.pending_in {
-            unlink(&mut self.pending, &region, k);
+            unlink(&mut self.pending, &(old.scope.clone(), region), k);
+        }
+        if let Some(account) = old.account {
+            unlink(&mut self.by_account, &account, k);
         }
     }
 }
 
-fn unlink(map: &mut HashMap<String, HashSet<String>>, at: &str, k: &str) {
+fn unlink<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<String>>, at: &K, k: &str) {
     if let Some(set) = map.get_mut(at) {
         set.remove(k);
         if set.is_empty() {
@@ -87,7 +107,7 @@ struct Generations {
 /// ([`ClaimIndex::apply`]) and queried per reconcile ([`ClaimIndex::others`],
 /// [`ClaimIndex::claims_on`]). A query costs O(IDs asked + claims on them + pending
 /// starts in the region), whatever the number of objects.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClaimIndex {
     /// The region of objects without `spec.region` (the operator's `--aws-region`).
     default_region: Option<String>,
@@ -95,13 +115,25 @@ pub struct ClaimIndex {
     /// up, is the region of objects without `spec.region` (a pending start is marked
     /// after its region was found, so its watch event sees it).
     home_region: Option<Arc<HomeRegionCache>>,
+    /// Places the objects with `spec.accountRef` (`None`: they are in no scope).
+    placer: Option<Placer>,
     inner: Mutex<Generations>,
+}
+
+impl std::fmt::Debug for ClaimIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimIndex")
+            .field("default_region", &self.default_region)
+            .field("placer", &self.placer.is_some())
+            .field("objects", &self.len())
+            .finish()
+    }
 }
 
 impl ClaimIndex {
     /// An empty index; objects without `spec.region` are in `default_region`.
     pub fn new(default_region: Option<String>) -> Self {
-        Self { default_region, home_region: None, inner: Mutex::default() }
+        Self { default_region, home_region: None, placer: None, inner: Mutex::default() }
     }
 
     /// The same index, placing objects without `spec.region` in the home region of
@@ -112,6 +144,32 @@ impl ClaimIndex {
         self
     }
 
+    /// The same index, placing objects with `spec.accountRef` with `placer`.
+    #[must_use]
+    pub fn with_placer(mut self, placer: Placer) -> Self {
+        self.placer = Some(placer);
+        self
+    }
+
+    /// The scope and region of `o`: for the operator's own identity [`region_order`]
+    /// with its default and home regions; for an account the placer's answer (an
+    /// object whose account is unknown is in a scope of its own, `unplaced:<name>`, and
+    /// no region).
+    pub fn place(&self, o: &ContinuousExport) -> (String, Option<String>) {
+        if let Some(reference) = &o.spec.account_ref {
+            let placed = self.placer.as_ref().and_then(|p| p(o));
+            return placed.unwrap_or_else(|| (format!("unplaced:{}", reference.name), None));
+        }
+        let home = || self.home_region.as_ref().and_then(|c| c.region());
+        let inputs = RegionInputs {
+            spec: o.spec.region.as_deref(),
+            account: None,
+            operator: self.default_region.as_deref(),
+            managed: super::accounts::managed_region(o),
+        };
+        (OWN_SCOPE.to_owned(), region_order(&inputs, home))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -120,13 +178,14 @@ impl ClaimIndex {
         let claim = claim_of(o);
         // Whether a start may be pending does not depend on `now` (only its time does).
         let pending = pending_since(o, Timestamp::now()).is_some() && managed_id(o).is_none();
-        let home = || self.home_region.as_ref().and_then(|c| c.region());
-        let region = o.spec.region.clone().or_else(|| self.default_region.clone()).or_else(home);
+        let (scope, region) = self.place(o);
         Entry {
             age: age_key(o),
+            scope,
             claim,
             lifecycle: if o.meta().deletion_timestamp.is_some() { Lifecycle::Deleting } else { Lifecycle::Live },
             pending_in: region.filter(|_| pending),
+            account: o.spec.account_ref.as_ref().map(|r| r.name.clone()),
         }
     }
 
@@ -149,36 +208,58 @@ impl ClaimIndex {
     }
 
     /// What objects other than `obj` claim of `ids`, and their pending starts in
-    /// `region` (`obj`'s region; `None`: no pending start counts).
+    /// `region` (`obj`'s region; `None`: no pending start counts), all in `obj`'s scope
+    /// ([`ClaimIndex::place`]).
     pub fn others<'a>(
         &self,
         obj: &ContinuousExport,
         region: Option<&str>,
         ids: impl IntoIterator<Item = &'a str>,
     ) -> Others {
-        let (me, my_age) = (key(obj), age_key(obj));
+        let (me, my_age, scope) = (key(obj), age_key(obj), self.place(obj).0);
         let g = self.lock();
         let age = |e: &Entry| if e.age < my_age { Age::Older } else { Age::Younger };
-        let pending = region.and_then(|r| g.live.pending.get(r)).into_iter().flatten();
+        let pending = region.and_then(|r| g.live.pending.get(&(scope.clone(), r.to_owned()))).into_iter().flatten();
         let pending_starts = pending
             .filter(|k| **k != me)
             .filter_map(|k| g.live.objects.get(k))
             .map(|e| PendingStart { owner: e.owner(), age: age(e) })
             .collect();
-        Others { claims: claims_on(&g.live, &me, &my_age, ids), pending_starts }
+        Others { claims: claims_on(&g.live, &scope, &me, &my_age, ids), pending_starts }
     }
 
-    /// The claims of objects other than `obj` on `ids`.
+    /// The claims of objects other than `obj` on `ids`, in `obj`'s scope.
     pub fn claims_on<'a>(&self, obj: &ContinuousExport, ids: impl IntoIterator<Item = &'a str>) -> Vec<Claim> {
-        claims_on(&self.lock().live, &key(obj), &age_key(obj), ids)
+        let scope = self.place(obj).0;
+        claims_on(&self.lock().live, &scope, &key(obj), &age_key(obj), ids)
     }
 
-    /// The objects (namespace, name) that claim export `id`: manage it
+    /// The objects (namespace, name) that claim export `id` in `scope`: manage it
     /// (`status.exportId`) or want it (`spec.exportId`).
-    pub fn claimants(&self, id: &str) -> Vec<(String, String)> {
+    pub fn claimants(&self, scope: &str, id: &str) -> Vec<(String, String)> {
         let g = self.lock();
-        let keys = g.live.by_export.get(id).into_iter().flatten();
+        let keys = g.live.by_export.get(&(scope.to_owned(), id.to_owned())).into_iter().flatten();
         keys.filter_map(|k| g.live.objects.get(k)).map(|e| (e.age.1.clone(), e.age.2.clone())).collect()
+    }
+
+    /// The objects (namespace, name) that reference the `ExportAccount` `account`,
+    /// sorted.
+    pub fn referencing(&self, account: &str) -> Vec<(String, String)> {
+        let g = self.lock();
+        let keys = g.live.by_account.get(account).into_iter().flatten();
+        let mut out: Vec<_> =
+            keys.filter_map(|k| g.live.objects.get(k)).map(|e| (e.age.1.clone(), e.age.2.clone())).collect();
+        out.sort();
+        out
+    }
+
+    /// The objects (namespace, name) in `namespace` that reference an `ExportAccount`
+    /// (a change of the namespace's labels may grant or revoke it). O(accounts + their objects).
+    pub fn referencing_in(&self, namespace: &str) -> Vec<(String, String)> {
+        let g = self.lock();
+        let keys = g.live.by_account.values().flatten();
+        let entries = keys.filter_map(|k| g.live.objects.get(k)).filter(|e| e.age.1 == namespace);
+        entries.map(|e| (e.age.1.clone(), e.age.2.clone())).collect()
     }
 
     /// How many objects the live index holds.
@@ -192,11 +273,18 @@ impl ClaimIndex {
     }
 }
 
-fn claims_on<'a>(t: &Tables, me: &str, my_age: &AgeKey, ids: impl IntoIterator<Item = &'a str>) -> Vec<Claim> {
+fn claims_on<'a>(
+    t: &Tables,
+    scope: &str,
+    me: &str,
+    my_age: &AgeKey,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Vec<Claim> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for id in ids.into_iter().filter(|id| seen.insert(*id)) {
-        for k in t.by_export.get(id).into_iter().flatten().filter(|k| *k != me) {
+        let claimants = t.by_export.get(&(scope.to_owned(), id.to_owned()));
+        for k in claimants.into_iter().flatten().filter(|k| *k != me) {
             let Some(e) = t.objects.get(k) else { continue };
             let Some((id, hold)) = e.claim.clone() else { continue };
             let age = if e.age < *my_age { Age::Older } else { Age::Younger };
@@ -336,5 +424,43 @@ mod tests {
         let others = index.others(&me, Some("eu-central-1"), []);
         assert_eq!(others.pending_starts, [PendingStart { owner: "ns/old".into(), age: Age::Older }]);
         assert!(index.others(&me, Some("us-west-2"), []).pending_starts.is_empty());
+    }
+
+    #[test]
+    fn claims_and_pending_starts_are_per_scope_and_accounts_index_their_users() {
+        use crate::api::AccountRef;
+        // objects of account `a-…` are in scope 111111111111, region us-east-1
+        let placer: Placer = Arc::new(|o: &ContinuousExport| {
+            o.spec
+                .account_ref
+                .as_ref()
+                .filter(|r| r.name.starts_with("a-"))
+                .map(|_| ("111111111111".to_owned(), Some("us-west-2".to_owned())))
+        });
+        let index = ClaimIndex::new(Some("us-west-2".into())).with_placer(placer);
+        let with_account = |mut o: ContinuousExport, account: &str| {
+            o.spec.account_ref = Some(AccountRef { name: account.into() });
+            o
+        };
+        let theirs = with_account(pending("theirs", "2026-01-01T00:00:00Z"), "a-1");
+        let managing_theirs = with_account(managing("m", "2026-01-01T00:00:00Z", "e-1"), "a-1");
+        for o in [theirs, managing_theirs, with_account(object("lost", "2026-01-01T00:00:00Z"), "b-unknown")] {
+            index.apply(&Event::Apply(o));
+        }
+        let me = pending("me", "2026-01-02T00:00:00Z");
+        assert!(index.others(&me, Some("us-west-2"), ["e-1"]).pending_starts.is_empty(), "another account's start");
+        assert!(index.claims_on(&me, ["e-1"]).is_empty(), "another account's export ID");
+        let mine_too = with_account(object("me2", "2026-01-02T00:00:00Z"), "a-2");
+        let others = index.others(&mine_too, Some("us-west-2"), ["e-1"]);
+        assert_eq!((others.pending_starts.len(), others.claims.len()), (1, 1), "same AWS account, same scope");
+        assert_eq!(index.claimants("111111111111", "e-1"), [("ns".to_owned(), "m".to_owned())]);
+        assert!(index.claimants(OWN_SCOPE, "e-1").is_empty());
+        assert_eq!(index.referencing("a-1").len(), 2);
+        assert_eq!(index.referencing("b-unknown"), [("ns".to_owned(), "lost".to_owned())]);
+        assert_eq!(index.referencing_in("ns").len(), 3);
+        assert_eq!(
+            index.place(&with_account(object("x", "2026-01-01T00:00:00Z"), "b-x")),
+            ("unplaced:b-x".to_owned(), None)
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The state shared by all reconciles: [`Context`], its [`Settings`], the metrics
-//! hook ([`ReconcileObserver`]) and the per-region [`StartGate`].
+//! hook ([`ReconcileObserver`]) and the per-(account, region) [`StartGate`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 
+use super::accounts::Accounts;
 use super::backoff::Backoff;
 use super::claim_index::ClaimIndex;
 use crate::ads::ExportService;
@@ -39,6 +40,14 @@ pub struct Settings {
     /// objects without `spec.region` when `default_region` is `None`, and what the
     /// `HomeRegionNotSet` messages name. `None`: never looked up.
     pub home_region: Option<Arc<HomeRegionCache>>,
+    /// Label selector of the `ExportAccount`s this operator uses and reconciles, e.g.
+    /// `team=a` (`None`: all). Lets several operators share a cluster (and the tests).
+    pub account_selector: Option<String>,
+    /// Whether this operator runs the `ExportAccount` reconciler (status, the
+    /// `adsexport.io/account-in-use` finalizer). It needs to see every
+    /// `ContinuousExport` that may reference an account, so the binary enables it only
+    /// when it watches all namespaces.
+    pub reconcile_accounts: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +62,8 @@ impl Default for Settings {
             controller_name: "ads-export-operator".into(),
             instance: None,
             home_region: None,
+            account_selector: None,
+            reconcile_accounts: false,
         }
     }
 }
@@ -91,43 +102,49 @@ pub struct Context<S: ExportService> {
     pub observer: Option<Arc<dyn ReconcileObserver>>,
     /// Regions with a StartContinuousExport in flight in this process, and whose.
     pub starts: StartGate,
+    /// The `ExportAccount`s objects may use (`spec.accountRef`); `None`: none (an
+    /// object naming one is `AccountNotFound`).
+    pub accounts: Option<Arc<Accounts<S>>>,
 }
 
-/// At most one StartContinuousExport in flight per region in this process: an
-/// unanswered start may have created any export that later shows up in the region, so
-/// two at once could not tell whose export is whose. (Across reconciles the
-/// `start-pending` annotation, seen in the watch cache, plays the same part.)
+/// At most one StartContinuousExport in flight per (scope, region) in this process: an
+/// unanswered start may have created any export that later shows up in the account's
+/// region, so two at once could not tell whose export is whose. (Across reconciles the
+/// `start-pending` annotation, seen in the watch cache, plays the same part.) The scope
+/// is the AWS account (`placement::OWN_SCOPE` or an account ID): another account's
+/// start never holds this one's region.
 #[derive(Debug, Default)]
-pub struct StartGate(std::sync::Mutex<std::collections::HashMap<String, String>>);
+pub struct StartGate(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
 
 impl StartGate {
-    /// Takes `region` for the object `owner` (`namespace/name`). The region is free
+    /// Takes `region` of `scope` for the object `owner` (`namespace/name`). It is free
     /// again when the returned guard is dropped.
     ///
     /// # Errors
-    /// The holder's `namespace/name` if another object holds the region.
-    pub fn enter<'a>(&'a self, region: &str, owner: &str) -> Result<StartGuard<'a>, String> {
+    /// The holder's `namespace/name` if another object holds the scope's region.
+    pub fn enter<'a>(&'a self, scope: &str, region: &str, owner: &str) -> Result<StartGuard<'a>, String> {
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held.get(region) {
+        let at = (scope.to_owned(), region.to_owned());
+        match held.get(&at) {
             Some(holder) if holder != owner => Err(holder.clone()),
             _ => {
-                held.insert(region.to_owned(), owner.to_owned());
-                Ok(StartGuard { gate: self, region: region.to_owned() })
+                held.insert(at.clone(), owner.to_owned());
+                Ok(StartGuard { gate: self, at })
             }
         }
     }
 }
 
-/// Holds a region of a [`StartGate`] until dropped.
+/// Holds a (scope, region) of a [`StartGate`] until dropped.
 #[derive(Debug)]
 pub struct StartGuard<'a> {
     gate: &'a StartGate,
-    region: String,
+    at: (String, String),
 }
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
-        self.gate.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.region);
+        self.gate.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.at);
     }
 }
 
@@ -148,6 +165,7 @@ impl<S: ExportService> Context<S> {
             info_cache: reflector::store().0,
             observer: None,
             starts: StartGate::default(),
+            accounts: None,
         }
     }
 }

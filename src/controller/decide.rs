@@ -17,9 +17,11 @@ use crate::api::{CONDITION_STALLED, ContinuousExportSpec, ContinuousExportStatus
 /// Stalled reasons that can clear without a spec change: the export's state in ADS
 /// ([`Phase::Failed`]), another object's claim on the export (which may go away), an
 /// export ADS does not list (which may be eventual consistency), or a ConfigMap in the
-/// way of `spec.writeInfoTo` (which may be deleted). Such objects are
+/// way of `spec.writeInfoTo` (which may be deleted), an `ExportAccount` that is missing
+/// or does not allow the namespace (which an administrator may fix: such objects are
+/// also reconciled at once when the account or the namespace changes). Such objects are
 /// looked at again every resync period.
-pub const RECHECKED_STALLS: [&str; 8] = [
+pub const RECHECKED_STALLS: [&str; 10] = [
     "StoppedOutsideKubernetes",
     "StartFailed",
     "StopFailed",
@@ -28,6 +30,8 @@ pub const RECHECKED_STALLS: [&str; 8] = [
     "AlreadyManaged",
     "NotFound",
     "InfoTargetConflict",
+    "AccountNotFound",
+    "AccountNotAllowed",
 ];
 
 /// What one pass concluded about the export.

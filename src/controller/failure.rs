@@ -64,6 +64,12 @@ pub enum Cause {
     /// written there. `InfoTargetConflict`, terminal, but looked at again every resync
     /// period (the ConfigMap may be deleted).
     InfoTargetConflict,
+    /// `spec.accountRef` names no `ExportAccount`: `AccountNotFound`, terminal, looked
+    /// at again when one of that name is created (and every resync period).
+    AccountNotFound,
+    /// The `ExportAccount` does not allow the object's namespace: `AccountNotAllowed`,
+    /// terminal, looked at again when the account or the namespace changes.
+    AccountNotAllowed,
 }
 
 impl Cause {
@@ -79,6 +85,8 @@ impl Cause {
             Cause::StartFailed => "StartFailed",
             Cause::StopFailed => "StopFailed",
             Cause::InfoTargetConflict => "InfoTargetConflict",
+            Cause::AccountNotFound => "AccountNotFound",
+            Cause::AccountNotAllowed => "AccountNotAllowed",
         }
     }
 
@@ -86,9 +94,12 @@ impl Cause {
     pub fn class(self) -> ErrorClass {
         match self {
             Cause::Ads(r) => r.class(),
-            Cause::SpecMismatch | Cause::InvalidSpec | Cause::AlreadyManaged | Cause::InfoTargetConflict => {
-                ErrorClass::Terminal
-            }
+            Cause::SpecMismatch
+            | Cause::InvalidSpec
+            | Cause::AlreadyManaged
+            | Cause::InfoTargetConflict
+            | Cause::AccountNotFound
+            | Cause::AccountNotAllowed => ErrorClass::Terminal,
             _ => ErrorClass::Recoverable,
         }
     }
@@ -152,6 +163,8 @@ mod tests {
             (Cause::StartFailed, "StartFailed", Recoverable, false),
             (Cause::StopFailed, "StopFailed", Recoverable, false),
             (Cause::InfoTargetConflict, "InfoTargetConflict", Terminal, false),
+            (Cause::AccountNotFound, "AccountNotFound", Terminal, false),
+            (Cause::AccountNotAllowed, "AccountNotAllowed", Terminal, false),
             (Cause::Ads(Reason::ResourceInUse), "ResourceInUse", Recoverable, true),
             (Cause::Ads(Reason::NotFound), "NotFound", Terminal, false),
         ];

@@ -1,10 +1,12 @@
 //! The failures the reconcile rules produce, with their one-line messages (what went
 //! wrong and what fixes it). Pure: the rules in [`super::decide`] pick one.
 
+use super::accounts::Refusal;
 use super::claims::Others;
 use super::failure::{Cause, Failure, Step};
 use crate::ads::home_region::{HomeRegion, Lookup};
 use crate::ads::{AdsError, ExportDescription, Operation, Reason};
+use crate::api::NotAllowed;
 
 /// No region: restarting the operator with `--aws-region` fixes it (`spec.region`
 /// cannot be added to an existing object).
@@ -15,6 +17,45 @@ pub fn no_region() -> Failure {
         "no AWS region: start the operator with --aws-region (or AWS_REGION), or recreate this ContinuousExport \
          with spec.region set to the Migration Hub home region",
     )
+}
+
+/// Why the object cannot use its `spec.accountRef`, and what a cluster administrator
+/// does about it (`AccountNotFound`, `AccountNotAllowed`); no AWS call was made.
+pub fn account_refused(refusal: &Refusal) -> Failure {
+    match refusal {
+        Refusal::NotSynced => Failure::new(
+            Step::Configuration,
+            Cause::Waiting,
+            "waiting for the first list of ExportAccounts and Namespaces (does the operator's RBAC grant list and \
+             watch on exportaccounts and namespaces?)",
+        ),
+        Refusal::NotFound { account } => Failure::new(
+            Step::Configuration,
+            Cause::AccountNotFound,
+            format!(
+                "ExportAccount {account} (spec.accountRef.name) does not exist: a cluster administrator must create \
+                 it (kubectl get exportaccounts lists those that do), or recreate this ContinuousExport naming an \
+                 existing one; no AWS call was made"
+            ),
+        ),
+        Refusal::NotAllowed { account, namespace, why } => {
+            let fix = match why {
+                NotAllowed::NotGranted => format!(
+                    "a cluster administrator must add {namespace} to the account's spec.allowedNamespaces, or \
+                     label namespace {namespace} to match its spec.namespaceSelector"
+                ),
+                NotAllowed::BadSelector(e) => format!(
+                    "its spec.namespaceSelector cannot be read ({e}) and selects nothing; a cluster administrator \
+                     must fix it or list {namespace} in spec.allowedNamespaces"
+                ),
+            };
+            Failure::new(
+                Step::Configuration,
+                Cause::AccountNotAllowed,
+                format!("ExportAccount {account} does not allow namespace {namespace}: {fix}; no AWS call was made"),
+            )
+        }
+    }
 }
 
 /// Where the region of a pass comes from (see `observe::region_of`).

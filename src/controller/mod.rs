@@ -9,6 +9,7 @@
 //!
 //! AWS is reached only through [`ExportService`], Kubernetes only through [`kube::Api`].
 
+pub mod accounts;
 pub mod act;
 pub mod annotations;
 pub mod backoff;
@@ -22,12 +23,14 @@ pub mod decide;
 mod decide_table;
 pub mod deletion;
 pub mod error;
+pub mod export_account;
 pub mod failure;
 pub mod fold;
 pub mod info;
 pub mod messages;
 pub mod observation;
 pub mod observe;
+pub mod placement;
 pub mod reconcile;
 pub mod run;
 #[cfg(test)]
@@ -39,4 +42,4 @@ use crate::ads::ExportService;
 pub use context::{Context, ReconcileObserver, Settings, StartGate, StartGuard};
 pub use error::{Error, error_policy};
 pub use reconcile::reconcile;
-pub use run::{preflight, run, scoped_api};
+pub use run::{ACCOUNTS_RBAC, AccountSupport, preflight, preflight_accounts, run, run_with_accounts, scoped_api};

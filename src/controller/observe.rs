@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
+use super::accounts::{Binding, managed_region};
 use super::annotations;
 use super::backoff::Attempts;
 use super::claims::{key, managed_id, pending_since};
@@ -20,33 +21,50 @@ use super::error::Error;
 use super::info::{self, Found, InfoObservation};
 use super::messages::RegionSource;
 use super::observation::{Observation, Pending, Reads, Schedule};
+use super::placement::{RegionInputs, RegionStep, region_order, region_step};
 use crate::ads::ExportService;
 use crate::ads::shared::WATCH_MAX;
 use crate::api::{ContinuousExport, ContinuousExportStatus, START_PENDING_ANNOTATION};
 
-/// `spec.region`, else the operator's default region, else (no region named at all) the
-/// region of the export the object manages (`status.region` with `status.exportId`:
-/// it stays where it was started) or the account's Migration Hub home region as last
-/// looked up ([`home_region`]).
-pub fn region_of<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Option<String> {
-    let status = obj.status.as_ref().filter(|s| s.export_id.is_some()).and_then(|s| s.region.clone());
-    let home = || ctx.settings.home_region.as_ref().and_then(|c| c.region());
-    obj.spec.region.clone().or_else(|| ctx.settings.default_region.clone()).or(status).or_else(home)
+/// What names the region of `obj` bound to `bind` (see [`region_order`]).
+fn region_inputs<'a, S>(obj: &'a ContinuousExport, ctx: &'a Context<S>, bind: &'a Binding<S>) -> RegionInputs<'a>
+where
+    S: ExportService,
+{
+    RegionInputs {
+        spec: obj.spec.region.as_deref(),
+        account: bind.account_region(),
+        operator: ctx.settings.default_region.as_deref(),
+        managed: managed_region(obj),
+    }
 }
 
-/// Where an object's region comes from, in [`region_of`]'s order.
-pub fn region_source<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> RegionSource {
-    match (&obj.spec.region, &ctx.settings.default_region) {
-        (Some(_), _) => RegionSource::Spec,
-        (None, Some(_)) => RegionSource::Operator,
-        (None, None) => RegionSource::HomeRegion,
+/// The region of `obj` ([`region_order`], the one order the claim index uses too):
+/// `spec.region`, else the `ExportAccount`'s `spec.region`, else the operator's default
+/// region, else the region of the export the object manages (`status.region` with
+/// `status.exportId`: it stays where it was started), else its account's Migration Hub
+/// home region as last looked up ([`home_region`]).
+pub fn region_of<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, bind: &Binding<S>) -> Option<String> {
+    let home = || bind.home_region(ctx.settings.home_region.as_ref()).and_then(|c| c.region());
+    region_order(&region_inputs(obj, ctx, bind), home)
+}
+
+/// Where an object's region comes from, in [`region_of`]'s order (the account's
+/// `spec.region` counts as named, like `spec.region`).
+pub fn region_source<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, bind: &Binding<S>) -> RegionSource {
+    let named = RegionInputs { managed: None, ..region_inputs(obj, ctx, bind) };
+    match region_step(&named) {
+        RegionStep::Spec | RegionStep::Account => RegionSource::Spec,
+        RegionStep::Operator => RegionSource::Operator,
+        RegionStep::Managed | RegionStep::Home => RegionSource::HomeRegion,
     }
 }
 
 /// Looks up the account's home region (once, then cached) when the object names no
-/// region and the operator has none: the pass then runs in it.
-pub async fn home_region<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) {
-    if let (RegionSource::HomeRegion, Some(cache)) = (region_source(obj, ctx), &ctx.settings.home_region) {
+/// region and neither its account nor the operator has one: the pass then runs in it.
+pub async fn home_region<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, bind: &Binding<S>) {
+    let cache = bind.home_region(ctx.settings.home_region.as_ref());
+    if let (RegionSource::HomeRegion, Some(cache)) = (region_source(obj, ctx, bind), cache) {
         cache.ensure().await;
     }
 }
@@ -66,17 +84,18 @@ pub async fn object<'a, S: ExportService>(
     cached: &'a ContinuousExport,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
+    bind: &Binding<S>,
 ) -> Result<Cow<'a, ContinuousExport>, Error> {
-    if needs_fresh_read(cached, region_of(cached, ctx).as_deref()) {
+    if needs_fresh_read(cached, region_of(cached, ctx, bind).as_deref()) {
         return Ok(Cow::Owned(api.get(&cached.name_any()).await?));
     }
     Ok(Cow::Borrowed(cached))
 }
 
 /// What the object and the watch cache say, without ADS reads yet.
-pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
+pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, bind: &Binding<S>) -> Observation {
     let now = Timestamp::now();
-    let region = region_of(obj, ctx);
+    let region = region_of(obj, ctx, bind);
     let ids = [managed_id(obj), obj.spec.export_id.as_deref()];
     let others = ctx.claims.others(obj, region.as_deref(), ids.into_iter().flatten());
     let attempts: Attempts = ctx.backoff.attempts(&key(obj));
@@ -102,33 +121,34 @@ pub fn local<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Obse
 }
 
 /// The apply branch's observation: [`local`], then the ADS read [`decide::reads`] asks for.
-pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
-    let mut obs = local(obj, ctx);
+pub async fn for_apply<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, bind: &Binding<S>) -> Observation {
+    let mut obs = local(obj, ctx, bind);
+    let ads = bind.ads(&ctx.ads);
     let region = obs.region.clone().unwrap_or_default();
     let period = ctx.settings.resync_period;
     match decide::reads(&obj.spec, &obs) {
         ReadPlan::Nothing => {}
         ReadPlan::Describe(id) if decide::shared_read_suffices(&obj.spec, &obs) => {
-            obs.ads.described = Some(ctx.ads.describe_shared(&region, &id, period).await);
+            obs.ads.described = Some(ads.describe_shared(&region, &id, period).await);
         }
         // In transition: the region's watch keeps the export's latest look (and
         // reconciles this object when it changes).
         ReadPlan::Describe(id) if in_transition(&obs) => {
-            obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, WATCH_MAX).await);
+            obs.ads.described = Some(ads.describe_watched(&region, &id, WATCH_MAX).await);
         }
         // A Stop to come: its answer settles what a last look may have missed.
         ReadPlan::Describe(id) if decide::stop_reads_last_look(&obj.spec, &obs) => {
-            obs.ads.described = Some(ctx.ads.describe_watched(&region, &id, period).await);
+            obs.ads.described = Some(ads.describe_watched(&region, &id, period).await);
         }
-        ReadPlan::Describe(id) => obs.ads.described = Some(ctx.ads.describe(&region, &id).await),
+        ReadPlan::Describe(id) => obs.ads.described = Some(ads.describe(&region, &id).await),
         // A pending start's export must be looked for afresh (and a reconcile request
         // asks for a fresh look); the check before a first Start reads the shared
         // listing (a running export it misses makes Start answer
         // ConflictErrorException, which is read as before).
         ReadPlan::List if obs.pending.since.is_some() || obs.request.is_some() => {
-            listed(obj, ctx, &mut obs, &region, None).await
+            listed(obj, ctx, ads, &mut obs, &region, None).await
         }
-        ReadPlan::List => listed(obj, ctx, &mut obs, &region, Some(period)).await,
+        ReadPlan::List => listed(obj, ctx, ads, &mut obs, &region, Some(period)).await,
     }
     obs
 }
@@ -147,13 +167,14 @@ fn in_transition(obs: &Observation) -> bool {
 async fn listed<S: ExportService>(
     obj: &ContinuousExport,
     ctx: &Context<S>,
+    ads: &S,
     obs: &mut Observation,
     region: &str,
     max_age: Option<std::time::Duration>,
 ) {
     let listing = match max_age {
-        Some(age) => ctx.ads.list_shared(region, age).await,
-        None => ctx.ads.list(region).await,
+        Some(age) => ads.list_shared(region, age).await,
+        None => ads.list(region).await,
     };
     if let Ok(exports) = &listing {
         let running = exports.iter().filter(|d| decide::is_running(&d.status)).map(|d| d.export_id.as_str());
@@ -166,17 +187,22 @@ async fn listed<S: ExportService>(
 
 /// The cleanup branch's observation: [`local`], the region's listing when a pending
 /// start's export must be found, then Describe of the export to stop.
-pub async fn for_deletion<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>) -> Observation {
-    let mut obs = local(obj, ctx);
+pub async fn for_deletion<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    bind: &Binding<S>,
+) -> Observation {
+    let mut obs = local(obj, ctx, bind);
+    let ads = bind.ads(&ctx.ads);
     let region = obs.region.clone().unwrap_or_default();
     if deletion::needs_listing(&obs) {
-        listed(obj, ctx, &mut obs, &region, None).await;
+        listed(obj, ctx, ads, &mut obs, &region, None).await;
     }
     if let Some(id) = deletion::to_describe(&obj.spec, &obs) {
         let described = if deletion::reads_last_look(&obs) {
-            ctx.ads.describe_watched(&region, &id, ctx.settings.resync_period).await
+            ads.describe_watched(&region, &id, ctx.settings.resync_period).await
         } else {
-            ctx.ads.describe(&region, &id).await
+            ads.describe(&region, &id).await
         };
         obs.ads.described = Some(described);
     }

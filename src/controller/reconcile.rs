@@ -9,17 +9,18 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use tracing::{Instrument, info, warn};
 
+use super::accounts::{Binding, Refusal};
 use super::act::{self, Target};
 use super::annotations::{self, PAUSED_REASON};
 use super::claims::{key, managed_id};
 use super::conclude::{self, Requeue, announcements};
 use super::context::Context;
 use super::decide::Times;
-use super::decide::{self, Notice};
+use super::decide::{self, AnnotationChange, Next, Notice, Plan};
 use super::deletion::{self, End};
 use super::error::Error;
 use super::failure::Failure;
-use super::fold::Verdict;
+use super::fold::{self, Verdict};
 use super::info::{self, InfoObservation, InfoPlan};
 use super::messages;
 use super::observation::Observation;
@@ -71,14 +72,34 @@ fn action(requeue: Requeue) -> Action {
     }
 }
 
+/// The account `obj` uses (docs/architecture.md, "Accounts"): the operator's own
+/// identity without `spec.accountRef`, else its `ExportAccount` if it exists and allows
+/// the namespace.
+///
+/// # Errors
+/// [`Refusal`]: the account is missing (also when the operator watches none) or does not
+/// allow the namespace.
+async fn bind<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Result<Binding<S>, Refusal> {
+    match (&obj.spec.account_ref, &ctx.accounts) {
+        (None, _) => Ok(Binding::own()),
+        (Some(r), None) => Err(Refusal::NotFound { account: r.name.clone() }),
+        (Some(_), Some(accounts)) => accounts.bind(obj).await,
+    }
+}
+
 /// The apply branch: drive the export towards the spec, then write status and requeue.
 async fn apply<S: ExportService>(
     cached: &ContinuousExport,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
-    observe::home_region(cached, ctx).await;
-    let obj = observe::object(cached, api, ctx).await?;
+    let bind = match bind(ctx, cached).await {
+        Ok(bind) => bind,
+        Err(Refusal::NotSynced) => return Err(not_synced()),
+        Err(refusal) => return refused(cached, api, ctx, &refusal).await,
+    };
+    observe::home_region(cached, ctx, &bind).await;
+    let obj = observe::object(cached, api, ctx, &bind).await?;
     let (obj, key) = (obj.as_ref(), key(cached));
     let stored = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or(0);
@@ -90,12 +111,12 @@ async fn apply<S: ExportService>(
     }
     ctx.backoff.observe_generation(&key, generation);
 
-    let obs = observe::for_apply(obj, ctx).await;
+    let obs = observe::for_apply(obj, ctx, &bind).await;
     let plan = decide::decide(&obj.spec, &obs);
     let mut target = Target { obj, api, marked: obs.pending.marked };
-    let mut verdict = act::execute(ctx, &mut target, &obs, plan).await?;
+    let mut verdict = act::execute(ctx, &bind, &mut target, &obs, plan).await?;
     if let Err(failure) = verdict.result {
-        verdict.result = Err(explain(ctx, obj, &obs, failure).await);
+        verdict.result = Err(explain(ctx, &bind, obj, &obs, failure).await);
     }
     // The connection info follows the status this pass writes, in the region it used.
     let read = observe::info(obj, ctx, obs.region.as_deref(), &verdict.status).await;
@@ -109,6 +130,34 @@ async fn apply<S: ExportService>(
     Ok(action)
 }
 
+/// The pass waits for the account caches' first list (polled by the error policy).
+fn not_synced() -> Error {
+    Error::Waiting(messages::account_refused(&Refusal::NotSynced).message)
+}
+
+/// An object that cannot use its `spec.accountRef` ([`messages::account_refused`]):
+/// no AWS call; the status says why (Stalled, looked at again when the account or the
+/// namespace changes), its region and export fields as stored.
+async fn refused<S: ExportService>(
+    obj: &ContinuousExport,
+    api: &Api<ContinuousExport>,
+    ctx: &Context<S>,
+    refusal: &Refusal,
+) -> Result<Action, Error> {
+    let mut obs = observe::local(obj, ctx, &Binding::own());
+    obs.region = obj.status.as_ref().and_then(|s| s.region.clone());
+    let failure = messages::account_refused(refusal);
+    let plan = Plan {
+        annotation: AnnotationChange::Keep,
+        status: obs.status.clone(),
+        notices: Vec::new(),
+        next: Next::Done(Err(failure.clone())),
+    };
+    let verdict = fold::without_call(plan, Err(failure));
+    let mut target = Target { obj, api, marked: false };
+    finish(ctx, &mut target, &obs, &verdict).await
+}
+
 fn key_namespace(obj: &ContinuousExport) -> Result<String, Error> {
     obj.namespace().ok_or(Error::MissingField("metadata.namespace"))
 }
@@ -118,14 +167,15 @@ fn key_namespace(obj: &ContinuousExport) -> Result<String, Error> {
 /// [`messages::explain_home_region`]; any other failure as it is.
 async fn explain<S: ExportService>(
     ctx: &Context<S>,
+    bind: &Binding<S>,
     obj: &ContinuousExport,
     obs: &Observation,
     failure: Failure,
 ) -> Failure {
-    match &ctx.settings.home_region {
+    match bind.home_region(ctx.settings.home_region.as_ref()) {
         Some(cache) if messages::home_region_explains(&failure) => {
             let lookup = cache.refresh().await;
-            let source = observe::region_source(obj, ctx);
+            let source = observe::region_source(obj, ctx, bind);
             messages::explain_home_region(failure, obs.region.as_deref(), source, &lookup)
         }
         _ => failure,
@@ -211,14 +261,19 @@ async fn cleanup<S: ExportService>(
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
-    observe::home_region(obj, ctx).await;
-    let obs = observe::for_deletion(obj, ctx).await;
+    let bind = match bind(ctx, obj).await {
+        Ok(bind) => bind,
+        Err(Refusal::NotSynced) => return Err(not_synced()),
+        Err(refusal) => return released_without_account(obj, ctx, &refusal).await,
+    };
+    observe::home_region(obj, ctx, &bind).await;
+    let obs = observe::for_deletion(obj, ctx, &bind).await;
     let (deletion, mut notices) = deletion::decide(&obj.spec, &obs);
     let end = match deletion.ended() {
         Ok(end) => end,
         Err(id) => {
             let region = obs.region.clone().unwrap_or_default();
-            let stopped = act::stop(ctx, &region, &id, Times::NotNeeded).await;
+            let stopped = act::stop(bind.ads(&ctx.ads), &region, &id, Times::NotNeeded).await;
             let (end, mut more) = deletion::fold_stop(&obs, &id, stopped);
             notices.append(&mut more);
             end
@@ -228,20 +283,47 @@ async fn cleanup<S: ExportService>(
         publish_logged(ctx, obj, notice).await;
     }
     match end {
-        End::Release(what) => {
-            info!(what, "finalizer released");
-            let key = key(obj);
-            ctx.backoff.forget(&key);
-            if let Some(o) = &ctx.observer {
-                o.deleted(&key);
-            }
-            Ok(Action::await_change())
-        }
+        End::Release(what) => Ok(released(obj, ctx, &what)),
         End::Hold(failure) => {
-            let failure = explain(ctx, obj, &obs, failure).await;
+            let failure = explain(ctx, &bind, obj, &obs, failure).await;
             Err(hold(obj, api, ctx, &obs, failure).await?)
         }
     }
+}
+
+/// The finalizer helper releases the finalizer on this answer: forget the object.
+fn released<S: ExportService>(obj: &ContinuousExport, ctx: &Context<S>, what: &str) -> Action {
+    info!(what, "finalizer released");
+    let key = key(obj);
+    ctx.backoff.forget(&key);
+    if let Some(o) = &ctx.observer {
+        o.deleted(&key);
+    }
+    Action::await_change()
+}
+
+/// A deletion whose `ExportAccount` no longer allows the namespace (an administrator
+/// revoked the grant) or is gone: the operator may not use the account's credentials
+/// for it, so it makes no AWS call, releases the finalizer, and says in a Warning event
+/// which export it leaves running (README, "Many accounts").
+async fn released_without_account<S: ExportService>(
+    obj: &ContinuousExport,
+    ctx: &Context<S>,
+    refusal: &Refusal,
+) -> Result<Action, Error> {
+    let failure = messages::account_refused(refusal);
+    let left = match (managed_id(obj), obj.status.as_ref().and_then(|s| s.region.as_deref())) {
+        (Some(id), region) => format!(
+            "export {id} (region {}) is left running: stop it with the account's own credentials \
+             (aws discovery stop-continuous-export --export-id {id})",
+            region.unwrap_or("unknown")
+        ),
+        (None, _) => "no export was managed".to_owned(),
+    };
+    let note = format!("deleted without an AWS call: {}; {left}", failure.message);
+    warn!(reason = failure.reason(), note, "finalizer released without the account");
+    act::publish(ctx, obj, &Notice::warning(failure.reason(), "Delete", note)).await;
+    Ok(released(obj, ctx, "the account is not usable"))
 }
 
 /// A deletion that cannot finish yet: say why in the status, warn once per new

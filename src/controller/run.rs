@@ -1,26 +1,110 @@
-//! Running the controller: the start-up check ([`preflight`]), the watch and its
-//! trigger filter, and [`run`].
+//! Running the controllers: the start-up check ([`preflight`]), the watches and their
+//! trigger filters, and [`run`] / [`run_with_accounts`] (the `ContinuousExport`
+//! controller and, with accounts, the `ExportAccount` reconciler).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::accounts::{Accounts, Cache, Connection, Connector, scope_of};
 use super::annotations;
 use super::claim_index::ClaimIndex;
 use super::context::{Context, ReconcileObserver, Settings};
 use super::error::error_policy;
+use super::export_account::{AccountContext, Verifier, account_error_policy, reconcile_account};
 use super::info::INFO_LABEL;
+use super::placement::OWN_SCOPE;
 use super::reconcile::reconcile;
 use crate::ads::ExportService;
 use crate::ads::shared::{Changed, SharedListing};
-use crate::api::ContinuousExport;
+use crate::api::{ContinuousExport, ExportAccount, ExportAccountSpec};
+
+/// The RBAC the accounts need, as the preflight errors state it.
+pub const ACCOUNTS_RBAC: &str = "exportaccounts (adsexport.io): get, list, watch, patch, update; \
+     exportaccounts/status: get, patch; exportaccounts/finalizers: update; namespaces: get, list, watch";
+
+/// Checks that the `ExportAccount` CRD is installed and that the operator may list
+/// `ExportAccount`s and Namespaces.
+///
+/// # Errors
+/// A one-line description: CRD missing (helm does not install new CRDs on upgrade: apply
+/// `crds/exportaccounts.adsexport.io.yaml`) or forbidden (the RBAC needed, [`ACCOUNTS_RBAC`]).
+pub async fn preflight_accounts(client: &Client) -> anyhow::Result<()> {
+    let accounts: Api<ExportAccount> = Api::all(client.clone());
+    match accounts.list(&ListParams::default().limit(1)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(anyhow::anyhow!(
+                "the CRD exportaccounts.adsexport.io is not installed: run `kubectl apply --server-side -f \
+                 crds/exportaccounts.adsexport.io.yaml` (or `ads-export-operator crd exportaccounts.adsexport.io | \
+                 kubectl apply --server-side -f -`); helm installs CRDs only on first install, not on upgrade"
+            ));
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(anyhow::anyhow!(
+                "forbidden to list exportaccounts: {} (the operator's ClusterRole needs {ACCOUNTS_RBAC})",
+                s.message
+            ));
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot reach the Kubernetes API server: {e}")),
+    }
+    Ok(())
+}
+
+/// What the operator needs to use `ExportAccount`s: how to connect one (its ADS service
+/// and home region) and how to verify its role.
+pub struct AccountSupport<S> {
+    /// Makes an account's service (the run wraps it in its own `SharedListing`).
+    pub connector: Arc<dyn Connector<S>>,
+    /// STS `AssumeRole` + `GetCallerIdentity`, for the `ExportAccount` reconciler.
+    pub verifier: Arc<dyn Verifier>,
+}
+
+/// Wraps each account's service in its own [`SharedListing`] (listing, batching and
+/// transition watch per (account, region)) and forwards its changes, with the account's
+/// scope, to the controller's `reconcile_on`.
+struct SharedConnector<S> {
+    inner: Arc<dyn Connector<S>>,
+    changes: mpsc::UnboundedSender<(String, Changed)>,
+}
+
+impl<S: ExportService> Connector<SharedListing<S>> for SharedConnector<S> {
+    fn connect<'a>(
+        &'a self,
+        name: &'a str,
+        spec: &'a ExportAccountSpec,
+    ) -> BoxFuture<'a, Connection<SharedListing<S>>> {
+        Box::pin(async move {
+            let inner = self.inner.connect(name, spec).await;
+            let ads = SharedListing::new(inner.ads);
+            forward_changes(ads.changes(), scope_of(name, spec), self.changes.clone());
+            Connection { ads, home_region: inner.home_region }
+        })
+    }
+}
+
+/// Forwards a listing's changes, tagged with `scope`, until either side ends.
+fn forward_changes(
+    changes: mpsc::UnboundedReceiver<Changed>,
+    scope: String,
+    to: mpsc::UnboundedSender<(String, Changed)>,
+) {
+    tokio::spawn(changes.for_each(move |c| {
+        let _ = to.unbounded_send((scope.clone(), c));
+        futures::future::ready(())
+    }));
+}
 
 /// The `Api` for the watched scope (one namespace or all).
 pub fn scoped_api(client: &Client, namespace: Option<&str>) -> Api<ContinuousExport> {
@@ -102,8 +186,13 @@ fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
 /// patch touches only `metadata.finalizers`, so nothing written is derived from the
 /// dropped fields.
 pub fn slim(obj: &mut ContinuousExport) {
-    obj.metadata.managed_fields = None;
-    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+    slim_meta(&mut obj.metadata);
+}
+
+/// [`slim`] on any object's metadata: no `managedFields`, only `adsexport.io/` annotations.
+fn slim_meta(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
         annotations.retain(|k, _| k.starts_with(OWN_ANNOTATION_PREFIX));
     }
 }
@@ -113,7 +202,8 @@ pub fn slim(obj: &mut ContinuousExport) {
 const OWN_ANNOTATION_PREFIX: &str = "adsexport.io/";
 
 /// Runs the controller until `shutdown` resolves (then finishes in-flight
-/// reconciles and returns).
+/// reconciles and returns), without `ExportAccount`s: objects with `spec.accountRef`
+/// are `AccountNotFound`.
 ///
 /// # Errors
 /// Only from start-up (see [`preflight`]).
@@ -124,7 +214,107 @@ pub async fn run<S: ExportService>(
     observer: Option<Arc<dyn ReconcileObserver>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    run_with_accounts(client, ads, None, settings, observer, shutdown).await
+}
+
+/// The watch of the `ExportAccount`s (those matching `selector`) feeding `writer`:
+/// each new account, spec change or deletion reconciles the objects that reference it
+/// (the claim index), at once.
+fn account_watch(
+    client: &Client,
+    selector: Option<&str>,
+    writer: reflector::store::Writer<ExportAccount>,
+    accounts_synced: impl Fn() + Send + 'static,
+    claims: Arc<ClaimIndex>,
+) -> impl Stream<Item = ObjectRef<ContinuousExport>> + Send + 'static {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(s) = selector {
+        config = config.labels(s);
+    }
+    let spec_hash = |a: &ExportAccount| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        a.meta().generation.hash(&mut h);
+        a.meta().uid.hash(&mut h);
+        Some(h.finish())
+    };
+    watcher(Api::<ExportAccount>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|a: &mut ExportAccount| slim_meta(&mut a.metadata))
+        .reflect(writer)
+        .inspect(move |e| {
+            if let Ok(watcher::Event::InitDone) = e {
+                accounts_synced();
+            }
+        })
+        .touched_objects()
+        .predicate_filter(spec_hash, PredicateConfig::default())
+        .filter_map(|r| async move {
+            r.inspect_err(|e| tracing::warn!(error = %e, "watch of the ExportAccounts failed (the operator's RBAC needs {ACCOUNTS_RBAC})")).ok()
+        })
+        .flat_map(move |a| object_refs(claims.referencing(&a.name_any())))
+}
+
+/// The watch of the Namespaces' metadata (the watched one, or all) feeding `writer`: a
+/// change of a namespace's labels reconciles its objects that reference an account (a
+/// `namespaceSelector` may grant or revoke it).
+fn namespace_watch(
+    client: &Client,
+    namespace: Option<&str>,
+    writer: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    namespaces_synced: impl Fn() + Send + 'static,
+    claims: Arc<ClaimIndex>,
+) -> impl Stream<Item = ObjectRef<ContinuousExport>> + Send + 'static {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(ns) = namespace {
+        config = config.fields(&format!("metadata.name={ns}"));
+    }
+    let labels_hash = |n: &PartialObjectMeta<Namespace>| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        n.labels().hash(&mut h);
+        n.meta().uid.hash(&mut h);
+        Some(h.finish())
+    };
+    watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|n: &mut PartialObjectMeta<Namespace>| n.metadata.managed_fields = None)
+        .reflect(writer)
+        .inspect(move |e| {
+            if let Ok(watcher::Event::InitDone) = e {
+                namespaces_synced();
+            }
+        })
+        .touched_objects()
+        .predicate_filter(labels_hash, PredicateConfig::default())
+        .filter_map(|r| async move {
+            r.inspect_err(|e| tracing::warn!(error = %e, "watch of the Namespaces failed (the operator's RBAC needs {ACCOUNTS_RBAC})")).ok()
+        })
+        .flat_map(move |n| object_refs(claims.referencing_in(&n.name_any())))
+}
+
+fn object_refs(objects: Vec<(String, String)>) -> impl Stream<Item = ObjectRef<ContinuousExport>> {
+    futures::stream::iter(objects.into_iter().map(|(ns, name)| ObjectRef::new(&name).within(&ns)))
+}
+
+/// [`run`] with `ExportAccount`s (`accounts`): the accounts' and Namespaces' watches,
+/// one [`SharedListing`] per account, and, when `settings.reconcile_accounts`, the
+/// `ExportAccount` reconciler in the same process.
+///
+/// # Errors
+/// Only from start-up (see [`preflight`], [`preflight_accounts`]).
+pub async fn run_with_accounts<S: ExportService>(
+    client: Client,
+    ads: S,
+    accounts: Option<AccountSupport<S>>,
+    settings: Settings,
+    observer: Option<Arc<dyn ReconcileObserver>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     preflight(&client, settings.namespace.as_deref()).await?;
+    if accounts.is_some() {
+        preflight_accounts(&client).await?;
+    }
     let api = scoped_api(&client, settings.namespace.as_deref());
     let (reader, writer) = reflector::store();
     // Readiness from the stream itself: `Store::wait_until_ready` wakes only its last
@@ -133,9 +323,22 @@ pub async fn run<S: ExportService>(
     let synced = Arc::new(AtomicBool::new(false));
     let mark_synced = synced.clone();
     let shutdown = shutdown.shared();
-    let claims =
-        Arc::new(ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()));
+    let (changes_tx, changes_rx) = mpsc::unbounded::<(String, Changed)>();
+    let (account_store, account_writer) = reflector::store();
+    let (namespace_store, namespace_writer) = reflector::store();
+    let support = accounts;
+    let accounts = support.as_ref().map(|a| {
+        let connector = Arc::new(SharedConnector { inner: a.connector.clone(), changes: changes_tx.clone() });
+        Arc::new(Accounts::new(account_store, namespace_store, connector))
+    });
+    let mut claims = ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone());
+    if let Some(a) = &accounts {
+        let (a, operator) = (a.clone(), settings.default_region.clone());
+        claims = claims.with_placer(Arc::new(move |o: &ContinuousExport| a.placement(o, operator.as_deref())));
+    }
+    let claims = Arc::new(claims);
     let index = claims.clone();
+    let (users_tx, users_rx) = mpsc::unbounded::<ObjectRef<ExportAccount>>();
     let trigger = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(slim)
@@ -143,6 +346,7 @@ pub async fn run<S: ExportService>(
         .inspect(move |event| {
             if let Ok(e) = event {
                 index.apply(e);
+                account_users_changed(e, &users_tx);
             }
             if let Ok(watcher::Event::InitDone) = event {
                 mark_synced.store(true, Ordering::Release);
@@ -156,18 +360,32 @@ pub async fn run<S: ExportService>(
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let concurrency = settings.max_concurrent_reconciles.max(1);
     let ads = SharedListing::new(ads);
-    let changed = reconciles_on_change(ads.changes(), claims.clone());
+    forward_changes(ads.changes(), OWN_SCOPE.to_owned(), changes_tx);
+    let changed = reconciles_on_change(changes_rx, claims.clone());
+    let account_triggers =
+        account_triggers(&client, &settings, accounts.as_ref(), account_writer, namespace_writer, &claims);
+    let account_controller = account_controller(
+        &client,
+        &settings,
+        support.as_ref(),
+        &claims,
+        accounts.as_ref(),
+        users_rx,
+        shutdown.clone(),
+    );
     let (info_cache, info_writer) = reflector::store();
     let info = info_watch(scoped_config_maps(&client, settings.namespace.as_deref()), info_writer);
     let mut ctx = Context::new(client, ads, settings);
     ctx.claims = claims;
     ctx.info_cache = info_cache;
     ctx.observer = observer;
+    ctx.accounts = accounts;
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     let controller = Controller::for_stream(trigger, reader)
         .owns_stream(info)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .reconcile_on(changed)
+        .reconcile_on(account_triggers)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
@@ -175,6 +393,7 @@ pub async fn run<S: ExportService>(
                 tracing::debug!(error = %e, "reconcile ended with an error");
             }
         });
+    let controller = futures::future::join(controller, account_controller).map(|_| ());
     tokio::select! {
         () = controller => tracing::info!("controller stopped"),
         () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
@@ -182,16 +401,97 @@ pub async fn run<S: ExportService>(
     Ok(())
 }
 
-/// The objects to reconcile at once because the transition watch saw their export
-/// change (docs/architecture.md, "Reads at scale"): every object that claims it.
+/// The objects to reconcile at once because the transition watch of a scope (the
+/// operator's own, or an account's) saw their export change (docs/architecture.md,
+/// "Reads at scale"): every object of that scope that claims it.
 fn reconciles_on_change(
-    changes: impl Stream<Item = Changed> + Send + 'static,
+    changes: impl Stream<Item = (String, Changed)> + Send + 'static,
     claims: Arc<ClaimIndex>,
 ) -> impl Stream<Item = ObjectRef<ContinuousExport>> + Send + 'static {
-    changes.flat_map(move |c| {
-        let objects = claims.claimants(&c.export_id);
-        futures::stream::iter(objects.into_iter().map(|(ns, name)| ObjectRef::new(&name).within(&ns)))
-    })
+    changes.flat_map(move |(scope, c)| object_refs(claims.claimants(&scope, &c.export_id)))
+}
+
+/// A `ContinuousExport` referencing an account appeared, changed or went: the
+/// account's `inUseBy` (and a waiting deletion) is looked at again.
+fn account_users_changed(
+    event: &watcher::Event<ContinuousExport>,
+    to: &mpsc::UnboundedSender<ObjectRef<ExportAccount>>,
+) {
+    let (watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) = event else { return };
+    if let Some(r) = &o.spec.account_ref {
+        let _ = to.unbounded_send(ObjectRef::new(&r.name));
+    }
+}
+
+/// The objects to reconcile because an account or a namespace changed (empty without
+/// accounts).
+fn account_triggers<S: ExportService>(
+    client: &Client,
+    settings: &Settings,
+    accounts: Option<&Arc<Accounts<SharedListing<S>>>>,
+    account_writer: reflector::store::Writer<ExportAccount>,
+    namespace_writer: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    claims: &Arc<ClaimIndex>,
+) -> futures::stream::BoxStream<'static, ObjectRef<ContinuousExport>> {
+    let Some(accounts) = accounts else { return futures::stream::empty().boxed() };
+    let (a, n) = (accounts.clone(), accounts.clone());
+    let by_account = account_watch(
+        client,
+        settings.account_selector.as_deref(),
+        account_writer,
+        move || a.mark_synced(Cache::Accounts),
+        claims.clone(),
+    );
+    let by_namespace = namespace_watch(
+        client,
+        settings.namespace.as_deref(),
+        namespace_writer,
+        move || n.mark_synced(Cache::Namespaces),
+        claims.clone(),
+    );
+    futures::stream::select(by_account, by_namespace).boxed()
+}
+
+/// The `ExportAccount` reconciler, when `settings.reconcile_accounts` (else a future
+/// that ends at once).
+fn account_controller<S: ExportService>(
+    client: &Client,
+    settings: &Settings,
+    support: Option<&AccountSupport<S>>,
+    claims: &Arc<ClaimIndex>,
+    accounts: Option<&Arc<Accounts<SharedListing<S>>>>,
+    users: mpsc::UnboundedReceiver<ObjectRef<ExportAccount>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let (Some(support), Some(accounts), true) = (support, accounts, settings.reconcile_accounts) else {
+        return futures::future::ready(()).boxed();
+    };
+    let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
+    let forget_in = accounts.clone();
+    let ctx = AccountContext::new(
+        client.clone(),
+        claims.clone(),
+        support.verifier.clone(),
+        Recorder::new(client.clone(), reporter),
+        settings.resync_period,
+        (settings.backoff_base, settings.backoff_max),
+        Arc::new(move |name: &str| forget_in.forget(name)),
+    );
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(s) = &settings.account_selector {
+        config = config.labels(s);
+    }
+    tracing::info!("ExportAccount reconciler starting");
+    Controller::new(Api::<ExportAccount>::all(client.clone()), config)
+        .reconcile_on(users)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_account, account_error_policy, Arc::new(ctx))
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "ExportAccount reconcile ended with an error");
+            }
+        })
+        .boxed()
 }
 
 /// Resolves when `shutdown` comes before the watch cache's first list completed.

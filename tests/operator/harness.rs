@@ -137,6 +137,7 @@ impl Test {
         let bed = support::testbed();
         let client = bed.client().await;
         support::apply_crd(&client, &ads_export_operator::api::crd()).await;
+        support::apply_crd(&client, &ads_export_operator::api::account_crd()).await;
         let ns = support::namespace(&client, prefix).await;
         let emu = Emulator::new(cfg).spawn("127.0.0.1:0").await.expect("start the emulator");
         let api = Api::namespaced(client.clone(), &ns);

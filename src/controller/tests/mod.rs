@@ -43,6 +43,7 @@ const RESYNC: Duration = Duration::from_secs(600);
 /// `1493405005.639` as ADS sends it (the documented sample start time).
 const SAMPLE_START: &str = "2017-04-28T18:43:25.639Z";
 
+mod accounts;
 mod apiserver;
 mod apply;
 mod deletion;

@@ -16,11 +16,12 @@ fn pending_object(name: &str) -> ContinuousExport {
 #[test]
 fn start_gate_holds_a_region_for_one_object() {
     let gate = super::StartGate::default();
-    let a = gate.enter("us-west-2", "ns/a").expect("free");
-    assert_eq!(gate.enter("us-west-2", "ns/b").err().as_deref(), Some("ns/a"), "held by a");
-    assert!(gate.enter("eu-west-1", "ns/b").is_ok(), "another region");
+    let a = gate.enter("operator", "us-west-2", "ns/a").expect("free");
+    assert_eq!(gate.enter("operator", "us-west-2", "ns/b").err().as_deref(), Some("ns/a"), "held by a");
+    assert!(gate.enter("operator", "eu-west-1", "ns/b").is_ok(), "another region");
+    assert!(gate.enter("111111111111", "us-west-2", "ns/c").is_ok(), "another account's region");
     drop(a);
-    assert!(gate.enter("us-west-2", "ns/b").is_ok(), "free again");
+    assert!(gate.enter("operator", "us-west-2", "ns/b").is_ok(), "free again");
 }
 
 #[tokio::test]

@@ -1,0 +1,91 @@
+//! An `ExportAccount`'s credentials: STS `AssumeRole` of its `spec.roleArn` (with
+//! `externalId` and the session name), made with the operator's own identity (whatever
+//! `aws-config`'s default chain gave it: static keys, IRSA, Pod Identity).
+//!
+//! The provider is `aws-config`'s [`AssumeRoleProvider`]; the identity cache of the
+//! operator's [`SdkConfig`] keeps its temporary credentials and loads new ones before
+//! they expire (as for the operator's own, see [`super::credentials`]). STS is reached
+//! at its own endpoint (`AWS_ENDPOINT_URL_STS`, else the SDK's): `--aws-endpoint-url`
+//! moves ADS, not STS, so it is removed from the configuration the STS client is built from.
+
+use aws_config::Region;
+use aws_config::SdkConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::credentials::{CredentialSource, named};
+use crate::api::ExportAccountSpec;
+
+/// The region STS is called in when the operator has none (STS's global endpoint answers
+/// in `us-east-1`).
+const STS_FALLBACK_REGION: &str = "us-east-1";
+
+/// The standard variable of STS's endpoint (the SDK's service-specific endpoint).
+const STS_ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_STS";
+
+/// The configuration STS clients are built from: `base` with STS's endpoint instead of
+/// its override (`--aws-endpoint-url` is ADS's), in `base`'s region or
+/// [`STS_FALLBACK_REGION`]. The endpoint is `AWS_ENDPOINT_URL_STS` when set, else the
+/// SDK's own: the SDK reads that variable only when no endpoint was set in code, and
+/// `--aws-endpoint-url` is one, so it is read here.
+fn sts_base(base: &SdkConfig) -> SdkConfig {
+    let region = base.region().cloned().unwrap_or_else(|| Region::from_static(STS_FALLBACK_REGION));
+    let endpoint = std::env::var(STS_ENDPOINT_VARIABLE).ok().filter(|v| !v.trim().is_empty());
+    let mut builder = base.to_builder();
+    builder.set_endpoint_url(endpoint);
+    builder.region(region).build()
+}
+
+/// A credentials provider for the account `name` (`spec`): `AssumeRole` of `spec.roleArn`
+/// with `spec.externalId` and [`ExportAccountSpec::session_name_or_default`], signed
+/// with `base`'s credentials. Its errors begin `could not assume role <ARN> of
+/// ExportAccount <name>` and keep STS's code and message (e.g. `AccessDenied: ...`).
+pub async fn role_provider(base: &SdkConfig, name: &str, spec: &ExportAccountSpec) -> SharedCredentialsProvider {
+    let mut builder =
+        AssumeRoleProvider::builder(spec.role_arn.clone()).session_name(spec.session_name_or_default().to_owned());
+    if let Some(id) = &spec.external_id {
+        builder = builder.external_id(id.clone());
+    }
+    let provider = builder.configure(&sts_base(base)).build().await;
+    let source = CredentialSource::AccountRole { role_arn: spec.role_arn.clone(), account: name.to_owned() };
+    named(SharedCredentialsProvider::new(provider), source)
+}
+
+/// `base` with the account's credentials ([`role_provider`]): ADS clients built from it
+/// keep `base`'s endpoint, timeouts and retries, and cache the role's credentials.
+pub async fn account_config(base: &SdkConfig, name: &str, spec: &ExportAccountSpec) -> SdkConfig {
+    base.to_builder().credentials_provider(role_provider(base, name, spec).await).build()
+}
+
+/// Who the assumed role is (STS `GetCallerIdentity` with its credentials).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The 12-digit AWS account ID (`Account`).
+    pub account: String,
+    /// The assumed role session's ARN (`Arn`), e.g.
+    /// `arn:aws:sts::111111111111:assumed-role/ads-export/ads-export-operator`.
+    pub arn: String,
+}
+
+/// Assumes the account's role afresh (a new provider, so the role's trust policy is
+/// checked now, not from a cache) and asks STS `GetCallerIdentity` with the temporary
+/// credentials.
+///
+/// # Errors
+/// One line: `could not assume role <ARN> of ExportAccount <name> ...: <STS code>: <STS
+/// message>`, or GetCallerIdentity's own failure. Never a key or token.
+pub async fn verify(base: &SdkConfig, name: &str, spec: &ExportAccountSpec) -> Result<CallerIdentity, String> {
+    let conf = sts_base(base).to_builder().credentials_provider(role_provider(base, name, spec).await).build();
+    let sts = aws_sdk_sts::Client::new(&conf);
+    let out = sts.get_caller_identity().send().await.map_err(|e| one_line(&DisplayErrorContext(&e).to_string()))?;
+    Ok(CallerIdentity {
+        account: out.account().unwrap_or_default().to_owned(),
+        arn: out.arn().unwrap_or_default().to_owned(),
+    })
+}
+
+fn one_line(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 1024 { format!("{}...", line.chars().take(1024).collect::<String>()) } else { line }
+}
