@@ -40,10 +40,9 @@ pub fn account_refused(refusal: &Refusal) -> Failure {
         ),
         Refusal::NotAllowed { account, namespace, why } => {
             let fix = match why {
-                NotAllowed::NotGranted => format!(
-                    "a cluster administrator must add {namespace} to the account's spec.allowedNamespaces, or \
-                     label namespace {namespace} to match its spec.namespaceSelector"
-                ),
+                NotAllowed::NotGranted => "ask a cluster administrator to add it to spec.allowedNamespaces or \
+                                           label the namespace to match spec.namespaceSelector"
+                    .to_owned(),
                 NotAllowed::BadSelector(e) => format!(
                     "its spec.namespaceSelector cannot be read ({e}) and selects nothing; a cluster administrator \
                      must fix it or list {namespace} in spec.allowedNamespaces"

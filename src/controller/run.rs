@@ -242,16 +242,10 @@ fn account_watch(
         .default_backoff()
         .modify(|a: &mut ExportAccount| slim_meta(&mut a.metadata))
         .reflect(writer)
-        .inspect(move |e| {
-            if let Ok(watcher::Event::InitDone) = e {
-                accounts_synced();
-            }
-        })
+        .inspect(on_init_done(accounts_synced))
         .touched_objects()
         .predicate_filter(spec_hash, PredicateConfig::default())
-        .filter_map(|r| async move {
-            r.inspect_err(|e| tracing::warn!(error = %e, "watch of the ExportAccounts failed (the operator's RBAC needs {ACCOUNTS_RBAC})")).ok()
-        })
+        .filter_map(logged_ok("ExportAccounts"))
         .flat_map(move |a| object_refs(claims.referencing(&a.name_any())))
 }
 
@@ -280,17 +274,31 @@ fn namespace_watch(
         .default_backoff()
         .modify(|n: &mut PartialObjectMeta<Namespace>| n.metadata.managed_fields = None)
         .reflect(writer)
-        .inspect(move |e| {
-            if let Ok(watcher::Event::InitDone) = e {
-                namespaces_synced();
-            }
-        })
+        .inspect(on_init_done(namespaces_synced))
         .touched_objects()
         .predicate_filter(labels_hash, PredicateConfig::default())
-        .filter_map(|r| async move {
-            r.inspect_err(|e| tracing::warn!(error = %e, "watch of the Namespaces failed (the operator's RBAC needs {ACCOUNTS_RBAC})")).ok()
-        })
+        .filter_map(logged_ok("Namespaces"))
         .flat_map(move |n| object_refs(claims.referencing_in(&n.name_any())))
+}
+
+/// Calls `f` on the watch's `InitDone` (its first full list, and each relist's end).
+fn on_init_done<K>(f: impl Fn()) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |e| {
+        if let Ok(watcher::Event::InitDone) = e {
+            f();
+        }
+    }
+}
+
+/// The watch's objects; its errors logged with the RBAC the accounts need (the watcher
+/// retries with backoff).
+fn logged_ok<K>(what: &'static str) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<Option<K>> {
+    move |r| {
+        let r = r.inspect_err(
+            |e| tracing::warn!(error = %e, "watch of the {what} failed (the operator's RBAC needs {ACCOUNTS_RBAC})"),
+        );
+        futures::future::ready(r.ok())
+    }
 }
 
 fn object_refs(objects: Vec<(String, String)>) -> impl Stream<Item = ObjectRef<ContinuousExport>> {

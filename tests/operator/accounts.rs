@@ -272,3 +272,38 @@ async fn deleting_an_account_in_use_waits_for_its_objects() {
     let exports = t.emu.emulator.exports();
     assert!(exports.iter().filter(|e| e.account_id == id).all(|e| e.status.as_str() != "ACTIVE"), "{exports:?}");
 }
+
+/// Merge-patches the labels of this test's namespace.
+async fn label_namespace(t: &Test, labels: Value) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(t.client.clone());
+    let patch = json!({"metadata": {"labels": labels}});
+    api.patch(&t.ns, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_label_grants_the_account_at_once_and_a_revoked_grant_releases_without_an_aws_call() {
+    let t = Test::new("acct-label", cfg()).await;
+    let id = "131313131313";
+    trust(&t, id, None);
+    let selector = json!({"matchLabels": {"adsexport.io/account-grant": t.ns}});
+    create_account(&t, "a", id, json!({"namespaceSelector": selector})).await;
+    let _op = operator(&t).await;
+    t.create("inv", json!({"accountRef": {"name": name(&t, "a")}})).await;
+    wait_condition(&t, "inv", CONDITION_STALLED, "True", "AccountNotAllowed").await;
+    assert_eq!(ads_calls(&t, id), 0);
+    // The label matches the selector: the namespace's watch reconciles the object at once.
+    label_namespace(&t, json!({"adsexport.io/account-grant": t.ns})).await;
+    let id_started = t.wait_ready("inv").await.status.unwrap().export_id.unwrap();
+    // The label is removed (the grant revoked), then the object deleted: no AWS call,
+    // the finalizer released, a Warning names the export left running.
+    label_namespace(&t, json!({"adsexport.io/account-grant": null})).await;
+    wait_condition(&t, "inv", CONDITION_STALLED, "True", "AccountNotAllowed").await;
+    let before = ads_calls(&t, id);
+    t.api.delete("inv", &DeleteParams::default()).await.unwrap();
+    t.wait_gone("inv").await;
+    t.expect_event("inv", "AccountNotAllowed").await;
+    assert_eq!(ads_calls(&t, id), before, "no ADS call for the revoked namespace's deletion");
+    let left = t.emu.emulator.exports().into_iter().find(|e| e.export_id == id_started).expect("the export");
+    assert_eq!(left.status.as_str(), "ACTIVE", "left running, as the Warning says");
+    clean_up(&t, &[], &["a"]).await;
+}
