@@ -293,6 +293,14 @@ impl Region {
     }
 }
 
+/// Whether a shared read may use a listing older than its `max_age` while a new one is
+/// taken in the background (`Refresh`), or waits for the new one (`Wait`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Staleness {
+    Wait,
+    Refresh,
+}
+
 /// Whether a shared read's listing was taken by that read or earlier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Taken {
@@ -360,15 +368,24 @@ impl<S: ExportService> SharedListing<S> {
 
     /// Reads the region's snapshot with `f`, listing the region first when the
     /// listing is older than `max_age` (one caller lists; the others wait and read
-    /// it). Also says whether this call took the listing.
+    /// it). With `Staleness::Refresh`, a listing older than that is read as it is
+    /// while a new one is taken in the background. Also says whether this call took
+    /// the listing.
     async fn read<T>(
         &self,
         region: &str,
         max_age: Duration,
+        staleness: Staleness,
         f: impl Fn(&Snapshot) -> T,
     ) -> Result<(T, Taken), AdsError> {
         let listing = self.region(region);
         if let Some(v) = listing.fresh(max_age, &f) {
+            return Ok((v, Taken::Earlier));
+        }
+        if staleness == Staleness::Refresh
+            && let Some(v) = listing.fresh(Duration::MAX, &f)
+        {
+            self.refresh_in_background(listing, max_age);
             return Ok((v, Taken::Earlier));
         }
         let _one = listing.refresh.lock().await;
@@ -380,6 +397,24 @@ impl<S: ExportService> SharedListing<S> {
         listing.replace(&exports, taken);
         let v = f(&lock(&listing.snapshot));
         Ok((v, Taken::Now))
+    }
+}
+
+impl<S: ExportService> SharedListing<S> {
+    /// Takes a new listing of `region` in the background lane, unless one is being
+    /// taken or was taken within `max_age` meanwhile.
+    fn refresh_in_background(&self, region: Arc<Region>, max_age: Duration) {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let Ok(_one) = region.refresh.try_lock() else { return };
+            if region.fresh(max_age, |_| ()).is_some() {
+                return;
+            }
+            let taken = Instant::now();
+            if let Ok(exports) = in_background(core.inner.list(&region.name)).await {
+                region.replace(&exports, taken);
+            }
+        });
     }
 }
 
@@ -528,7 +563,7 @@ impl<S: ExportService> ExportService for SharedListing<S> {
         if let Some(d) = self.region(region).last_look(export_id, max_age) {
             return Ok(d);
         }
-        match self.read(region, max_age, |s| s.known(export_id).cloned()).await?.0 {
+        match self.read(region, max_age, Staleness::Wait, |s| s.known(export_id).cloned()).await?.0 {
             Some(d) => Ok(d),
             // Not in the listing: an export this listing predates, or an unknown ID.
             None => self.describe(region, export_id).await,
@@ -557,12 +592,15 @@ impl<S: ExportService> ExportService for SharedListing<S> {
 
     /// The listing as [`SharedListing`] holds it; when it was taken earlier, each
     /// export it shows running (usually none or one) is described afresh, so a stale
-    /// entry cannot hold the region busy for a whole `max_age`.
+    /// entry cannot hold the region busy for a whole `max_age`. A listing older than
+    /// `max_age` is read as it is while a new one is taken in the background: the
+    /// check before a Start waits for no listing once there is one (an export started
+    /// elsewhere since makes Start answer `ConflictErrorException`, read as before).
     async fn list_shared(&self, region: &str, max_age: Duration) -> Result<Vec<ExportDescription>, AdsError> {
         let all = |s: &Snapshot| -> Vec<ExportDescription> {
             s.exports.values().filter_map(|e| e.description.clone()).collect()
         };
-        let (exports, taken) = self.read(region, max_age, all).await?;
+        let (exports, taken) = self.read(region, max_age, Staleness::Refresh, all).await?;
         if taken == Taken::Now {
             return Ok(exports);
         }
@@ -678,6 +716,22 @@ mod tests {
         assert!(shared.describe_shared("r", &id, Duration::ZERO).await.unwrap().status.is(ExportStatus::Active));
         assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 2);
         assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stale_listing_is_read_before_a_start_while_a_new_one_is_taken() {
+        let shared = SharedListing::new(Counting::with(3));
+        assert_eq!(shared.list_shared("r", PERIOD).await.unwrap().len(), 3);
+        shared.inner().exports.lock().unwrap().push(export("e-new", ExportStatus::Inactive));
+        // Older than max_age: read as it is (3 exports), a new listing in the background.
+        assert_eq!(shared.list_shared("r", Duration::ZERO).await.unwrap().len(), 3);
+        let refreshed = tokio::time::timeout(Duration::from_secs(10), async {
+            while shared.list_shared("r", PERIOD).await.unwrap().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        refreshed.await.expect("the new listing within the deadline");
+        assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 2, "one listing in the background");
     }
 
     #[tokio::test]
