@@ -5,8 +5,9 @@
 //! A `ContinuousExport` names one with `spec.accountRef.name`; only objects in the
 //! namespaces the account allows (`spec.allowedNamespaces`, `spec.namespaceSelector`)
 //! may use it. Being cluster-scoped, an `ExportAccount` can be written only by those
-//! granted cluster-wide RBAC on `exportaccounts` (the chart's `ads-export-operator-accounts-admin`
-//! ClusterRole), never by a namespace's `admin` or `edit`.
+//! granted cluster-wide RBAC on `exportaccounts` (the chart's
+//! `<release namespace>-<fullname>-accounts-admin` ClusterRole, bound to nobody by the
+//! chart), never by a namespace's `admin` or `edit`.
 
 use std::collections::BTreeMap;
 
