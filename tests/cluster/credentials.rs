@@ -243,23 +243,6 @@ async fn stop(r: &Release, id: &str) {
     r.wait_emulator_status(id, "INACTIVE").await;
 }
 
-/// Deletes `inv` and waits until it is gone: the operator's cleanup runs on the same
-/// credentials (while both emulator ports still answer), and no object with a
-/// finalizer is left for a later test's operator (one watching all namespaces would
-/// take it over and call its own emulator).
-async fn delete_and_wait_gone(r: &Release) {
-    let api = r.exports_api();
-    api.delete("inv", &Default::default()).await.expect("delete inv");
-    support::wait_for_ok("inv deleted (finalizer released)", DEADLINE, || async {
-        match api.get_opt("inv").await {
-            Ok(None) => Ok(()),
-            Ok(Some(o)) => Err(format!("still there: {:?}", o.status.map(|s| s.conditions))),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-}
-
 /// The Synced condition of `inv`, once it is False with reason `reason`.
 async fn wait_synced_false(r: &Release, reason: &str) -> Condition {
     let api: Api<ContinuousExport> = r.exports_api();
@@ -342,10 +325,13 @@ async fn irsa_in_cluster_names_an_untrusted_role_backs_off_recovers_and_starts_a
     assert_eq!(r.emu.emulator.counters().total("AssumeRoleWithWebIdentity"), 0, "STS calls on the ADS port");
     eprintln!("irsa: {ads_calls} ADS calls, all signed with issued credentials");
 
-    delete_and_wait_gone(&r).await;
+    // The operator's cleanup runs on the same credentials, while both emulator ports
+    // still answer.
+    r.delete_exports().await;
     let pods = pod_names(&r).await;
     let tokens = pod_tokens(&pods, &token_file);
     assert_no_secrets_leaked(&r, &pods, &tokens);
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -399,11 +385,14 @@ async fn irsa_in_cluster_refreshes_60s_credentials_before_they_expire_for_5_minu
     let st = r.exports_api().get("inv").await.unwrap().status.unwrap();
     assert!(st.is_true(CONDITION_READY) && st.is_true(CONDITION_SYNCED), "{st:?}");
     assert_eq!(r.emulator_status(&id), "ACTIVE");
-    delete_and_wait_gone(&r).await;
+    // The operator's cleanup runs on the same credentials, while both emulator ports
+    // still answer.
+    r.delete_exports().await;
     r.wait_emulator_status(&id, "INACTIVE").await; // deletionPolicy Delete stops the export
     let pods = pod_names(&r).await;
     let tokens = pod_tokens(&pods, &format!("{IRSA_TOKEN_DIR}/token"));
     assert_no_secrets_leaked(&r, &pods, &tokens);
+    r.finish().await;
 }
 
 fn trust_release(r: &Release) {
@@ -438,8 +427,11 @@ async fn pod_identity_in_cluster_starts_and_stops_an_export() {
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1);
     eprintln!("pod identity: {ads_calls} ADS calls, all signed with issued credentials");
 
-    delete_and_wait_gone(&r).await;
+    // The operator's cleanup runs on the same credentials, while both emulator ports
+    // still answer.
+    r.delete_exports().await;
     let pods = pod_names(&r).await;
     let tokens = pod_tokens(&pods, &format!("{POD_IDENTITY_TOKEN_DIR}/{POD_IDENTITY_TOKEN}"));
     assert_no_secrets_leaked(&r, &pods, &tokens);
+    r.finish().await;
 }

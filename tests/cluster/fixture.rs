@@ -3,8 +3,10 @@
 //! Helm release per test installed from that registry, an ADS emulator per test on
 //! 127.0.0.1, and what the running containers show in `/proc`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ads_export_operator::api::{CONDITION_READY, ContinuousExport};
@@ -12,8 +14,9 @@ use ads_export_operator::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::wait::delete::{Error as DeleteError, delete_and_finalize};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::support;
@@ -107,7 +110,10 @@ pub async fn release_namespace(client: &Client, prefix: &str) -> String {
 
 /// One test's release: the operator installed with `helm install oci://...` into a
 /// namespace of its own, its emulator, and the one namespace it watches (`exports`).
-/// `helm uninstall` on drop.
+///
+/// Every test ends with [`Release::finish`]: it deletes the test's ContinuousExports
+/// while the operator runs and this test's runtime keeps serving the emulator (the
+/// operator's cleanup calls it), then uninstalls.
 pub struct Release {
     pub client: Client,
     pub name: String,
@@ -122,6 +128,8 @@ pub struct Release {
     pub install_stderr: String,
     /// How the pods get their AWS credentials, and other values of this release.
     pub setup: Setup,
+    /// Namespaces [`Release::create_export`] wrote to, besides `exports`.
+    export_namespaces: Mutex<BTreeSet<String>>,
     uninstalled: bool,
 }
 
@@ -192,6 +200,7 @@ impl Release {
             install_to_ready: 0.0,
             install_stderr: String::new(),
             setup,
+            export_namespaces: Mutex::default(),
             uninstalled: false,
         };
         let started = Instant::now();
@@ -313,6 +322,7 @@ impl Release {
 
     /// Creates a ContinuousExport in the exports namespace (`ns`, or the release's).
     pub async fn create_export(&self, ns: &str, name: &str, spec: Value) {
+        self.export_namespaces.lock().unwrap().insert(ns.to_owned());
         let api: Api<ContinuousExport> = Api::namespaced(self.client.clone(), ns);
         let obj: ContinuousExport = serde_json::from_value(json!({
             "apiVersion": "adsexport.io/v1alpha1", "kind": "ContinuousExport",
@@ -360,10 +370,79 @@ impl Release {
         .await
     }
 
-    /// `helm uninstall` (also done on drop).
-    pub fn uninstall(&mut self) -> String {
+    /// The namespaces that may hold this test's ContinuousExports: `exports` (unless
+    /// the release watches all namespaces) and every one [`Release::create_export`]
+    /// wrote to.
+    fn export_namespaces(&self) -> Vec<String> {
+        let mut all = self.export_namespaces.lock().unwrap().clone();
+        if !self.exports.is_empty() {
+            all.insert(self.exports.clone());
+        }
+        all.into_iter().collect()
+    }
+
+    /// Deletes every ContinuousExport of the test and waits, on a watch of each
+    /// (kube-runtime's `delete_and_finalize`), until it is gone: the operator released
+    /// its finalizer after its cleanup calls to the emulator, which this runtime keeps
+    /// serving meanwhile. So no object with a finalizer is left for a later test's
+    /// operator (one watching all namespaces would adopt it and call its own
+    /// emulator). Panics naming the objects still there after [`DEADLINE`].
+    pub async fn delete_exports(&self) {
+        let mut pending = Vec::new();
+        for ns in self.export_namespaces() {
+            let api: Api<ContinuousExport> = Api::namespaced(self.client.clone(), &ns);
+            let list = api.list(&ListParams::default()).await.unwrap_or_else(|e| panic!("list exports in {ns}: {e}"));
+            for name in list.items.iter().map(ResourceExt::name_any) {
+                let api = api.clone();
+                let ns = ns.clone();
+                pending.push(async move {
+                    match delete_and_finalize(api, &name, &DeleteParams::default()).await {
+                        Ok(()) => {}
+                        Err(DeleteError::Delete(kube::Error::Api(s))) if s.code == 404 => {}
+                        Err(e) => panic!("delete {ns}/{name}: {e}"),
+                    }
+                });
+            }
+        }
+        if tokio::time::timeout(DEADLINE, futures::future::join_all(pending)).await.is_err() {
+            panic!("ContinuousExports still there {DEADLINE:?} after their deletion: {}", self.exports_left().await);
+        }
+    }
+
+    /// The test's ContinuousExports still in the cluster, with their finalizers and status.
+    async fn exports_left(&self) -> String {
+        let mut left = Vec::new();
+        for ns in self.export_namespaces() {
+            let api: Api<ContinuousExport> = Api::namespaced(self.client.clone(), &ns);
+            for o in api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+                left.push(format!("{ns}/{} (finalizers {:?}): {:?}", o.name_any(), o.metadata.finalizers, o.status));
+            }
+        }
+        left.join("; ")
+    }
+
+    /// Deletes the test's ContinuousExports ([`Release::delete_exports`]), then
+    /// `helm uninstall --wait` (on tokio's blocking pool, so the emulator is served
+    /// meanwhile too).
+    pub async fn uninstall(&mut self) {
+        self.delete_exports().await;
+        let args = ["uninstall".into(), self.name.clone(), "-n".into(), self.ns.clone(), "--wait".into()];
+        let what = format!("helm {}", args.join(" "));
+        tokio::task::spawn_blocking(move || {
+            let bed = support::testbed();
+            run(&what, bed.command(bed.helm()).args(args))
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         self.uninstalled = true;
-        self.helm(&["uninstall".into(), self.name.clone(), "-n".into(), self.ns.clone(), "--wait".into()])
+    }
+
+    /// The end of every test that made a release: [`Release::uninstall`] unless the
+    /// test already did.
+    pub async fn finish(mut self) {
+        if !self.uninstalled {
+            self.uninstall().await;
+        }
     }
 }
 

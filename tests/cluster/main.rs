@@ -95,7 +95,7 @@ async fn helm_install_from_oci_runs_two_ready_replicas_with_one_leader() {
 
     // `helm uninstall` leaves what the README says: the CRD and the Lease stay,
     // the release's own objects go.
-    r.uninstall();
+    r.uninstall().await;
     r.kubectl(&["get", "crd", "continuousexports.adsexport.io"]);
     r.kubectl(&["get", "lease", "-n", &r.ns, "install-ads-export-operator"]);
     support::wait_for_ok("the release's namespaced objects to be gone", POD_DEADLINE, || async {
@@ -111,6 +111,7 @@ async fn helm_install_from_oci_runs_two_ready_replicas_with_one_leader() {
         r.pods().await.is_empty().then_some(())
     })
     .await;
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -136,6 +137,7 @@ async fn the_running_container_is_read_only_non_root_without_capabilities() {
             assert!(p.has_path(&path), "{name}: {path} (copied by the Dockerfile) missing");
         }
     }
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -181,6 +183,7 @@ async fn an_export_is_started_stopped_and_deleted_by_the_in_cluster_operator() {
     .await;
     assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1);
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1);
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -207,6 +210,7 @@ async fn deleting_the_leader_pod_fails_over_within_the_lease_duration() {
     assert!(took <= Duration::from_secs(LEASE_SECONDS + 5), "took {took:?}");
     r.wait_emulator_status(&id, "INACTIVE").await;
     assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1, "no Start sent twice");
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -233,6 +237,7 @@ async fn helm_upgrade_rolls_the_pods_without_touching_the_export() {
     r.wait_export_ready(&ns, "inv").await;
     assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1, "no Start caused by the roll");
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 0, "no Stop caused by the roll");
+    r.finish().await;
 }
 
 #[tokio::test]
@@ -247,6 +252,7 @@ async fn deleting_a_namespace_stops_delete_exports_and_keeps_retain_ones() {
     let kept = namespace_with_export_deleted(&r, "Retain").await;
     assert_eq!(r.emulator_status(&kept), "ACTIVE", "Retain keeps the export running");
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 1, "no Stop for the Retain export");
+    r.finish().await;
 }
 
 /// Creates a namespace holding an ACTIVE export with `policy`, deletes the namespace
@@ -299,6 +305,7 @@ async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
     r.leader().await;
     assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1);
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 0);
+    r.finish().await;
 }
 
 #[tokio::test]
