@@ -113,7 +113,9 @@ pub async fn release_namespace(client: &Client, prefix: &str) -> String {
 ///
 /// Every test ends with [`Release::finish`]: it deletes the test's ContinuousExports
 /// while the operator runs and this test's runtime keeps serving the emulator (the
-/// operator's cleanup calls it), then uninstalls.
+/// operator's cleanup calls it), then uninstalls. Dropping a release that was not
+/// uninstalled cleans up best-effort and, unless the test is already panicking, fails
+/// the test (see the `Drop` impl).
 pub struct Release {
     pub client: Client,
     pub name: String,
@@ -444,24 +446,44 @@ impl Release {
             self.uninstall().await;
         }
     }
+
+    /// What a dropped release can still do without the emulator (a `Drop` cannot await,
+    /// so the test's runtime, which serves the emulator, is blocked or already gone):
+    /// `helm uninstall`, then delete the test's ContinuousExports and clear their
+    /// finalizers. Clearing is safe here: the exports they guard live only in this
+    /// test's emulator, which ends with the test, and with the operator uninstalled no
+    /// one else would ever release them. Errors are ignored (best effort).
+    fn remove_best_effort(&self) {
+        let bed = support::testbed();
+        let kubectl = |args: &[&str]| bed.command(bed.kubectl()).args(args).stdin(Stdio::null()).output();
+        let _ = bed.command(bed.helm()).args(["uninstall", &self.name, "-n", &self.ns, "--wait"]).output();
+        for ns in self.export_namespaces() {
+            let _ = kubectl(&["delete", "cex", "--all", "-n", &ns, "--wait=false", "--ignore-not-found"]);
+            let Ok(names) = kubectl(&["get", "cex", "-n", &ns, "-o", "name"]) else { continue };
+            for name in String::from_utf8_lossy(&names.stdout).lines() {
+                let _ =
+                    kubectl(&["patch", name, "-n", &ns, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+            }
+        }
+    }
 }
 
 impl Drop for Release {
-    /// Deletes the release's ContinuousExports while its operator still runs (so their
-    /// finalizers are released and no object is left for a later test's operator),
-    /// then uninstalls.
+    /// Without [`Release::finish`] (or [`Release::uninstall`]): cleans up best-effort
+    /// ([`Release::remove_best_effort`]), then panics so that the test fails and says
+    /// why, unless the test is already panicking (its own failure is the one to see).
     fn drop(&mut self) {
         if self.uninstalled {
             return;
         }
-        let bed = support::testbed();
-        if !self.exports.is_empty() {
-            let _ = bed
-                .command(bed.kubectl())
-                .args(["delete", "cex", "--all", "-n", &self.exports, "--wait", "--timeout", "60s"])
-                .output();
+        self.remove_best_effort();
+        if !std::thread::panicking() {
+            panic!(
+                "release {} (namespace {}) dropped without `finish`: end the test with `release.finish().await`, \
+                 which deletes its ContinuousExports while the emulator still answers the operator, then uninstalls",
+                self.name, self.ns
+            );
         }
-        let _ = bed.command(bed.helm()).args(["uninstall", &self.name, "-n", &self.ns, "--wait"]).output();
     }
 }
 

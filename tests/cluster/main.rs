@@ -6,7 +6,9 @@
 //!
 //! Built only with `--features cluster-tests` (hack/test.sh's cluster step): outside
 //! the cluster bed these tests cannot run. Run them one at a time (`--test-threads 1`):
-//! each release's replicas take the metrics host port on both nodes.
+//! each release's replicas take the metrics host port on both nodes. Every test that
+//! installs a `Release` ends with `release.finish().await` (fixture.rs says why);
+//! dropping one without it fails the test.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -306,6 +308,26 @@ async fn sigkill_of_the_container_is_restarted_by_the_kubelet() {
     assert_eq!(r.emu.emulator.calls(Operation::Start.name()), 1);
     assert_eq!(r.emu.emulator.calls(Operation::Stop.name()), 0);
     r.finish().await;
+}
+
+#[tokio::test]
+async fn a_release_dropped_without_finish_fails_the_test_and_leaves_no_object() {
+    let r = Release::install("forgot", base_tag(), 18088).await;
+    let (name, ns, exports) = (r.name.clone(), r.ns.clone(), r.exports_api());
+    r.active_export(&r.exports.clone(), "inv", json!({})).await;
+
+    // What a test that forgot `finish` does at its end (the panic message below is
+    // expected in the output).
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(r)));
+    let payload = dropped.expect_err("dropping a release without finish panics");
+    let message = payload.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("dropped without `finish`"), "panic message: {message:?}");
+    // The best-effort cleanup still removed the release and the export object.
+    let left = exports.list(&Default::default()).await.expect("list exports");
+    assert!(left.items.is_empty(), "exports left: {:?}", left.items.iter().map(|o| &o.metadata).collect::<Vec<_>>());
+    let bed = support::testbed();
+    let releases = run("helm list", bed.command(bed.helm()).args(["list", "-q", "-n", &ns]));
+    assert!(!releases.lines().any(|l| l == name), "helm still lists {name}: {releases}");
 }
 
 #[tokio::test]
