@@ -3,6 +3,7 @@
 //! call after the observation is here; what they mean is decided by the pure steps.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
@@ -20,9 +21,9 @@ use super::decide::{AnnotationChange, Attempt, Call, Next, Notice, Plan, Times};
 use super::error::Error;
 use super::fold::{self, StartOutcome, StopOutcome, Verdict};
 use super::info::{INFO_LABEL, InfoPlan, Write};
-use super::observation::Observation;
+use super::observation::{Observation, Source};
 use crate::ads::{ExportService, Reason, format_time};
-use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, START_PENDING_ANNOTATION};
+use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, FINALIZER, START_PENDING_ANNOTATION};
 
 /// The object a pass acts on, and whether it carries `start-pending` right now.
 pub struct Target<'a> {
@@ -53,6 +54,42 @@ impl Target<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// Adds [`FINALIZER`] to `obj` when it lacks it and is not being deleted, and returns
+/// the object as the apiserver stored it ([`Source::Stored`]); else `obj` as it is
+/// ([`Source::Cache`]).
+///
+/// The patch is kube-runtime's finalizer helper's own JSON patch (a `test` of the
+/// finalizers as read, then an `add`), so a concurrent change of the finalizers makes it
+/// fail and the pass is retried. Unlike the helper, which returns and waits for the
+/// patch's watch event, the caller goes on with the returned object in the same pass:
+/// the finalizer and the first status cost one reconcile, not two (issue: cold start).
+///
+/// # Errors
+/// [`Error::Kube`] when the patch fails (a 422 when the `test` failed).
+pub async fn ensure_finalizer(
+    api: &Api<ContinuousExport>,
+    obj: Arc<ContinuousExport>,
+) -> Result<(Arc<ContinuousExport>, Source), Error> {
+    let has = obj.finalizers().iter().any(|f| f == FINALIZER);
+    if has || obj.meta().deletion_timestamp.is_some() {
+        return Ok((obj, Source::Cache));
+    }
+    let ops = if obj.finalizers().is_empty() {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": obj.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+    let stored = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+    Ok((Arc::new(stored), Source::Stored))
 }
 
 /// Publishes an event; a failure to publish is logged, not returned.

@@ -23,7 +23,7 @@ use super::failure::Failure;
 use super::fold::{self, Verdict};
 use super::info::{self, InfoObservation, InfoPlan};
 use super::messages;
-use super::observation::Observation;
+use super::observation::{Observation, Source};
 use super::observe;
 use crate::ads::ExportService;
 use crate::api::{CONDITION_SYNCED, ContinuousExport, FINALIZER, PAUSED_ANNOTATION};
@@ -49,9 +49,14 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         // nor released from it (its deletion waits until it is unpaused).
         paused(&obj, &api, &ctx).instrument(span).await
     } else {
+        // With the finalizer in place, the helper routes this very pass to apply.
+        let (obj, source) = match act::ensure_finalizer(&api, obj).instrument(span.clone()).await {
+            Ok(read) => read,
+            Err(e) => return finished(ctx.as_ref(), started, Err(e)),
+        };
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {
-                Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
+                Finalizer::Apply(obj) => apply(&obj, source, &api, &ctx).await,
                 Finalizer::Cleanup(obj) => cleanup(&obj, &api, &ctx).await,
             }
         })
@@ -59,6 +64,15 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         .await
         .map_err(|e| Error::Finalizer(Box::new(e)))
     };
+    finished(ctx.as_ref(), started, result)
+}
+
+/// Reports the pass to the metrics hook and returns its result.
+fn finished<S: ExportService>(
+    ctx: &Context<S>,
+    started: Instant,
+    result: Result<Action, Error>,
+) -> Result<Action, Error> {
     if let Some(o) = &ctx.observer {
         o.reconciled(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
     }
@@ -90,6 +104,7 @@ async fn bind<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Res
 /// The apply branch: drive the export towards the spec, then write status and requeue.
 async fn apply<S: ExportService>(
     cached: &ContinuousExport,
+    source: Source,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
@@ -99,7 +114,7 @@ async fn apply<S: ExportService>(
         Err(refusal) => return refused(cached, api, ctx, &refusal).await,
     };
     observe::home_region(cached, ctx, &bind).await;
-    let obj = observe::object(cached, api, ctx, &bind).await?;
+    let obj = observe::object(cached, source, api, ctx, &bind).await?;
     let (obj, key) = (obj.as_ref(), key(cached));
     let stored = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or(0);

@@ -7,21 +7,49 @@ use super::*;
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn missing_finalizer_is_added_first() {
-    let mut obj = object();
+async fn missing_finalizer_is_added_and_the_same_pass_applies() {
+    let with = object();
+    let mut obj = with.clone();
     obj.metadata.finalizers = None;
+    obj.spec.stopped = true;
+    let mut stored = with.clone();
+    stored.spec.stopped = true;
     let ads = FakeAds::new();
-    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    // The patch's answer (the object with the finalizer) is what the pass goes on with,
+    // as fresh as a read: no GET, and no second reconcile waits for the patch's watch event.
+    let (client, server) = apiserver(vec![Expect::json_patch(&stored), Expect::apply_status(&stored)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::await_change());
+    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
     assert_eq!(ads.take_calls(), []);
     assert_eq!(
         seen.requests[0].body,
         json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    );
+    assert_cond(&seen.requests[1].applied_status(), CONDITION_READY, "True", "NotStarted");
+}
+
+#[tokio::test]
+async fn a_finalizer_is_appended_after_the_others_it_tests() {
+    let mut obj = object();
+    obj.metadata.finalizers = Some(vec!["example.com/other".into()]);
+    obj.spec.stopped = true;
+    let mut stored = obj.clone();
+    stored.metadata.finalizers = Some(vec!["example.com/other".into(), FINALIZER.into()]);
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::json_patch(&stored), Expect::apply_status(&stored)]);
+    let ctx = context(client, &ads);
+    run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_eq!(
+        seen.requests[0].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": ["example.com/other"]},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     );
 }
