@@ -12,7 +12,7 @@ use kube::runtime::events::Event as KubeEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::accounts::Binding;
 use super::claims::owner;
@@ -92,8 +92,8 @@ pub async fn ensure_finalizer(
     Ok((Arc::new(stored), Source::Stored))
 }
 
-/// Publishes an event; a failure to publish is logged, not returned.
-pub async fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
+/// Queues an event about `obj` (published beside the pass, see [`super::events`]).
+pub fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
     let ev = KubeEvent {
         type_: notice.type_,
         reason: notice.reason.clone(),
@@ -101,9 +101,7 @@ pub async fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport,
         action: notice.action.clone(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        warn!(error = %e, reason = notice.reason, "could not publish event");
-    }
+    ctx.events.publish(ev, obj.object_ref(&()));
 }
 
 /// Server-side applies the whole status (owned fields not set are removed).

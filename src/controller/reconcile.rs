@@ -208,7 +208,7 @@ async fn finish<S: ExportService>(
 ) -> Result<Action, Error> {
     let (obj, key) = (target.obj, key(target.obj));
     for notice in &verdict.notices {
-        publish_logged(ctx, obj, notice).await;
+        publish_logged(ctx, obj, notice);
     }
     if let Err(f) = &verdict.result {
         // `error`, not `message`: JSON log lines already use `message` for the text.
@@ -223,7 +223,7 @@ async fn finish<S: ExportService>(
         act::write_status(target.api, &obj.name_any(), &conclusion.status).await?;
         let step = verdict.result.as_ref().err().map_or("Reconcile", |f| f.step.as_str());
         for notice in announcements(&obs.status, &conclusion.status, step) {
-            act::publish(ctx, obj, &notice).await;
+            act::publish(ctx, obj, &notice);
         }
     }
     if target.marked && conclusion.status.export_id.is_some() {
@@ -235,9 +235,9 @@ async fn finish<S: ExportService>(
 }
 
 /// Publishes a Normal event of the pass and logs what it says.
-async fn publish_logged<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
+fn publish_logged<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
     info!(reason = notice.reason, note = notice.note, "event");
-    act::publish(ctx, obj, notice).await;
+    act::publish(ctx, obj, notice);
 }
 
 fn report_status<S: ExportService>(ctx: &Context<S>, key: &str, status: &crate::api::ContinuousExportStatus) {
@@ -264,7 +264,7 @@ async fn paused<S: ExportService>(
         if !annotations::status_paused(&stored) {
             let note =
                 format!("reconciliation paused by {PAUSED_ANNOTATION}: \"true\"; no AWS calls until it is removed");
-            publish_logged(ctx, obj, &Notice::normal(PAUSED_REASON, "Reconcile", note)).await;
+            publish_logged(ctx, obj, &Notice::normal(PAUSED_REASON, "Reconcile", note));
         }
     }
     Ok(Action::await_change())
@@ -295,7 +295,7 @@ async fn cleanup<S: ExportService>(
         }
     };
     for notice in &notices {
-        publish_logged(ctx, obj, notice).await;
+        publish_logged(ctx, obj, notice);
     }
     match end {
         End::Release(what) => Ok(released(obj, ctx, &what)),
@@ -337,7 +337,7 @@ async fn released_without_account<S: ExportService>(
     };
     let note = format!("deleted without an AWS call: {}; {left}", failure.message);
     warn!(reason = failure.reason(), note, "finalizer released without the account");
-    act::publish(ctx, obj, &Notice::warning(failure.reason(), "Delete", note)).await;
+    act::publish(ctx, obj, &Notice::warning(failure.reason(), "Delete", note));
     Ok(released(obj, ctx, "the account is not usable"))
 }
 
@@ -358,7 +358,7 @@ async fn hold<S: ExportService>(
         let was = obs.status.condition(CONDITION_SYNCED).filter(|c| c.status == "False").map(|c| c.reason.as_str());
         if retry_in.is_some() && was != Some(failure.reason()) {
             let note = format!("cannot stop the export yet: {failure}");
-            act::publish(ctx, obj, &Notice::warning(failure.reason(), failure.step.as_str(), note)).await;
+            act::publish(ctx, obj, &Notice::warning(failure.reason(), failure.step.as_str(), note));
         }
     }
     Ok(match retry_in {

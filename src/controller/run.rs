@@ -389,6 +389,7 @@ pub async fn run_with_accounts<S: ExportService>(
     ctx.info_cache = info_cache;
     ctx.observer = observer;
     ctx.accounts = accounts;
+    let events = ctx.events.clone();
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     let controller = Controller::for_stream(trigger, reader)
         .owns_stream(info)
@@ -406,6 +407,10 @@ pub async fn run_with_accounts<S: ExportService>(
     tokio::select! {
         () = controller => tracing::info!("controller stopped"),
         () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
+    }
+    // The last passes' events are still queued: publish them, unless the apiserver is gone.
+    if tokio::time::timeout(EVENTS_FLUSH, events.flush()).await.is_err() {
+        tracing::warn!("events not published within {EVENTS_FLUSH:?} of the shutdown were dropped");
     }
     Ok(())
 }
@@ -502,6 +507,9 @@ fn account_controller<S: ExportService>(
         })
         .boxed()
 }
+
+/// How long a shutdown waits for the queued events to be published.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Resolves when `shutdown` comes before the watch cache's first list completed.
 ///
