@@ -257,17 +257,15 @@ async fn start<S: ExportService>(
     }
 }
 
-/// StopContinuousExport of `id`; then Describe when the times are wanted and missing,
-/// or when ADS answers `OperationNotPermitted`.
+/// StopContinuousExport of `id`; then Describe when the status is kept ([`Times`]), or
+/// when ADS answers `OperationNotPermitted`.
 pub async fn stop<S: ExportService>(ads: &S, region: &str, id: &str, times: Times) -> StopOutcome {
     match ads.stop(region, id).await {
         Ok(answer) => {
             info!(export_id = id, "stopped export");
-            let missing = answer.start_time.is_none() || answer.stop_time.is_none();
-            let described = if times == Times::FromAnswerOrDescribe && missing {
-                Some(ads.describe(region, id).await)
-            } else {
-                None
+            let described = match times {
+                Times::FromAnswerAndDescribe => Some(ads.describe(region, id).await),
+                Times::NotNeeded => None,
             };
             StopOutcome::Stopped { times: answer, described }
         }

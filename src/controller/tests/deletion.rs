@@ -437,11 +437,12 @@ async fn stop_failed_export_is_stopped_again_on_a_doubling_schedule() {
     let ads = FakeAds::new();
     let times = StopTimes { start_time: Some(ts(SAMPLE_START)), stop_time: Some(ts("2026-02-01T08:00:00.000Z")) };
     ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times.clone()));
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let first = run(&obj, &ctx).await.expect("reconcile");
     let seen = server.finish().await;
-    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1"), describe("e-1")]);
     requeue_delay_between(&first, Duration::from_secs(4), Duration::from_secs(5));
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
@@ -462,12 +463,13 @@ async fn stop_failed_export_is_stopped_again_on_a_doubling_schedule() {
     // ... so a second STOP_FAILED waits twice as long before the next look.
     let obj = with_status(obj, seen.requests[0].applied_status());
     ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times));
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = reuse(ctx, client);
     let third = run(&obj, &ctx).await.expect("reconcile");
     server.finish().await;
     requeue_delay_between(&third, Duration::from_secs(8), Duration::from_secs(10));
-    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1"), stop("e-1")]);
+    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1"), stop("e-1"), describe("e-1")]);
 }
 
 #[tokio::test]
