@@ -75,6 +75,8 @@ async fn main() {
     let bed = tokio::task::spawn_blocking(support::testbed).await.unwrap();
     let client = bed.client().await;
     support::apply_crd(&client, &ads_export_operator::api::crd()).await;
+    // The operator's start-up checks that the ExportAccount CRD is served too.
+    support::apply_crd(&client, &ads_export_operator::api::account_crd()).await;
     println!("# ads-export-operator bench: max-concurrent-reconciles {}, resync {:?}", run.concurrency, run.resync);
 
     let mut table = Vec::new();

@@ -3,6 +3,7 @@
 //! call after the observation is here; what they mean is decided by the pure steps.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
@@ -11,7 +12,7 @@ use kube::runtime::events::Event as KubeEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::accounts::Binding;
 use super::claims::owner;
@@ -20,9 +21,9 @@ use super::decide::{AnnotationChange, Attempt, Call, Next, Notice, Plan, Times};
 use super::error::Error;
 use super::fold::{self, StartOutcome, StopOutcome, Verdict};
 use super::info::{INFO_LABEL, InfoPlan, Write};
-use super::observation::Observation;
+use super::observation::{Observation, Source};
 use crate::ads::{ExportService, Reason, format_time};
-use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, START_PENDING_ANNOTATION};
+use crate::api::{ContinuousExport, ContinuousExportStatus, FIELD_MANAGER, FINALIZER, START_PENDING_ANNOTATION};
 
 /// The object a pass acts on, and whether it carries `start-pending` right now.
 pub struct Target<'a> {
@@ -55,8 +56,44 @@ impl Target<'_> {
     }
 }
 
-/// Publishes an event; a failure to publish is logged, not returned.
-pub async fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
+/// Adds [`FINALIZER`] to `obj` when it lacks it and is not being deleted, and returns
+/// the object as the apiserver stored it ([`Source::Stored`]); else `obj` as it is
+/// ([`Source::Cache`]).
+///
+/// The patch is kube-runtime's finalizer helper's own JSON patch (a `test` of the
+/// finalizers as read, then an `add`), so a concurrent change of the finalizers makes it
+/// fail and the pass is retried. Unlike the helper, which returns and waits for the
+/// patch's watch event, the caller goes on with the returned object in the same pass:
+/// the finalizer and the first status cost one reconcile, not two (issue: cold start).
+///
+/// # Errors
+/// [`Error::Kube`] when the patch fails (a 422 when the `test` failed).
+pub async fn ensure_finalizer(
+    api: &Api<ContinuousExport>,
+    obj: Arc<ContinuousExport>,
+) -> Result<(Arc<ContinuousExport>, Source), Error> {
+    let has = obj.finalizers().iter().any(|f| f == FINALIZER);
+    if has || obj.meta().deletion_timestamp.is_some() {
+        return Ok((obj, Source::Cache));
+    }
+    let ops = if obj.finalizers().is_empty() {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": obj.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+    let stored = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+    Ok((Arc::new(stored), Source::Stored))
+}
+
+/// Queues an event about `obj` (published beside the pass, see [`super::events`]).
+pub fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
     let ev = KubeEvent {
         type_: notice.type_,
         reason: notice.reason.clone(),
@@ -64,9 +101,7 @@ pub async fn publish<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport,
         action: notice.action.clone(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        warn!(error = %e, reason = notice.reason, "could not publish event");
-    }
+    ctx.events.publish(ev, obj.object_ref(&()));
 }
 
 /// Server-side applies the whole status (owned fields not set are removed).
@@ -222,17 +257,15 @@ async fn start<S: ExportService>(
     }
 }
 
-/// StopContinuousExport of `id`; then Describe when the times are wanted and missing,
-/// or when ADS answers `OperationNotPermitted`.
+/// StopContinuousExport of `id`; then Describe when the status is kept ([`Times`]), or
+/// when ADS answers `OperationNotPermitted`.
 pub async fn stop<S: ExportService>(ads: &S, region: &str, id: &str, times: Times) -> StopOutcome {
     match ads.stop(region, id).await {
         Ok(answer) => {
             info!(export_id = id, "stopped export");
-            let missing = answer.start_time.is_none() || answer.stop_time.is_none();
-            let described = if times == Times::FromAnswerOrDescribe && missing {
-                Some(ads.describe(region, id).await)
-            } else {
-                None
+            let described = match times {
+                Times::FromAnswerAndDescribe => Some(ads.describe(region, id).await),
+                Times::NotNeeded => None,
             };
             StopOutcome::Stopped { times: answer, described }
         }

@@ -12,6 +12,7 @@ use kube::runtime::reflector::{self, Store};
 use super::accounts::Accounts;
 use super::backoff::Backoff;
 use super::claim_index::ClaimIndex;
+use super::events::Events;
 use crate::ads::ExportService;
 use crate::ads::home_region::HomeRegionCache;
 
@@ -90,8 +91,8 @@ pub struct Context<S: ExportService> {
     pub settings: Settings,
     /// Per-object retry and poll schedule.
     pub backoff: Backoff,
-    /// Event recorder (events.k8s.io/v1).
-    pub recorder: Recorder,
+    /// The event queue (events.k8s.io/v1, published beside the reconcile).
+    pub events: Events,
     /// The claims of all watched `ContinuousExport`s, fed by the controller's watch:
     /// which export IDs other objects manage or want, whose starts are pending.
     pub claims: Arc<ClaimIndex>,
@@ -150,11 +151,14 @@ impl Drop for StartGuard<'_> {
 
 impl<S: ExportService> Context<S> {
     /// A context with the given parts, an empty claim index, an empty ConfigMap cache
-    /// and no observer.
+    /// and no observer; its event lanes start on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub fn new(client: Client, ads: S, settings: Settings) -> Self {
         let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Events::start(Recorder::new(client.clone(), reporter)),
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
             claims: Arc::new(
                 ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()),

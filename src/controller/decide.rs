@@ -74,9 +74,10 @@ pub enum Attempt {
 /// Where StopContinuousExport's times come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Times {
-    /// From the answer, else from a Describe right after (the documented sample
-    /// response carries neither).
-    FromAnswerOrDescribe,
+    /// From the answer, and a Describe right after, whose look the status takes: a
+    /// stop that ends at once is written `INACTIVE` in the same pass, not after a
+    /// second look (the documented sample response carries no times either).
+    FromAnswerAndDescribe,
     /// Not needed (the status is not kept or the export is gone).
     NotNeeded,
 }
@@ -410,7 +411,7 @@ fn on_described(spec: &ContinuousExportSpec, d: &ExportDescription, plan: &mut P
         Some(was @ (ExportStatus::Active | ExportStatus::Error | ExportStatus::StopFailed)) if spec.stopped => {
             let reason = StopReason::Requested { was, detail: d.status_detail.clone() };
             let id = d.export_id.clone();
-            Next::Call(Call::Stop { id, times: Times::FromAnswerOrDescribe, reason })
+            Next::Call(Call::Stop { id, times: Times::FromAnswerAndDescribe, reason })
         }
         _ => {
             let (annotation, result) = settle(spec, &mut plan.status, d);

@@ -199,8 +199,12 @@ pub fn record_stop(verdict: &mut Verdict, id: &str, region: &str, outcome: StopO
                 status.stop_time = Some(format_time(t));
             }
             verdict.notices.push(Notice::normal("Stopped", Operation::Stop.name(), format!("stopped export {id}")));
+            let timed = status.start_time.is_some() && status.stop_time.is_some();
             match described {
                 Some(Ok(d)) => copy_description(status, &d),
+                // The Stop was taken and its answer has the times: the transition watch
+                // looks again.
+                Some(Err(_)) if timed => {}
                 Some(Err(e)) => return Err(messages::managed_gone(e, id, region)),
                 None => {}
             }

@@ -23,6 +23,7 @@ pub mod decide;
 mod decide_table;
 pub mod deletion;
 pub mod error;
+pub mod events;
 pub mod export_account;
 pub mod failure;
 pub mod fold;

@@ -10,6 +10,16 @@ use super::claims::Others;
 use crate::ads::{AdsError, ExportDescription};
 use crate::api::ContinuousExportStatus;
 
+/// Where the object a pass starts from was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The watch cache: it may lag behind this controller's own writes.
+    Cache,
+    /// The apiserver's answer to this pass's own write (the finalizer patch): as fresh
+    /// as a read.
+    Stored,
+}
+
 /// Everything the rules look at, read before any change is made.
 #[derive(Clone, Debug)]
 pub struct Observation {

@@ -20,7 +20,7 @@ use super::deletion;
 use super::error::Error;
 use super::info::{self, Found, InfoObservation};
 use super::messages::RegionSource;
-use super::observation::{Observation, Pending, Reads, Schedule};
+use super::observation::{Observation, Pending, Reads, Schedule, Source};
 use super::placement::{RegionInputs, RegionStep, region_order, region_step};
 use crate::ads::ExportService;
 use crate::ads::shared::WATCH_MAX;
@@ -76,17 +76,19 @@ pub fn needs_fresh_read(cached: &ContinuousExport, region: Option<&str>) -> bool
     region.is_some() && cached.spec.export_id.is_none() && managed_id(cached).is_none()
 }
 
-/// The object to decide on: `cached`, or a fresh read (see [`needs_fresh_read`]).
+/// The object to decide on: `cached`, or a fresh read (see [`needs_fresh_read`]) unless
+/// `cached` is already the apiserver's answer to this pass's own write.
 ///
 /// # Errors
 /// [`Error::Kube`] when the read fails.
 pub async fn object<'a, S: ExportService>(
     cached: &'a ContinuousExport,
+    source: Source,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
     bind: &Binding<S>,
 ) -> Result<Cow<'a, ContinuousExport>, Error> {
-    if needs_fresh_read(cached, region_of(cached, ctx, bind).as_deref()) {
+    if source == Source::Cache && needs_fresh_read(cached, region_of(cached, ctx, bind).as_deref()) {
         return Ok(Cow::Owned(api.get(&cached.name_any()).await?));
     }
     Ok(Cow::Borrowed(cached))

@@ -23,7 +23,7 @@ use super::failure::Failure;
 use super::fold::{self, Verdict};
 use super::info::{self, InfoObservation, InfoPlan};
 use super::messages;
-use super::observation::Observation;
+use super::observation::{Observation, Source};
 use super::observe;
 use crate::ads::ExportService;
 use crate::api::{CONDITION_SYNCED, ContinuousExport, FINALIZER, PAUSED_ANNOTATION};
@@ -49,9 +49,14 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         // nor released from it (its deletion waits until it is unpaused).
         paused(&obj, &api, &ctx).instrument(span).await
     } else {
+        // With the finalizer in place, the helper routes this very pass to apply.
+        let (obj, source) = match act::ensure_finalizer(&api, obj).instrument(span.clone()).await {
+            Ok(read) => read,
+            Err(e) => return finished(ctx.as_ref(), started, Err(e)),
+        };
         finalizer(&api, FINALIZER, obj, |event| async {
             match event {
-                Finalizer::Apply(obj) => apply(&obj, &api, &ctx).await,
+                Finalizer::Apply(obj) => apply(&obj, source, &api, &ctx).await,
                 Finalizer::Cleanup(obj) => cleanup(&obj, &api, &ctx).await,
             }
         })
@@ -59,6 +64,15 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         .await
         .map_err(|e| Error::Finalizer(Box::new(e)))
     };
+    finished(ctx.as_ref(), started, result)
+}
+
+/// Reports the pass to the metrics hook and returns its result.
+fn finished<S: ExportService>(
+    ctx: &Context<S>,
+    started: Instant,
+    result: Result<Action, Error>,
+) -> Result<Action, Error> {
     if let Some(o) = &ctx.observer {
         o.reconciled(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
     }
@@ -90,6 +104,7 @@ async fn bind<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport) -> Res
 /// The apply branch: drive the export towards the spec, then write status and requeue.
 async fn apply<S: ExportService>(
     cached: &ContinuousExport,
+    source: Source,
     api: &Api<ContinuousExport>,
     ctx: &Context<S>,
 ) -> Result<Action, Error> {
@@ -99,7 +114,7 @@ async fn apply<S: ExportService>(
         Err(refusal) => return refused(cached, api, ctx, &refusal).await,
     };
     observe::home_region(cached, ctx, &bind).await;
-    let obj = observe::object(cached, api, ctx, &bind).await?;
+    let obj = observe::object(cached, source, api, ctx, &bind).await?;
     let (obj, key) = (obj.as_ref(), key(cached));
     let stored = obj.status.clone().unwrap_or_default();
     let generation = obj.metadata.generation.unwrap_or(0);
@@ -193,7 +208,7 @@ async fn finish<S: ExportService>(
 ) -> Result<Action, Error> {
     let (obj, key) = (target.obj, key(target.obj));
     for notice in &verdict.notices {
-        publish_logged(ctx, obj, notice).await;
+        publish_logged(ctx, obj, notice);
     }
     if let Err(f) = &verdict.result {
         // `error`, not `message`: JSON log lines already use `message` for the text.
@@ -208,7 +223,7 @@ async fn finish<S: ExportService>(
         act::write_status(target.api, &obj.name_any(), &conclusion.status).await?;
         let step = verdict.result.as_ref().err().map_or("Reconcile", |f| f.step.as_str());
         for notice in announcements(&obs.status, &conclusion.status, step) {
-            act::publish(ctx, obj, &notice).await;
+            act::publish(ctx, obj, &notice);
         }
     }
     if target.marked && conclusion.status.export_id.is_some() {
@@ -220,9 +235,9 @@ async fn finish<S: ExportService>(
 }
 
 /// Publishes a Normal event of the pass and logs what it says.
-async fn publish_logged<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
+fn publish_logged<S: ExportService>(ctx: &Context<S>, obj: &ContinuousExport, notice: &Notice) {
     info!(reason = notice.reason, note = notice.note, "event");
-    act::publish(ctx, obj, notice).await;
+    act::publish(ctx, obj, notice);
 }
 
 fn report_status<S: ExportService>(ctx: &Context<S>, key: &str, status: &crate::api::ContinuousExportStatus) {
@@ -249,7 +264,7 @@ async fn paused<S: ExportService>(
         if !annotations::status_paused(&stored) {
             let note =
                 format!("reconciliation paused by {PAUSED_ANNOTATION}: \"true\"; no AWS calls until it is removed");
-            publish_logged(ctx, obj, &Notice::normal(PAUSED_REASON, "Reconcile", note)).await;
+            publish_logged(ctx, obj, &Notice::normal(PAUSED_REASON, "Reconcile", note));
         }
     }
     Ok(Action::await_change())
@@ -280,7 +295,7 @@ async fn cleanup<S: ExportService>(
         }
     };
     for notice in &notices {
-        publish_logged(ctx, obj, notice).await;
+        publish_logged(ctx, obj, notice);
     }
     match end {
         End::Release(what) => Ok(released(obj, ctx, &what)),
@@ -322,7 +337,7 @@ async fn released_without_account<S: ExportService>(
     };
     let note = format!("deleted without an AWS call: {}; {left}", failure.message);
     warn!(reason = failure.reason(), note, "finalizer released without the account");
-    act::publish(ctx, obj, &Notice::warning(failure.reason(), "Delete", note)).await;
+    act::publish(ctx, obj, &Notice::warning(failure.reason(), "Delete", note));
     Ok(released(obj, ctx, "the account is not usable"))
 }
 
@@ -343,7 +358,7 @@ async fn hold<S: ExportService>(
         let was = obs.status.condition(CONDITION_SYNCED).filter(|c| c.status == "False").map(|c| c.reason.as_str());
         if retry_in.is_some() && was != Some(failure.reason()) {
             let note = format!("cannot stop the export yet: {failure}");
-            act::publish(ctx, obj, &Notice::warning(failure.reason(), failure.step.as_str(), note)).await;
+            act::publish(ctx, obj, &Notice::warning(failure.reason(), failure.step.as_str(), note));
         }
     }
     Ok(match retry_in {

@@ -164,16 +164,17 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Resu
     }
 }
 
-/// The watch trigger filter: a new generation (spec change or deletion marking), a
-/// finalizer change, or a change of the steering annotations (`adsexport.io/paused`,
-/// `adsexport.io/reconcile-requested-at`, which do not bump the generation). Status
-/// writes and the `start-pending` annotation, the controller's own writes, do not
-/// trigger a reconcile; requeues handle polling.
+/// The watch trigger filter: a new generation (spec change or deletion marking), the
+/// deletion itself, or a change of the steering annotations (`adsexport.io/paused`,
+/// `adsexport.io/reconcile-requested-at`, which do not bump the generation). The
+/// controller's own writes do not trigger a reconcile: the status, the `start-pending`
+/// annotation, and the finalizer (added in the pass that goes on to apply, see
+/// [`super::act::ensure_finalizer`]; one removed by hand is added again on the next
+/// requeue). Requeues handle polling.
 fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     obj.meta().generation.hash(&mut h);
-    obj.finalizers().hash(&mut h);
     obj.meta().deletion_timestamp.is_some().hash(&mut h);
     annotations::steering(obj).hash(&mut h);
     Some(h.finish())
@@ -388,6 +389,7 @@ pub async fn run_with_accounts<S: ExportService>(
     ctx.info_cache = info_cache;
     ctx.observer = observer;
     ctx.accounts = accounts;
+    let events = ctx.events.clone();
     tracing::info!(namespace = ctx.settings.namespace.as_deref().unwrap_or("<all>"), "controller starting");
     let controller = Controller::for_stream(trigger, reader)
         .owns_stream(info)
@@ -405,6 +407,10 @@ pub async fn run_with_accounts<S: ExportService>(
     tokio::select! {
         () = controller => tracing::info!("controller stopped"),
         () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
+    }
+    // The last passes' events are still queued: publish them, unless the apiserver is gone.
+    if tokio::time::timeout(EVENTS_FLUSH, events.flush()).await.is_err() {
+        tracing::warn!("events not published within {EVENTS_FLUSH:?} of the shutdown were dropped");
     }
     Ok(())
 }
@@ -502,6 +508,9 @@ fn account_controller<S: ExportService>(
         .boxed()
 }
 
+/// How long a shutdown waits for the queued events to be published.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Resolves when `shutdown` comes before the watch cache's first list completed.
 ///
 /// kube-runtime's graceful shutdown ends the trigger stream, which also feeds the
@@ -577,7 +586,12 @@ mod tests {
             [(START_PENDING_ANNOTATION.to_owned(), "t".to_owned()), ("example.com/note".to_owned(), "x".to_owned())]
                 .into(),
         );
+        own.metadata.finalizers = Some(vec![crate::api::FINALIZER.to_owned()]);
         assert_eq!(trigger_hash(&own), base, "no reconcile for the controller's own writes");
+        let mut deleting = own.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_ne!(trigger_hash(&deleting), base, "a deletion triggers a reconcile");
         for (key, value) in [(PAUSED_ANNOTATION, "true"), (RECONCILE_REQUESTED_ANNOTATION, "1")] {
             let mut user = own.clone();
             user.metadata.annotations.as_mut().unwrap().insert(key.to_owned(), value.to_owned());

@@ -495,22 +495,60 @@ async fn stop_without_times_in_the_answer_takes_them_from_describe() {
 }
 
 #[tokio::test]
-async fn stop_with_times_in_the_answer_needs_no_second_describe() {
+async fn stop_takes_the_times_of_its_answer_and_the_look_right_after() {
     let obj = stopping_object();
     let ads = FakeAds::new();
     let times =
         StopTimes { start_time: Some(ts("2017-04-28T18:43:25.640Z")), stop_time: Some(ts("2026-02-01T08:00:01.001Z")) };
     ads.on_describe(Ok(export("e-1", ads::ACTIVE))).on_stop(Ok(times));
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
     assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN));
-    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1"), describe("e-1")]);
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
-    assert_eq!(status.start_time.as_deref(), Some("2017-04-28T18:43:25.640Z"), "from the Stop answer");
-    assert_eq!(status.stop_time.as_deref(), Some("2026-02-01T08:00:01.001Z"));
+    assert_eq!(status.start_time.as_deref(), Some(SAMPLE_START), "the look's, where it has one");
+    assert_eq!(status.stop_time.as_deref(), Some("2026-02-01T08:00:01.001Z"), "the answer's, the look has none");
+}
+
+#[tokio::test]
+async fn a_stop_that_ends_at_once_is_written_inactive_in_the_same_pass() {
+    let obj = stopping_object();
+    let ads = FakeAds::new();
+    let times = StopTimes { start_time: Some(ts(SAMPLE_START)), stop_time: Some(ts("2026-02-01T08:00:01.001Z")) };
+    ads.on_describe(Ok(export("e-1", ads::ACTIVE))).on_stop(Ok(times));
+    ads.on_describe(Ok(export("e-1", ads::INACTIVE)));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let result = run(&obj, &ctx).await;
+    let seen = server.finish().await;
+    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC), "settled: resync period");
+    assert_eq!(seen.requests.len(), 1, "one status write for the whole stop");
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_status.as_deref(), Some(ads::INACTIVE));
+    assert!(status.stop_time.is_some());
+    assert_cond(&status, CONDITION_READY, "True", "Stopped");
+    assert_eq!(seen.event_reasons(), [("Normal".into(), "Stopped".into())]);
+}
+
+#[tokio::test]
+async fn a_failed_look_after_a_timed_stop_keeps_stop_in_progress_without_an_error() {
+    let obj = stopping_object();
+    let ads = FakeAds::new();
+    let times = StopTimes { start_time: Some(ts(SAMPLE_START)), stop_time: Some(ts("2026-02-01T08:00:01.001Z")) };
+    ads.on_describe(Ok(export("e-1", ads::ACTIVE))).on_stop(Ok(times));
+    ads.on_describe(Err(ads_error(Operation::Describe, Reason::Throttled, "Rate exceeded")));
+    let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
+    let ctx = context(client, &ads);
+    let result = run(&obj, &ctx).await;
+    let seen = server.finish().await;
+    assert_eq!(result.expect("reconcile"), Action::requeue(POLL_MIN), "the transition's poll, not a failure backoff");
+    let status = seen.requests[0].applied_status();
+    assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
+    assert_cond(&status, CONDITION_SYNCED, "True", "Synced");
 }
 
 #[tokio::test]

@@ -7,21 +7,49 @@ use super::*;
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn missing_finalizer_is_added_first() {
-    let mut obj = object();
+async fn missing_finalizer_is_added_and_the_same_pass_applies() {
+    let with = object();
+    let mut obj = with.clone();
     obj.metadata.finalizers = None;
+    obj.spec.stopped = true;
+    let mut stored = with.clone();
+    stored.spec.stopped = true;
     let ads = FakeAds::new();
-    let (client, server) = apiserver(vec![Expect::json_patch(&obj)]);
+    // The patch's answer (the object with the finalizer) is what the pass goes on with,
+    // as fresh as a read: no GET, and no second reconcile waits for the patch's watch event.
+    let (client, server) = apiserver(vec![Expect::json_patch(&stored), Expect::apply_status(&stored)]);
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::await_change());
+    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
     assert_eq!(ads.take_calls(), []);
     assert_eq!(
         seen.requests[0].body,
         json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    );
+    assert_cond(&seen.requests[1].applied_status(), CONDITION_READY, "True", "NotStarted");
+}
+
+#[tokio::test]
+async fn a_finalizer_is_appended_after_the_others_it_tests() {
+    let mut obj = object();
+    obj.metadata.finalizers = Some(vec!["example.com/other".into()]);
+    obj.spec.stopped = true;
+    let mut stored = obj.clone();
+    stored.metadata.finalizers = Some(vec!["example.com/other".into(), FINALIZER.into()]);
+    let ads = FakeAds::new();
+    let (client, server) = apiserver(vec![Expect::json_patch(&stored), Expect::apply_status(&stored)]);
+    let ctx = context(client, &ads);
+    run(&obj, &ctx).await.expect("reconcile");
+    let seen = server.finish().await;
+    assert_eq!(
+        seen.requests[0].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": ["example.com/other"]},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     );
 }
@@ -409,11 +437,12 @@ async fn stop_failed_export_is_stopped_again_on_a_doubling_schedule() {
     let ads = FakeAds::new();
     let times = StopTimes { start_time: Some(ts(SAMPLE_START)), stop_time: Some(ts("2026-02-01T08:00:00.000Z")) };
     ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times.clone()));
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = context(client, &ads);
     let first = run(&obj, &ctx).await.expect("reconcile");
     let seen = server.finish().await;
-    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1")]);
+    assert_eq!(ads.take_calls(), [describe("e-1"), stop("e-1"), describe("e-1")]);
     requeue_delay_between(&first, Duration::from_secs(4), Duration::from_secs(5));
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::STOP_IN_PROGRESS));
@@ -434,12 +463,13 @@ async fn stop_failed_export_is_stopped_again_on_a_doubling_schedule() {
     // ... so a second STOP_FAILED waits twice as long before the next look.
     let obj = with_status(obj, seen.requests[0].applied_status());
     ads.on_describe(Ok(export("e-1", ads::STOP_FAILED))).on_stop(Ok(times));
+    ads.on_describe(Ok(export("e-1", ads::STOP_IN_PROGRESS)));
     let (client, server) = apiserver(vec![Expect::apply_status(&obj)]);
     let ctx = reuse(ctx, client);
     let third = run(&obj, &ctx).await.expect("reconcile");
     server.finish().await;
     requeue_delay_between(&third, Duration::from_secs(8), Duration::from_secs(10));
-    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1"), stop("e-1")]);
+    assert_eq!(ads.take_calls(), [describe("e-1"), describe("e-1"), stop("e-1"), describe("e-1")]);
 }
 
 #[tokio::test]

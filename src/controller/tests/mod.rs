@@ -128,8 +128,11 @@ fn reuse(ctx: Arc<Context<FakeAds>>, client: Client) -> Arc<Context<FakeAds>> {
     Arc::new(Context { backoff: ctx.backoff, ..Context::new(client, ctx.ads, ctx.settings) })
 }
 
+/// One reconcile, then its events published (they are queued beside the pass).
 async fn run(obj: &ContinuousExport, ctx: &Arc<Context<FakeAds>>) -> Result<Action, Error> {
-    reconcile(Arc::new(obj.clone()), ctx.clone()).await
+    let result = reconcile(Arc::new(obj.clone()), ctx.clone()).await;
+    ctx.events.flush().await;
+    result
 }
 
 fn cond<'a>(s: &'a ContinuousExportStatus, type_: &str) -> &'a Condition {
