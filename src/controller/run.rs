@@ -252,6 +252,12 @@ fn account_watch(
 /// The watch of the Namespaces' metadata (the watched one, or all) feeding `writer`: a
 /// change of a namespace's labels reconciles its objects that reference an account (a
 /// `namespaceSelector` may grant or revoke it).
+///
+/// Metadata only on the wire, not just in the cache: kube's `Api<PartialObjectMeta<K>>`
+/// lists and watches with `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`
+/// (`…;as=PartialObjectMetadata;…` for the watch), so the apiserver sends each
+/// Namespace's `metadata` alone. This is what kube-runtime's `metadata_watcher` did; kube
+/// deprecated it (since kube-runtime 3.1) for `watcher` on this `Api`, which this uses.
 fn namespace_watch(
     client: &Client,
     namespace: Option<&str>,
@@ -559,6 +565,31 @@ mod tests {
         slim(&mut o);
         assert!(annotations::is_paused(&o));
         assert_eq!(annotations::steering(&o), [Some("true"), Some("1")]);
+    }
+
+    /// The namespace watch's first list asks the apiserver for metadata only (the
+    /// `PartialObjectMetadataList` media type) and, for a single watched namespace,
+    /// for that namespace alone (the field selector).
+    #[tokio::test]
+    async fn the_namespace_watch_lists_metadata_only() {
+        use http::{Request, Response, header::ACCEPT};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (_store, writer) = reflector::store();
+        let watch = namespace_watch(&client, Some("team-a"), writer, || {}, Arc::new(ClaimIndex::new(None)));
+        let watching = tokio::spawn(watch.for_each(|_| futures::future::ready(())));
+        let deadline = std::time::Duration::from_secs(10);
+        let (request, _reply) = tokio::time::timeout(deadline, handle.next_request())
+            .await
+            .expect("the watch lists within 10 s")
+            .expect("a request");
+        watching.abort();
+        assert_eq!(request.uri().path(), "/api/v1/namespaces");
+        let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+        assert_eq!(accept, Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"));
+        let query = request.uri().query().unwrap_or_default();
+        assert!(query.contains("fieldSelector=metadata.name%3Dteam-a"), "no field selector in {query}");
     }
 
     #[test]
