@@ -2,6 +2,7 @@
 //! trigger filters, and [`run`] / [`run_with_accounts`] (the `ContinuousExport`
 //! controller and, with accounts, the `ExportAccount` reconciler).
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -170,13 +171,30 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Resu
 /// writes and the `start-pending` annotation, the controller's own writes, do not
 /// trigger a reconcile; requeues handle polling.
 fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    Some(hash_of((obj.meta().generation, obj.finalizers(), deleting, annotations::steering(obj))))
+}
+
+/// The `ExportAccount` watch's trigger filter: a new generation (spec change or deletion
+/// marking) or a new uid (the account deleted and created again under the same name).
+/// Status writes (the reconciler's `Verified` condition) do not trigger.
+fn account_spec_hash(a: &ExportAccount) -> Option<u64> {
+    Some(hash_of((a.meta().generation, &a.meta().uid)))
+}
+
+/// The Namespace watch's trigger filter: a change of the labels (what a
+/// `namespaceSelector` matches) or a new uid (the namespace created again).
+/// Annotation and other metadata edits do not trigger.
+fn namespace_labels_hash(n: &PartialObjectMeta<Namespace>) -> Option<u64> {
+    Some(hash_of((n.labels(), &n.meta().uid)))
+}
+
+/// One 64-bit hash of `parts` (a tuple of what a trigger filter compares), for
+/// kube-runtime's `predicate_filter`; equal parts give equal hashes within a process.
+fn hash_of(parts: impl Hash) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.meta().generation.hash(&mut h);
-    obj.finalizers().hash(&mut h);
-    obj.meta().deletion_timestamp.is_some().hash(&mut h);
-    annotations::steering(obj).hash(&mut h);
-    Some(h.finish())
+    parts.hash(&mut h);
+    h.finish()
 }
 
 /// What the watch cache keeps of an object: everything but `metadata.managedFields`
@@ -231,20 +249,13 @@ fn account_watch(
     if let Some(s) = selector {
         config = config.labels(s);
     }
-    let spec_hash = |a: &ExportAccount| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        a.meta().generation.hash(&mut h);
-        a.meta().uid.hash(&mut h);
-        Some(h.finish())
-    };
     watcher(Api::<ExportAccount>::all(client.clone()), config)
         .default_backoff()
         .modify(|a: &mut ExportAccount| slim_meta(&mut a.metadata))
         .reflect(writer)
         .inspect(on_init_done(accounts_synced))
         .touched_objects()
-        .predicate_filter(spec_hash, PredicateConfig::default())
+        .predicate_filter(account_spec_hash, PredicateConfig::default())
         .filter_map(logged_ok("ExportAccounts"))
         .flat_map(move |a| object_refs(claims.referencing(&a.name_any())))
 }
@@ -269,20 +280,13 @@ fn namespace_watch(
     if let Some(ns) = namespace {
         config = config.fields(&format!("metadata.name={ns}"));
     }
-    let labels_hash = |n: &PartialObjectMeta<Namespace>| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        n.labels().hash(&mut h);
-        n.meta().uid.hash(&mut h);
-        Some(h.finish())
-    };
     watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
         .default_backoff()
         .modify(|n: &mut PartialObjectMeta<Namespace>| n.metadata.managed_fields = None)
         .reflect(writer)
         .inspect(on_init_done(namespaces_synced))
         .touched_objects()
-        .predicate_filter(labels_hash, PredicateConfig::default())
+        .predicate_filter(namespace_labels_hash, PredicateConfig::default())
         .filter_map(logged_ok("Namespaces"))
         .flat_map(move |n| object_refs(claims.referencing_in(&n.name_any())))
 }
@@ -590,6 +594,49 @@ mod tests {
         assert_eq!(accept, Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"));
         let query = request.uri().query().unwrap_or_default();
         assert!(query.contains("fieldSelector=metadata.name%3Dteam-a"), "no field selector in {query}");
+    }
+
+    #[test]
+    fn namespace_label_changes_trigger_and_other_metadata_does_not() {
+        let mut n = PartialObjectMeta::<Namespace>::default();
+        n.metadata.name = Some("team-a".into());
+        n.metadata.uid = Some("uid-1".into());
+        n.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        let base = namespace_labels_hash(&n);
+        let mut other = n.clone();
+        other.metadata.resource_version = Some("42".into());
+        other.metadata.annotations = Some([("example.com/note".to_owned(), "x".to_owned())].into());
+        assert_eq!(namespace_labels_hash(&other), base, "annotations and resourceVersion do not trigger");
+        let mut relabelled = n.clone();
+        relabelled.metadata.labels.as_mut().unwrap().insert("team".to_owned(), "b".to_owned());
+        assert_ne!(namespace_labels_hash(&relabelled), base, "a changed label triggers");
+        let mut added = n.clone();
+        added.metadata.labels.as_mut().unwrap().insert("env".to_owned(), "prod".to_owned());
+        assert_ne!(namespace_labels_hash(&added), base, "an added label triggers");
+        let mut recreated = n.clone();
+        recreated.metadata.uid = Some("uid-2".into());
+        assert_ne!(namespace_labels_hash(&recreated), base, "the namespace created again triggers");
+    }
+
+    #[test]
+    fn account_spec_changes_trigger_and_status_writes_do_not() {
+        let mut a = ExportAccount::new(
+            "prod",
+            serde_json::from_value(serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/ads-export"}))
+                .unwrap(),
+        );
+        a.metadata.generation = Some(1);
+        a.metadata.uid = Some("uid-1".into());
+        let base = account_spec_hash(&a);
+        let mut status = a.clone();
+        status.metadata.resource_version = Some("7".into());
+        assert_eq!(account_spec_hash(&status), base, "a status write does not trigger");
+        let mut spec = a.clone();
+        spec.metadata.generation = Some(2);
+        assert_ne!(account_spec_hash(&spec), base, "a new generation triggers");
+        let mut recreated = a.clone();
+        recreated.metadata.uid = Some("uid-2".into());
+        assert_ne!(account_spec_hash(&recreated), base, "the account created again triggers");
     }
 
     #[test]
