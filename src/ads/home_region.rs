@@ -385,8 +385,9 @@ mod tests {
     }
 
     /// `GetHomeRegion` on the SDK against the project's emulator (home region
-    /// eu-central-1), with the SDK's retries off so each call is one request.
-    async fn emulated_lookup() -> (crate::emulator::RunningEmulator, AwsHomeRegionLookup) {
+    /// eu-central-1), with the SDK's retries off so each call is one request, through
+    /// buckets of 20 requests per second, reporting to the returned [`Seen`].
+    async fn emulated_lookup() -> (crate::emulator::RunningEmulator, AwsHomeRegionLookup, Arc<RateLimits>, Arc<Seen>) {
         use crate::emulator::{Emulator, EmulatorConfig};
         let cfg = EmulatorConfig { home_region: Some("eu-central-1".into()), ..Default::default() };
         let emulator = Emulator::new(cfg).spawn("127.0.0.1:0").await.expect("emulator listens");
@@ -399,15 +400,16 @@ mod tests {
                 aws_credential_types::Credentials::new("AKIDTEST", "secret", None, None, "test"),
             ))
             .build();
-        (emulator, AwsHomeRegionLookup::new(&base, DEFAULT_CONFIG_REGION))
+        let (limits, seen) = (Arc::new(RateLimits::new(20.0)), Arc::new(Seen::default()));
+        let lookup = AwsHomeRegionLookup::new(&base, DEFAULT_CONFIG_REGION)
+            .with_rate_limits(limits.clone())
+            .with_observer(seen.clone());
+        (emulator, lookup, limits, seen)
     }
 
     #[tokio::test]
     async fn get_home_region_waits_for_a_token_of_the_config_regions_bucket() {
-        let (emulator, lookup) = emulated_lookup().await;
-        let limits = Arc::new(RateLimits::new(20.0));
-        let seen = Arc::new(Seen::default());
-        let lookup = lookup.with_rate_limits(limits.clone()).with_observer(seen.clone());
+        let (emulator, lookup, limits, seen) = emulated_lookup().await;
         // The account's ADS calls in the config region used the burst of 20 and queued
         // 10 more (half a second of tokens); another region's bucket stays full.
         let now = Instant::now();
@@ -431,10 +433,7 @@ mod tests {
     #[tokio::test]
     async fn get_home_region_outcomes_are_reported_and_leave_the_rate_alone() {
         use crate::emulator::{Fault, FaultKind};
-        let (emulator, lookup) = emulated_lookup().await;
-        let limits = Arc::new(RateLimits::new(20.0));
-        let seen = Arc::new(Seen::default());
-        let lookup = lookup.with_rate_limits(limits.clone()).with_observer(seen.clone());
+        let (emulator, lookup, limits, seen) = emulated_lookup().await;
         let denied = FaultKind::Error { name: "AccessDeniedException".into(), message: Some("no mgh".into()) };
         emulator.emulator.inject_fault(Fault::new(Some(OPERATION), denied));
         assert_eq!(lookup.home_region().await, Err(LookupError::AccessDenied("no mgh".into())));

@@ -596,47 +596,49 @@ mod tests {
         assert!(query.contains("fieldSelector=metadata.name%3Dteam-a"), "no field selector in {query}");
     }
 
+    /// A copy of `obj` with `edit` applied.
+    fn edited<T: Clone>(obj: &T, edit: impl FnOnce(&mut T)) -> T {
+        let mut copy = obj.clone();
+        edit(&mut copy);
+        copy
+    }
+
     #[test]
     fn namespace_label_changes_trigger_and_other_metadata_does_not() {
         let mut n = PartialObjectMeta::<Namespace>::default();
         n.metadata.name = Some("team-a".into());
         n.metadata.uid = Some("uid-1".into());
         n.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        let hash = |edit: fn(&mut PartialObjectMeta<Namespace>)| namespace_labels_hash(&edited(&n, edit));
         let base = namespace_labels_hash(&n);
-        let mut other = n.clone();
-        other.metadata.resource_version = Some("42".into());
-        other.metadata.annotations = Some([("example.com/note".to_owned(), "x".to_owned())].into());
-        assert_eq!(namespace_labels_hash(&other), base, "annotations and resourceVersion do not trigger");
-        let mut relabelled = n.clone();
-        relabelled.metadata.labels.as_mut().unwrap().insert("team".to_owned(), "b".to_owned());
-        assert_ne!(namespace_labels_hash(&relabelled), base, "a changed label triggers");
-        let mut added = n.clone();
-        added.metadata.labels.as_mut().unwrap().insert("env".to_owned(), "prod".to_owned());
-        assert_ne!(namespace_labels_hash(&added), base, "an added label triggers");
-        let mut recreated = n.clone();
-        recreated.metadata.uid = Some("uid-2".into());
-        assert_ne!(namespace_labels_hash(&recreated), base, "the namespace created again triggers");
+        let other = hash(|n| {
+            n.metadata.resource_version = Some("42".into());
+            n.metadata.annotations = Some([("example.com/note".to_owned(), "x".to_owned())].into());
+        });
+        assert_eq!(other, base, "annotations and resourceVersion do not trigger");
+        let relabelled = hash(|n| {
+            n.metadata.labels.as_mut().unwrap().insert("team".into(), "b".into());
+        });
+        assert_ne!(relabelled, base, "a changed label triggers");
+        let added = hash(|n| {
+            n.metadata.labels.as_mut().unwrap().insert("env".into(), "prod".into());
+        });
+        assert_ne!(added, base, "an added label triggers");
+        assert_ne!(hash(|n| n.metadata.uid = Some("uid-2".into())), base, "the namespace created again triggers");
     }
 
     #[test]
     fn account_spec_changes_trigger_and_status_writes_do_not() {
-        let mut a = ExportAccount::new(
-            "prod",
-            serde_json::from_value(serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/ads-export"}))
-                .unwrap(),
-        );
+        let spec = serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/ads-export"});
+        let mut a = ExportAccount::new("prod", serde_json::from_value(spec).unwrap());
         a.metadata.generation = Some(1);
         a.metadata.uid = Some("uid-1".into());
+        let hash = |edit: fn(&mut ExportAccount)| account_spec_hash(&edited(&a, edit));
         let base = account_spec_hash(&a);
-        let mut status = a.clone();
-        status.metadata.resource_version = Some("7".into());
-        assert_eq!(account_spec_hash(&status), base, "a status write does not trigger");
-        let mut spec = a.clone();
-        spec.metadata.generation = Some(2);
-        assert_ne!(account_spec_hash(&spec), base, "a new generation triggers");
-        let mut recreated = a.clone();
-        recreated.metadata.uid = Some("uid-2".into());
-        assert_ne!(account_spec_hash(&recreated), base, "the account created again triggers");
+        let status = hash(|a| a.metadata.resource_version = Some("7".into()));
+        assert_eq!(status, base, "a status write does not trigger");
+        assert_ne!(hash(|a| a.metadata.generation = Some(2)), base, "a new generation triggers");
+        assert_ne!(hash(|a| a.metadata.uid = Some("uid-2".into())), base, "the account created again triggers");
     }
 
     #[test]
