@@ -1,7 +1,8 @@
 //! The operator's [`Connector`] and [`Verifier`] for `ExportAccount`s, on the AWS SDK
 //! (`ads::assume`): each account gets its own [`AwsExportService`] with the role's
 //! credentials and its own [`RateLimits`] (so the token bucket is per (account,
-//! region)), and its own [`HomeRegionCache`].
+//! region)), and its own [`HomeRegionCache`], whose `GetHomeRegion` takes its tokens
+//! from the same [`RateLimits`].
 
 use std::sync::Arc;
 
@@ -28,9 +29,9 @@ pub struct AwsAccounts {
 }
 
 impl AwsAccounts {
-    /// Accounts built on `base`; each account's ADS calls are limited to
-    /// `max_requests_per_second` per region (the `--aws-max-requests-per-second`), its
-    /// home region looked up in `migration_hub_config_region`.
+    /// Accounts built on `base`; each account's ADS calls, and its `GetHomeRegion` (in
+    /// the bucket of `migration_hub_config_region`, where it is called), are limited to
+    /// `max_requests_per_second` per region (the `--aws-max-requests-per-second`).
     pub fn new(base: SdkConfig, max_requests_per_second: f64, migration_hub_config_region: String) -> Self {
         Self { base, observer: None, max_requests_per_second, migration_hub_config_region }
     }
@@ -51,11 +52,13 @@ impl Connector<AwsExportService> for AwsAccounts {
     ) -> BoxFuture<'a, Connection<AwsExportService>> {
         Box::pin(async move {
             let config = assume::account_config(&self.base, name, spec).await;
-            let lookup = AwsHomeRegionLookup::new(&config, &self.migration_hub_config_region);
-            let mut ads = AwsExportService::from_sdk_config(config)
-                .with_rate_limits(Arc::new(RateLimits::new(self.max_requests_per_second)));
+            let limits = Arc::new(RateLimits::new(self.max_requests_per_second));
+            let mut lookup =
+                AwsHomeRegionLookup::new(&config, &self.migration_hub_config_region).with_rate_limits(limits.clone());
+            let mut ads = AwsExportService::from_sdk_config(config).with_rate_limits(limits);
             if let Some(o) = &self.observer {
                 ads = ads.with_observer(o.clone());
+                lookup = lookup.with_observer(o.clone());
             }
             Connection { ads, home_region: Some(Arc::new(HomeRegionCache::new(Arc::new(lookup)))) }
         })

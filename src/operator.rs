@@ -70,7 +70,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
         tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move { stop.cancelled().await }))
     };
     let limits = Arc::new(RateLimits::new(args.aws_max_requests_per_second));
-    let ads = ads.with_observer(metrics.clone()).with_rate_limits(limits);
+    let ads = ads.with_observer(metrics.clone()).with_rate_limits(limits.clone());
     let aws_accounts = AwsAccounts::new(
         ads.sdk_config().clone(),
         args.aws_max_requests_per_second,
@@ -82,7 +82,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
         move || controller::AccountSupport { connector: aws_accounts.clone(), verifier: aws_accounts.clone() };
     let mut settings = args.settings();
     settings.default_region = ads.default_region();
-    let lookup = AwsHomeRegionLookup::new(ads.sdk_config(), &args.migration_hub_config_region);
+    let lookup = AwsHomeRegionLookup::new(ads.sdk_config(), &args.migration_hub_config_region)
+        .with_rate_limits(limits)
+        .with_observer(metrics.clone());
     settings.home_region = Some(Arc::new(HomeRegionCache::new(Arc::new(lookup))));
     if settings.default_region.is_none() {
         tracing::info!(

@@ -29,6 +29,25 @@ pub trait CallObserver: Send + Sync + 'static {
     fn rate_limited(&self, region: &str, waited: Duration) {
         let _ = (region, waited);
     }
+
+    /// Called once per Migration Hub Config `GetHomeRegion` call (after the SDK's own
+    /// retries; [`super::home_region::AwsHomeRegionLookup`]) with its outcome: `"ok"`
+    /// for an answer (a home region or none), else the condition reason its error
+    /// classifies as, in the ADS calls' vocabulary ([`Reason::classify_code`], e.g.
+    /// `AuthorizationError` for `AccessDeniedException`). The default ignores it.
+    fn observe_home_region(&self, outcome: &str, elapsed: Duration) {
+        let _ = (outcome, elapsed);
+    }
+}
+
+/// Waits for a token of `region`'s bucket in `limits` (if any; in the running task's
+/// lane, [`RateLimits::acquire`]) and reports a wait to `observer`.
+pub(super) async fn admit(limits: Option<&RateLimits>, observer: Option<&Arc<dyn CallObserver>>, region: &str) {
+    let Some(limits) = limits else { return };
+    let waited = limits.acquire(region).await;
+    if let (false, Some(observer)) = (waited.is_zero(), observer) {
+        observer.rate_limited(region, waited);
+    }
 }
 
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
@@ -160,11 +179,7 @@ impl AwsExportService {
 
     /// Waits for the region's rate limit (if any) and reports a wait to the observer.
     async fn admit(&self, region: &str) {
-        let Some(limits) = &self.limits else { return };
-        let waited = limits.acquire(region).await;
-        if let (false, Some(observer)) = (waited.is_zero(), &self.observer) {
-            observer.rate_limited(region, waited);
-        }
+        admit(self.limits.as_deref(), self.observer.as_ref(), region).await;
     }
 
     /// Tells the region's rate limit how ADS answered.

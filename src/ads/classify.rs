@@ -149,7 +149,7 @@ pub fn classify<E: OperationError>(operation: Operation, err: &SdkError<E, HttpR
 /// Walks `err`'s [`std::error::Error::source`] chain for a credentials failure
 /// ([`CredentialsError`]) or a SigV4 signing failure
 /// ([`aws_sigv4::http_request::SigningError`]), and says which it found.
-fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+pub(super) fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     std::iter::successors(Some(err), |e| e.source()).find_map(|e| {
         if e.is::<CredentialsError>() {
             Some("could not load AWS credentials")

@@ -14,6 +14,11 @@
 //! (default [`DEFAULT_CONFIG_REGION`], us-west-2). The IAM permission is
 //! `mgh:GetHomeRegion`; without it ([`LookupError::AccessDenied`]) nothing changes but
 //! a log line naming the permission.
+//!
+//! [`AwsHomeRegionLookup`] sends `GetHomeRegion` through the account's client-side rate
+//! limit ([`RateLimits`], the bucket of the config region; see
+//! [`AwsHomeRegionLookup::with_rate_limits`]) and reports each call to the metrics'
+//! `aws_calls` family as operation [`OPERATION`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,12 +29,20 @@ use aws_sdk_migrationhubconfig::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_migrationhubconfig::operation::get_home_region::GetHomeRegionError;
 use futures::future::BoxFuture;
 
+use super::Reason;
+use super::aws::{CallObserver, admit};
+use super::limit::RateLimits;
+
 /// Region the Migration Hub Config API is called in unless configured otherwise
 /// (`--migration-hub-config-region`): us-west-2, where AWS serves it for every account.
 pub const DEFAULT_CONFIG_REGION: &str = "us-west-2";
 
 /// The IAM action `GetHomeRegion` needs.
 pub const PERMISSION: &str = "mgh:GetHomeRegion";
+
+/// The API name of Migration Hub Config's `GetHomeRegion`: the `operation` label of its
+/// calls in the metrics (beside the ADS operations' names).
+pub const OPERATION: &str = "GetHomeRegion";
 
 /// What `GetHomeRegion` says of the calling account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +93,10 @@ pub trait HomeRegionLookup: Send + Sync + 'static {
 /// `AWS_ENDPOINT_URL_MIGRATIONHUB_CONFIG` and `AWS_ENDPOINT_URL_STS` apply).
 pub struct AwsHomeRegionLookup {
     config: aws_sdk_migrationhubconfig::Client,
+    config_region: String,
     sts: aws_sdk_sts::Client,
+    limits: Option<Arc<RateLimits>>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl AwsHomeRegionLookup {
@@ -91,8 +107,55 @@ impl AwsHomeRegionLookup {
         let config = aws_sdk_migrationhubconfig::config::Builder::from(base).region(region.clone()).build();
         let sts_region = base.region().cloned().unwrap_or(region);
         let sts = aws_sdk_sts::config::Builder::from(base).region(sts_region).build();
-        Self { config: aws_sdk_migrationhubconfig::Client::from_conf(config), sts: aws_sdk_sts::Client::from_conf(sts) }
+        Self {
+            config: aws_sdk_migrationhubconfig::Client::from_conf(config),
+            config_region: config_region.to_owned(),
+            sts: aws_sdk_sts::Client::from_conf(sts),
+            limits: None,
+            observer: None,
+        }
     }
+
+    /// Sends every `GetHomeRegion` through `limits`, the same [`RateLimits`] as the
+    /// account's ADS calls, taking a token of the config region's bucket (in the
+    /// running task's lane; waits are reported to the observer as `rate_limited`).
+    ///
+    /// The bucket is per (account, region) and bounds what the operator sends into
+    /// that pair: the config region is where this request goes (the home region is
+    /// what it looks up, unknown before the answer), so it shares the bucket of the
+    /// account's ADS calls in that region, and their total stays within
+    /// `--aws-max-requests-per-second`. Its answers do not move the bucket's rate:
+    /// throttling by Migration Hub Config says nothing about ADS's quota, and the
+    /// lookup runs at most once per [`HomeRegionCache::MIN_INTERVAL`] anyway.
+    #[must_use]
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Reports every `GetHomeRegion` call (outcome and duration,
+    /// [`CallObserver::observe_home_region`]) and every rate-limit wait to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+/// The metrics outcome of a `GetHomeRegion` call: `"ok"` for an answer, else the
+/// condition reason of its error in the ADS calls' vocabulary: credential or signing
+/// failures `AuthorizationError`, a service error by its code and HTTP status
+/// ([`Reason::classify_code`]), no answer (timeout, connection) `Unreachable`.
+fn outcome<T>(result: &Result<T, SdkError<GetHomeRegionError>>) -> &'static str {
+    let Err(e) = result else { return "ok" };
+    let reason = match e {
+        SdkError::ServiceError(s) => Reason::classify_code(s.err().code(), Some(s.raw().status().as_u16())),
+        _ if super::classify::auth_failure(e).is_some() => Reason::AuthorizationError,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Reason::Unreachable,
+        SdkError::ResponseError(r) => Reason::classify_code(None, Some(r.raw().status().as_u16())),
+        _ => Reason::Unknown,
+    };
+    reason.as_str()
 }
 
 /// Reads a `GetHomeRegion` failure.
@@ -115,7 +178,13 @@ fn lookup_error(e: &SdkError<GetHomeRegionError>) -> LookupError {
 impl HomeRegionLookup for AwsHomeRegionLookup {
     fn home_region(&self) -> BoxFuture<'_, Result<HomeRegion, LookupError>> {
         Box::pin(async move {
-            let out = self.config.get_home_region().send().await.map_err(|e| lookup_error(&e))?;
+            admit(self.limits.as_deref(), self.observer.as_ref(), &self.config_region).await;
+            let started = Instant::now();
+            let result = self.config.get_home_region().send().await;
+            if let Some(observer) = &self.observer {
+                observer.observe_home_region(outcome(&result), started.elapsed());
+            }
+            let out = result.map_err(|e| lookup_error(&e))?;
             Ok(match out.home_region().filter(|r| !r.is_empty()) {
                 Some(r) => HomeRegion::Set(r.to_owned()),
                 None => HomeRegion::NotSet,
@@ -292,6 +361,90 @@ mod tests {
 
     fn scripted(answers: Vec<Result<HomeRegion, LookupError>>) -> Arc<Scripted> {
         Arc::new(Scripted { answers: Mutex::new(answers), calls: AtomicUsize::new(0) })
+    }
+
+    /// Records the observer's reports: `GetHomeRegion` outcomes and rate-limit waits.
+    #[derive(Default)]
+    struct Seen {
+        calls: Mutex<Vec<String>>,
+        waits: Mutex<Vec<(String, Duration)>>,
+    }
+
+    impl CallObserver for Seen {
+        fn observe(&self, operation: super::super::Operation, _outcome: &str, _elapsed: Duration) {
+            panic!("GetHomeRegion reported as the ADS operation {operation}");
+        }
+
+        fn rate_limited(&self, region: &str, waited: Duration) {
+            self.waits.lock().unwrap().push((region.to_owned(), waited));
+        }
+
+        fn observe_home_region(&self, outcome: &str, _elapsed: Duration) {
+            self.calls.lock().unwrap().push(outcome.to_owned());
+        }
+    }
+
+    /// `GetHomeRegion` on the SDK against the project's emulator (home region
+    /// eu-central-1), with the SDK's retries off so each call is one request, through
+    /// buckets of 20 requests per second, reporting to the returned [`Seen`].
+    async fn emulated_lookup() -> (crate::emulator::RunningEmulator, AwsHomeRegionLookup, Arc<RateLimits>, Arc<Seen>) {
+        use crate::emulator::{Emulator, EmulatorConfig};
+        let cfg = EmulatorConfig { home_region: Some("eu-central-1".into()), ..Default::default() };
+        let emulator = Emulator::new(cfg).spawn("127.0.0.1:0").await.expect("emulator listens");
+        let base = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .endpoint_url(emulator.endpoint_url())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("AKIDTEST", "secret", None, None, "test"),
+            ))
+            .build();
+        let (limits, seen) = (Arc::new(RateLimits::new(20.0)), Arc::new(Seen::default()));
+        let lookup = AwsHomeRegionLookup::new(&base, DEFAULT_CONFIG_REGION)
+            .with_rate_limits(limits.clone())
+            .with_observer(seen.clone());
+        (emulator, lookup, limits, seen)
+    }
+
+    #[tokio::test]
+    async fn get_home_region_waits_for_a_token_of_the_config_regions_bucket() {
+        let (emulator, lookup, limits, seen) = emulated_lookup().await;
+        // The account's ADS calls in the config region used the burst of 20 and queued
+        // 10 more (half a second of tokens); another region's bucket stays full.
+        let now = Instant::now();
+        for _ in 0..30 {
+            limits.reserve(DEFAULT_CONFIG_REGION, now);
+        }
+        assert_eq!(lookup.home_region().await, Ok(HomeRegion::Set("eu-central-1".into())));
+        let waits = seen.waits.lock().unwrap().clone();
+        assert_eq!(waits.len(), 1, "one wait for the limit: {waits:?}");
+        assert_eq!(waits[0].0, DEFAULT_CONFIG_REGION, "the config region's bucket, not the home region's");
+        assert!(waits[0].1 > Duration::ZERO, "{waits:?}");
+        assert_eq!(*seen.calls.lock().unwrap(), ["ok"]);
+        assert_eq!(emulator.emulator.counters().get(OPERATION, "ok"), 1);
+        assert_eq!(
+            limits.reserve("eu-central-1", Instant::now()),
+            Duration::ZERO,
+            "the home region's bucket is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn get_home_region_outcomes_are_reported_and_leave_the_rate_alone() {
+        use crate::emulator::{Fault, FaultKind};
+        let (emulator, lookup, limits, seen) = emulated_lookup().await;
+        let denied = FaultKind::Error { name: "AccessDeniedException".into(), message: Some("no mgh".into()) };
+        emulator.emulator.inject_fault(Fault::new(Some(OPERATION), denied));
+        assert_eq!(lookup.home_region().await, Err(LookupError::AccessDenied("no mgh".into())));
+        emulator.emulator.clear_faults();
+        emulator.emulator.inject_fault(Fault::new(Some(OPERATION), FaultKind::Throttling));
+        assert!(matches!(lookup.home_region().await, Err(LookupError::Failed(_))));
+        emulator.emulator.clear_faults();
+        emulator.emulator.set_home_region(None);
+        assert_eq!(lookup.home_region().await, Ok(HomeRegion::NotSet));
+        assert_eq!(*seen.calls.lock().unwrap(), ["AuthorizationError", "Throttled", "ok"]);
+        assert_eq!(limits.rate(DEFAULT_CONFIG_REGION), 20.0, "Migration Hub Config's throttling does not slow ADS");
     }
 
     #[tokio::test]

@@ -2,7 +2,10 @@
 //! off on throttling answers (AIMD: halved on `ThrottlingException`, raised by a
 //! twentieth of the ceiling on each success), shared by every caller of the region, so
 //! a restart with thousands of objects or a throttling period never becomes a retry
-//! storm. Applied per HTTP request (each page of a listing counts).
+//! storm. Applied per HTTP request (each page of a listing counts). Migration Hub
+//! Config's `GetHomeRegion` takes a token too, from the bucket of the region it is sent
+//! to (`super::home_region::AwsHomeRegionLookup::with_rate_limits`), without moving the
+//! rate.
 //!
 //! Two lanes share each bucket. Foreground requests (Start, Stop, the reads a
 //! reconcile waits for) take a token or queue for the next one. Background requests

@@ -2,6 +2,7 @@
 //! trigger filters, and [`run`] / [`run_with_accounts`] (the `ContinuousExport`
 //! controller and, with accounts, the `ExportAccount` reconciler).
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -172,12 +173,30 @@ pub async fn preflight(client: &Client, namespace: Option<&str>) -> anyhow::Resu
 /// [`super::act::ensure_finalizer`]; one removed by hand is added again on the next
 /// requeue). Requeues handle polling.
 fn trigger_hash(obj: &ContinuousExport) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    Some(hash_of((obj.meta().generation, deleting, annotations::steering(obj))))
+}
+
+/// The `ExportAccount` watch's trigger filter: a new generation (spec change or deletion
+/// marking) or a new uid (the account deleted and created again under the same name).
+/// Status writes (the reconciler's `Verified` condition) do not trigger.
+fn account_spec_hash(a: &ExportAccount) -> Option<u64> {
+    Some(hash_of((a.meta().generation, &a.meta().uid)))
+}
+
+/// The Namespace watch's trigger filter: a change of the labels (what a
+/// `namespaceSelector` matches) or a new uid (the namespace created again).
+/// Annotation and other metadata edits do not trigger.
+fn namespace_labels_hash(n: &PartialObjectMeta<Namespace>) -> Option<u64> {
+    Some(hash_of((n.labels(), &n.meta().uid)))
+}
+
+/// One 64-bit hash of `parts` (a tuple of what a trigger filter compares), for
+/// kube-runtime's `predicate_filter`; equal parts give equal hashes within a process.
+fn hash_of(parts: impl Hash) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.meta().generation.hash(&mut h);
-    obj.meta().deletion_timestamp.is_some().hash(&mut h);
-    annotations::steering(obj).hash(&mut h);
-    Some(h.finish())
+    parts.hash(&mut h);
+    h.finish()
 }
 
 /// What the watch cache keeps of an object: everything but `metadata.managedFields`
@@ -232,20 +251,13 @@ fn account_watch(
     if let Some(s) = selector {
         config = config.labels(s);
     }
-    let spec_hash = |a: &ExportAccount| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        a.meta().generation.hash(&mut h);
-        a.meta().uid.hash(&mut h);
-        Some(h.finish())
-    };
     watcher(Api::<ExportAccount>::all(client.clone()), config)
         .default_backoff()
         .modify(|a: &mut ExportAccount| slim_meta(&mut a.metadata))
         .reflect(writer)
         .inspect(on_init_done(accounts_synced))
         .touched_objects()
-        .predicate_filter(spec_hash, PredicateConfig::default())
+        .predicate_filter(account_spec_hash, PredicateConfig::default())
         .filter_map(logged_ok("ExportAccounts"))
         .flat_map(move |a| object_refs(claims.referencing(&a.name_any())))
 }
@@ -253,6 +265,12 @@ fn account_watch(
 /// The watch of the Namespaces' metadata (the watched one, or all) feeding `writer`: a
 /// change of a namespace's labels reconciles its objects that reference an account (a
 /// `namespaceSelector` may grant or revoke it).
+///
+/// Metadata only on the wire, not just in the cache: kube's `Api<PartialObjectMeta<K>>`
+/// lists and watches with `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`
+/// (`…;as=PartialObjectMetadata;…` for the watch), so the apiserver sends each
+/// Namespace's `metadata` alone. This is what kube-runtime's `metadata_watcher` did; kube
+/// deprecated it (since kube-runtime 3.1) for `watcher` on this `Api`, which this uses.
 fn namespace_watch(
     client: &Client,
     namespace: Option<&str>,
@@ -264,20 +282,13 @@ fn namespace_watch(
     if let Some(ns) = namespace {
         config = config.fields(&format!("metadata.name={ns}"));
     }
-    let labels_hash = |n: &PartialObjectMeta<Namespace>| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        n.labels().hash(&mut h);
-        n.meta().uid.hash(&mut h);
-        Some(h.finish())
-    };
     watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), config)
         .default_backoff()
         .modify(|n: &mut PartialObjectMeta<Namespace>| n.metadata.managed_fields = None)
         .reflect(writer)
         .inspect(on_init_done(namespaces_synced))
         .touched_objects()
-        .predicate_filter(labels_hash, PredicateConfig::default())
+        .predicate_filter(namespace_labels_hash, PredicateConfig::default())
         .filter_map(logged_ok("Namespaces"))
         .flat_map(move |n| object_refs(claims.referencing_in(&n.name_any())))
 }
@@ -568,6 +579,76 @@ mod tests {
         slim(&mut o);
         assert!(annotations::is_paused(&o));
         assert_eq!(annotations::steering(&o), [Some("true"), Some("1")]);
+    }
+
+    /// The namespace watch's first list asks the apiserver for metadata only (the
+    /// `PartialObjectMetadataList` media type) and, for a single watched namespace,
+    /// for that namespace alone (the field selector).
+    #[tokio::test]
+    async fn the_namespace_watch_lists_metadata_only() {
+        use http::{Request, Response, header::ACCEPT};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (_store, writer) = reflector::store();
+        let watch = namespace_watch(&client, Some("team-a"), writer, || {}, Arc::new(ClaimIndex::new(None)));
+        let watching = tokio::spawn(watch.for_each(|_| futures::future::ready(())));
+        let deadline = std::time::Duration::from_secs(10);
+        let (request, _reply) = tokio::time::timeout(deadline, handle.next_request())
+            .await
+            .expect("the watch lists within 10 s")
+            .expect("a request");
+        watching.abort();
+        assert_eq!(request.uri().path(), "/api/v1/namespaces");
+        let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+        assert_eq!(accept, Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"));
+        let query = request.uri().query().unwrap_or_default();
+        assert!(query.contains("fieldSelector=metadata.name%3Dteam-a"), "no field selector in {query}");
+    }
+
+    /// A copy of `obj` with `edit` applied.
+    fn edited<T: Clone>(obj: &T, edit: impl FnOnce(&mut T)) -> T {
+        let mut copy = obj.clone();
+        edit(&mut copy);
+        copy
+    }
+
+    #[test]
+    fn namespace_label_changes_trigger_and_other_metadata_does_not() {
+        let mut n = PartialObjectMeta::<Namespace>::default();
+        n.metadata.name = Some("team-a".into());
+        n.metadata.uid = Some("uid-1".into());
+        n.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        let hash = |edit: fn(&mut PartialObjectMeta<Namespace>)| namespace_labels_hash(&edited(&n, edit));
+        let base = namespace_labels_hash(&n);
+        let other = hash(|n| {
+            n.metadata.resource_version = Some("42".into());
+            n.metadata.annotations = Some([("example.com/note".to_owned(), "x".to_owned())].into());
+        });
+        assert_eq!(other, base, "annotations and resourceVersion do not trigger");
+        let relabelled = hash(|n| {
+            n.metadata.labels.as_mut().unwrap().insert("team".into(), "b".into());
+        });
+        assert_ne!(relabelled, base, "a changed label triggers");
+        let added = hash(|n| {
+            n.metadata.labels.as_mut().unwrap().insert("env".into(), "prod".into());
+        });
+        assert_ne!(added, base, "an added label triggers");
+        assert_ne!(hash(|n| n.metadata.uid = Some("uid-2".into())), base, "the namespace created again triggers");
+    }
+
+    #[test]
+    fn account_spec_changes_trigger_and_status_writes_do_not() {
+        let spec = serde_json::json!({"roleArn": "arn:aws:iam::111111111111:role/ads-export"});
+        let mut a = ExportAccount::new("prod", serde_json::from_value(spec).unwrap());
+        a.metadata.generation = Some(1);
+        a.metadata.uid = Some("uid-1".into());
+        let hash = |edit: fn(&mut ExportAccount)| account_spec_hash(&edited(&a, edit));
+        let base = account_spec_hash(&a);
+        let status = hash(|a| a.metadata.resource_version = Some("7".into()));
+        assert_eq!(status, base, "a status write does not trigger");
+        assert_ne!(hash(|a| a.metadata.generation = Some(2)), base, "a new generation triggers");
+        assert_ne!(hash(|a| a.metadata.uid = Some("uid-2".into())), base, "the account created again triggers");
     }
 
     #[test]

@@ -3,15 +3,17 @@
 //! [`Metrics`] owns a [`Registry`] whose families all carry the prefix
 //! `ads_export_operator`; [`crate::http::serve`] exposes it as OpenMetrics text on
 //! `GET /metrics`. It is fed through the two observer seams:
-//! [`CallObserver`] (every ADS call) and [`ReconcileObserver`] (every reconcile and
-//! every `exportStatus` write).
+//! [`CallObserver`] (every ADS call and every Migration Hub Config `GetHomeRegion`)
+//! and [`ReconcileObserver`] (every reconcile and every `exportStatus` write).
 //!
 //! | family | type | labels |
 //! | --- | --- | --- |
 //! | `ads_export_operator_reconciles_total` | counter | `result` (`ok`, `error`) |
 //! | `ads_export_operator_reconcile_duration_seconds` | histogram | |
-//! | `ads_export_operator_aws_calls_total` | counter | `operation`, `outcome` (`ok` or a condition reason) |
+//! | `ads_export_operator_aws_calls_total` | counter | `operation` (an ADS operation or `GetHomeRegion`), `outcome` (`ok` or a condition reason) |
 //! | `ads_export_operator_aws_call_duration_seconds` | histogram | `operation` |
+//! | `ads_export_operator_aws_rate_limit_waits_total` | counter | |
+//! | `ads_export_operator_aws_rate_limit_wait_seconds_total` | counter | |
 //! | `ads_export_operator_objects` | gauge | `export_status` (an ADS status or `NONE`) |
 //! | `ads_export_operator_leader` | gauge | |
 
@@ -29,6 +31,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ads::aws::CallObserver;
+use crate::ads::home_region;
 use crate::ads::{ExportStatus, Operation};
 use crate::controller::ReconcileObserver;
 
@@ -109,7 +112,7 @@ pub struct Metrics {
 impl Metrics {
     /// A registry with all families registered (prefix [`PREFIX`]). Series that are
     /// known in advance (both reconcile results, the `ok` outcome of each ADS
-    /// operation, every ADS export status, `leader`) start at 0.
+    /// operation and of `GetHomeRegion`, every ADS export status, `leader`) start at 0.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix(PREFIX);
 
@@ -129,13 +132,14 @@ impl Metrics {
         let aws_calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "aws_calls",
-            "Application Discovery Service calls, by operation and outcome (ok or the condition reason of the error)",
+            "AWS calls (Application Discovery Service operations and Migration Hub Config GetHomeRegion), by operation \
+             and outcome (ok or the condition reason of the error)",
             aws_calls.clone(),
         );
         let aws_call_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "aws_call_duration",
-            "Wall-clock duration of one Application Discovery Service call including SDK retries, in seconds",
+            "Wall-clock duration of one AWS call (as in aws_calls) including SDK retries, in seconds",
             Unit::Seconds,
             aws_call_duration.clone(),
         );
@@ -155,13 +159,13 @@ impl Metrics {
         let rate_limit_waits = Counter::default();
         registry.register(
             "aws_rate_limit_waits",
-            "Application Discovery Service requests that waited for the client-side rate limit (--aws-max-requests-per-second)",
+            "AWS requests (ADS and GetHomeRegion) that waited for the client-side rate limit (--aws-max-requests-per-second)",
             rate_limit_waits.clone(),
         );
         let rate_limit_wait_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register_with_unit(
             "aws_rate_limit_wait",
-            "Time Application Discovery Service requests waited for the client-side rate limit, in seconds",
+            "Time AWS requests (ADS and GetHomeRegion) waited for the client-side rate limit, in seconds",
             Unit::Seconds,
             rate_limit_wait_seconds.clone(),
         );
@@ -188,7 +192,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             let _ = self.reconciles.get_or_create(&ResultLabels { result });
         }
-        for operation in Operation::ALL.map(Operation::name) {
+        for operation in Operation::ALL.map(Operation::name).into_iter().chain([home_region::OPERATION]) {
             let _ = self.aws_calls.get_or_create(&CallLabels { operation, outcome: "ok".into() });
             let _ = self.aws_call_duration.get_or_create(&OperationLabels { operation });
         }
@@ -243,11 +247,21 @@ impl Metrics {
     }
 }
 
-impl CallObserver for Metrics {
-    fn observe(&self, operation: Operation, outcome: &str, elapsed: Duration) {
-        let operation = operation.name();
+impl Metrics {
+    /// One AWS call of `operation` (its API name) in `aws_calls` and `aws_call_duration`.
+    fn count_call(&self, operation: &'static str, outcome: &str, elapsed: Duration) {
         self.aws_calls.get_or_create(&CallLabels { operation, outcome: outcome.to_owned() }).inc();
         self.aws_call_duration.get_or_create(&OperationLabels { operation }).observe(elapsed.as_secs_f64());
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, operation: Operation, outcome: &str, elapsed: Duration) {
+        self.count_call(operation.name(), outcome, elapsed);
+    }
+
+    fn observe_home_region(&self, outcome: &str, elapsed: Duration) {
+        self.count_call(home_region::OPERATION, outcome, elapsed);
     }
 
     fn rate_limited(&self, _region: &str, waited: Duration) {

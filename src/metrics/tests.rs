@@ -249,6 +249,24 @@ fn aws_calls_count_by_operation_and_outcome() {
 }
 
 #[test]
+fn get_home_region_calls_count_in_the_aws_calls_family() {
+    let metrics = Metrics::new();
+    let total = "ads_export_operator_aws_calls";
+    let op = crate::ads::home_region::OPERATION;
+    let calls =
+        |outcome: &str| value(&metrics, total, &format!("{total}_total"), &[("operation", op), ("outcome", outcome)]);
+    assert_eq!(calls("ok"), Some(0.0), "the ok series exists from the start");
+    let observer: Arc<dyn CallObserver> = metrics.clone();
+    observer.observe_home_region("ok", Duration::from_millis(30));
+    observer.observe_home_region("AuthorizationError", Duration::from_millis(20));
+    assert_eq!((calls("ok"), calls("AuthorizationError")), (Some(1.0), Some(1.0)));
+    let h = "ads_export_operator_aws_call_duration_seconds";
+    assert_eq!(value(&metrics, h, &format!("{h}_count"), &[("operation", op)]), Some(2.0));
+    let describe = &[("operation", Operation::Describe.name()), ("outcome", "ok")];
+    assert_eq!(value(&metrics, total, &format!("{total}_total"), describe), Some(0.0), "no ADS operation counted");
+}
+
+#[test]
 fn label_values_are_escaped() {
     let metrics = Metrics::new();
     metrics.observe(Operation::Stop, "odd \"reason\"\\\n", Duration::ZERO);
