@@ -21,7 +21,8 @@
 //!    of the first create (the region then holds N exports).
 //!
 //! Then a table of every figure beside its target (issue 10), with the ratio to the
-//! ideal AWS call count where there is one. The idle RSS is read before the first size.
+//! ideal AWS call count where there is one. The idle RSS (and its anonymous part,
+//! `RssAnon`: the rest is the binary mapped from the page cache) is read before the first size.
 //! The operator is the release binary, run as a separate process with
 //! `--max-concurrent-reconciles` `BENCH_CONCURRENCY` (default 4, the flag's default).
 
@@ -80,12 +81,13 @@ async fn main() {
     println!("# ads-export-operator bench: max-concurrent-reconciles {}, resync {:?}", run.concurrency, run.resync);
 
     let mut table = Vec::new();
-    let idle = {
+    let (idle, idle_anon) = {
         let (emu, ns) = fresh(&client).await;
         let operator = Operator::start(&emu, &ns, bed.kubeconfig_path(), &run);
         operator.ready().await;
-        operator.peak_rss_mib()
+        (operator.peak_rss_mib(), operator.status_mib("RssAnon:"))
     };
+    println!("idle RSS {idle:.1} MiB, of which anonymous (heap, stacks) {idle_anon:.1} MiB, the rest mapped files");
     table.push(Row::new("operator RSS, idle (MiB)", 0, idle, "<= 16", 16.0, None));
     for n in sizes {
         let (emu, ns) = fresh(&client).await;
@@ -192,12 +194,17 @@ impl Operator {
 
     /// Peak resident set size so far, in MiB (`VmHWM`).
     fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// A `/proc/<pid>/status` figure given in kB (e.g. `RssAnon:`), in MiB.
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status");
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"));
         kib / 1024.0
     }
 }
