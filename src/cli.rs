@@ -330,7 +330,7 @@ impl RunArgs {
     /// namespace name ([`is_dns1123_label`]), `--resync-period` at least
     /// [`MIN_RESYNC_PERIOD`] (10 s), `--backoff-base` at least [`MIN_BACKOFF_BASE`]
     /// (100 ms), `--backoff-max` at least `--backoff-base`, and the lease timing sound
-    /// when `--leader-elect` is on.
+    /// (with or without `--leader-elect`).
     ///
     /// # Errors
     /// A one-line message naming the flag, the value and the fix, e.g.
@@ -378,9 +378,9 @@ impl RunArgs {
             }
             _ => {}
         }
-        if self.leader_elect {
-            self.lease_settings().validate()?;
-        }
+        // Checked without --leader-elect too: a bad value is a mistake either way, and
+        // the chart passes the lease flags whether or not leader election is on.
+        self.lease_settings().validate()?;
         Ok(())
     }
 
@@ -484,6 +484,10 @@ mod tests {
             panic!()
         };
         assert!(a.validate().unwrap_err().contains("--lease-renew-interval"));
+        for args in [&["--lease-duration", "1500ms"][..], &["--lease-duration", "5s", "--lease-renew-interval", "5s"]] {
+            let Command::Run(a) = parse(args).unwrap() else { panic!() };
+            assert!(a.validate().unwrap_err().contains("--lease-"), "{args:?} accepted without --leader-elect");
+        }
         assert!(parse(&["--metrics-addr", "nowhere"]).unwrap_err().to_string().contains("--metrics-addr"));
     }
 
