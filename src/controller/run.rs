@@ -401,11 +401,8 @@ pub async fn run_with_accounts<S: ExportService>(
                 tracing::debug!(error = %e, "reconcile ended with an error");
             }
         });
-    let controller = futures::future::join(controller, account_controller).map(|_| ());
-    tokio::select! {
-        () = controller => tracing::info!("controller stopped"),
-        () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
-    }
+    let controller = until_shutdown_before_sync(controller, shutdown.clone(), synced, "controller");
+    futures::future::join(controller, account_controller).await;
     Ok(())
 }
 
@@ -490,16 +487,39 @@ fn account_controller<S: ExportService>(
         config = config.labels(s);
     }
     tracing::info!("ExportAccount reconciler starting");
-    Controller::new(Api::<ExportAccount>::all(client.clone()), config)
+    let (reader, writer) = reflector::store();
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark_synced = synced.clone();
+    let trigger = watcher(Api::<ExportAccount>::all(client.clone()), config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(on_init_done(move || mark_synced.store(true, Ordering::Release)))
+        .applied_objects();
+    let shutdown = shutdown.shared();
+    let controller = Controller::for_stream(trigger, reader)
         .reconcile_on(users)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_account, account_error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "ExportAccount reconcile ended with an error");
             }
-        })
-        .boxed()
+        });
+    until_shutdown_before_sync(controller, shutdown, synced, "ExportAccount reconciler").boxed()
+}
+
+/// Runs `controller` to its end, or only until `shutdown` when that comes before its
+/// watch cache synced (see [`shutdown_before_sync`]); `what` names it in the log.
+async fn until_shutdown_before_sync(
+    controller: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    synced: Arc<AtomicBool>,
+    what: &'static str,
+) {
+    tokio::select! {
+        () = controller => tracing::info!("{what} stopped"),
+        () = shutdown_before_sync(shutdown, synced) => tracing::info!("{what} stopped before its watch cache synced"),
+    }
 }
 
 /// Resolves when `shutdown` comes before the watch cache's first list completed.
