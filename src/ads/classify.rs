@@ -161,6 +161,17 @@ fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
     })
 }
 
+/// The first transport failure in `err`'s [`std::error::Error::source`] chain: a
+/// [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) (DNS,
+/// connection refused or reset, I/O, a connect or read timeout), also when it is
+/// wrapped in a credentials provider's error (e.g. STS `AssumeRole` unreachable).
+pub(crate) fn transport_failure<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+        .find(|e| e.is::<aws_smithy_runtime_api::client::result::ConnectorError>())
+}
+
 /// The message of `err` and of every error in its [`std::error::Error::source`]
 /// chain, each by its `Display` (never `Debug`, which for SDK errors dumps whole
 /// requests and responses), joined with `": "`; empty messages and a message equal to
@@ -175,7 +186,7 @@ fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
 /// E.g. a credentials failure reads `dispatch failure: other: an error occurred while
 /// loading credentials: service error: unhandled error (AccessDenied): AccessDenied:
 /// Not authorized to perform sts:AssumeRoleWithWebIdentity`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for e in std::iter::successors(Some(err), |e| e.source()) {
         let text = match e.downcast_ref::<ErrorMetadata>() {
