@@ -132,5 +132,10 @@ mod tests {
         let err = CredentialsError::provider_error(std::io::Error::other("AccessDenied: not trusted"));
         let message = verify_error(&err, "team-a", &spec());
         assert!(!message.starts_with(STS_UNREACHABLE) && message.contains("AccessDenied: not trusted"), "{message}");
+        // as GetCallerIdentity reports it: the credentials failure in a connector error of kind "other"
+        let wrapped = ConnectorError::other(Box::new(err), None);
+        let message = verify_error(&wrapped, "team-a", &spec());
+        assert!(!message.starts_with(STS_UNREACHABLE) && message.contains("AccessDenied: not trusted"), "{message}");
+        assert_eq!(crate::controller::export_account::failure_reason(&message), "AuthorizationError");
     }
 }

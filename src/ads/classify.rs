@@ -162,14 +162,18 @@ fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'static str>
 }
 
 /// The first transport failure in `err`'s [`std::error::Error::source`] chain: a
-/// [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) (DNS,
-/// connection refused or reset, I/O, a connect or read timeout), also when it is
-/// wrapped in a credentials provider's error (e.g. STS `AssumeRole` unreachable).
+/// [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) of kind
+/// I/O or timeout (DNS, connection refused or reset, a connect or read timeout), also
+/// when it is wrapped in a credentials provider's error (e.g. STS `AssumeRole`
+/// unreachable). A `ConnectorError` of kind "other" is not one: the SDK wraps a
+/// failure to load credentials (e.g. STS's `AccessDenied`) in it.
 pub(crate) fn transport_failure<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
-        .find(|e| e.is::<aws_smithy_runtime_api::client::result::ConnectorError>())
+    std::iter::successors(Some(err), |e| e.source()).find(|e| {
+        e.downcast_ref::<aws_smithy_runtime_api::client::result::ConnectorError>()
+            .is_some_and(|c| c.is_io() || c.is_timeout())
+    })
 }
 
 /// The message of `err` and of every error in its [`std::error::Error::source`]
