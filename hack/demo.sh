@@ -216,14 +216,16 @@ step "start the operator"
 metrics_port="$(free_ports 1)"
 metrics="http://127.0.0.1:$metrics_port"
 # A clean environment: dummy credentials (the emulator wants signed requests but
-# does not check signatures), no profile, no instance metadata.
+# does not check signatures), no profile, no instance metadata; STS (the
+# ExportAccounts' AssumeRole) at the emulator too, never at AWS.
 daemon_start ads-export-operator "$logs/ads-export-operator.log" \
   env -i PATH="$PATH" HOME="$HOME" KUBECONFIG="$KUBECONFIG" ${RUST_LOG:+"RUST_LOG=$RUST_LOG"} \
   AWS_ACCESS_KEY_ID=AKIDEMOEXAMPLE AWS_SECRET_ACCESS_KEY=demo-secret-not-checked \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+  AWS_ENDPOINT_URL_STS="$url" \
   "$operator_bin" run --aws-region "$region" --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port" ||
   die "the operator did not start"
-show AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ads-export-operator run --aws-region "$region" \
+show AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_ENDPOINT_URL_STS="$url" ads-export-operator run --aws-region "$region" \
   --aws-endpoint-url "$url" --metrics-addr "127.0.0.1:$metrics_port"
 daemon_wait_until "$timeout" "the operator to answer $metrics/healthz" curl -sf --max-time 2 -o /dev/null "$metrics/healthz" ||
   die "the operator is not serving"

@@ -86,7 +86,7 @@ gen_pki() {
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:198.18.0.1
 EOF
     $ossl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
@@ -165,6 +165,8 @@ start_etcd() { # <client port> <peer port> <attempt>; returns 1 (having said why
 
 start_apiserver() { # <etcd port> <secure port>; returns 1 (having said why) if not ready
   printf 'ETCD_PORT=%s\nAPISERVER_PORT=%s\n' "$1" "$2" >"$dir/ports.env"
+  # Service IPs from 198.18.0.0/24 (RFC 2544 benchmarking, not a private range; the
+  # kubernetes Service's 198.18.0.1 is in the certificate, see gen_pki). No pod network.
   GOMEMLIMIT=768MiB daemon_start kube-apiserver "$logs/kube-apiserver.log" "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$1" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$2" \
@@ -175,7 +177,7 @@ start_apiserver() { # <etcd port> <secure port>; returns 1 (having said why) if 
     --authorization-mode RBAC \
     --service-account-issuer "$sa_issuer" --api-audiences "$sa_issuer" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/24 \
+    --service-cluster-ip-range 198.18.0.0/24 \
     --endpoint-reconciler-type none \
     --enable-priority-and-fairness=false \
     --profiling=false \

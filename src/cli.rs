@@ -110,6 +110,110 @@ pub const MIN_RESYNC_PERIOD: Duration = Duration::from_secs(10);
 /// long, and polling a transition starts from it too.
 pub const MIN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 
+/// Parses `--account-selector`: a Kubernetes label selector in the apiserver's string
+/// syntax (apimachinery `labels.Parse`), comma-separated requirements, each `key`,
+/// `!key`, `key=value`, `key==value`, `key!=value`, `key in (v1,v2)` or
+/// `key notin (v1,v2)`. Keys are an optional DNS-subdomain prefix and `/`, then a name;
+/// names and values are at most 63 letters, digits, `-`, `_` and `.`, starting and
+/// ending with a letter or digit (values may be empty).
+///
+/// # Errors
+/// Which requirement cannot be read and the expected shape; clap names the flag.
+pub fn parse_label_selector(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    for requirement in split_requirements(s) {
+        check_requirement(requirement.trim()).map_err(|e| {
+            format!("{s:?} is not a label selector: {e} (expected e.g. team=a, env in (prod,test), !legacy)")
+        })?;
+    }
+    Ok(s.to_owned())
+}
+
+/// The selector's requirements: split at the commas outside `( )`.
+fn split_requirements(s: &str) -> Vec<&str> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+/// One requirement of a label selector (see [`parse_label_selector`]).
+fn check_requirement(r: &str) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("an empty requirement".into());
+    }
+    if let Some(key) = r.strip_prefix('!') {
+        return check_key(key.trim());
+    }
+    for op in ["==", "!=", "="] {
+        if let Some((key, value)) = r.split_once(op) {
+            check_key(key.trim())?;
+            return check_value(value.trim());
+        }
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, values)) = r.split_once(op) {
+            check_key(key.trim())?;
+            let values = values.trim();
+            let inner = values
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(|| format!("{values:?} is not a parenthesized list of values"))?;
+            return inner.split(',').try_for_each(|v| check_value(v.trim()));
+        }
+    }
+    check_key(r)
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name.
+fn check_key(key: &str) -> Result<(), String> {
+    let name = match key.split_once('/') {
+        Some((prefix, name)) => {
+            let label_ok = |l: &str| is_dns1123_label(l);
+            if prefix.len() > 253 || !prefix.split('.').all(label_ok) {
+                return Err(format!("{key:?} has a prefix that is not a DNS subdomain"));
+            }
+            name
+        }
+        None => key,
+    };
+    if name.is_empty() || !is_label_value(name) {
+        return Err(format!("{key:?} is not a label key"));
+    }
+    Ok(())
+}
+
+/// A label value: empty, or a name (see [`parse_label_selector`]).
+fn check_value(value: &str) -> Result<(), String> {
+    if is_label_value(value) { Ok(()) } else { Err(format!("{value:?} is not a label value")) }
+}
+
+/// Empty, or 1 to 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit.
+fn is_label_value(v: &str) -> bool {
+    let bytes = v.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_alphanumeric();
+    match (bytes.first(), bytes.last()) {
+        (None, _) => true,
+        (Some(first), Some(last)) => {
+            bytes.len() <= 63
+                && alnum(first)
+                && alnum(last)
+                && bytes.iter().all(|b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
+        }
+        _ => false,
+    }
+}
+
 /// Parses `--aws-max-requests-per-second`: a positive, finite number (e.g. `5`, `0.5`).
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -148,7 +252,7 @@ pub struct RunArgs {
 
     /// Use and reconcile only the ExportAccounts matching this label selector, e.g.
     /// team=a (default: all). For several operators in one cluster.
-    #[arg(long, env = "ACCOUNT_SELECTOR")]
+    #[arg(long, env = "ACCOUNT_SELECTOR", value_parser = parse_label_selector)]
     pub account_selector: Option<String>,
 
     /// Run the ExportAccount reconciler (status, the adsexport.io/account-in-use
@@ -226,7 +330,7 @@ impl RunArgs {
     /// namespace name ([`is_dns1123_label`]), `--resync-period` at least
     /// [`MIN_RESYNC_PERIOD`] (10 s), `--backoff-base` at least [`MIN_BACKOFF_BASE`]
     /// (100 ms), `--backoff-max` at least `--backoff-base`, and the lease timing sound
-    /// when `--leader-elect` is on.
+    /// (with or without `--leader-elect`).
     ///
     /// # Errors
     /// A one-line message naming the flag, the value and the fix, e.g.
@@ -274,9 +378,9 @@ impl RunArgs {
             }
             _ => {}
         }
-        if self.leader_elect {
-            self.lease_settings().validate()?;
-        }
+        // Checked without --leader-elect too: a bad value is a mistake either way, and
+        // the chart passes the lease flags whether or not leader election is on.
+        self.lease_settings().validate()?;
         Ok(())
     }
 
@@ -380,6 +484,10 @@ mod tests {
             panic!()
         };
         assert!(a.validate().unwrap_err().contains("--lease-renew-interval"));
+        for args in [&["--lease-duration", "1500ms"][..], &["--lease-duration", "5s", "--lease-renew-interval", "5s"]] {
+            let Command::Run(a) = parse(args).unwrap() else { panic!() };
+            assert!(a.validate().unwrap_err().contains("--lease-"), "{args:?} accepted without --leader-elect");
+        }
         assert!(parse(&["--metrics-addr", "nowhere"]).unwrap_err().to_string().contains("--metrics-addr"));
     }
 
@@ -447,6 +555,30 @@ mod tests {
         let spec = &schema.open_api_v3_schema.as_ref().unwrap().properties.as_ref().unwrap()["spec"];
         let pattern = spec.properties.as_ref().unwrap()["region"].pattern.clone();
         assert_eq!(pattern.as_deref(), Some(REGION_PATTERN), "update is_region_name along with spec.region's pattern");
+    }
+
+    #[test]
+    fn account_selector_must_be_a_label_selector() {
+        for ok in [
+            "team=a",
+            "team==a",
+            "team!=a",
+            "team",
+            "!legacy",
+            "env in (prod, test),team=a",
+            "example.com/team notin (a,b)",
+            "tier=",
+            "a.b_c-d=X.y",
+        ] {
+            assert_eq!(parse_label_selector(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in ["===", "", "team=a,", "=a", "team=a b", "env in prod", "-team=a", "bad_prefix/x=y", "x/=y"] {
+            let e = parse_label_selector(bad).expect_err(bad);
+            assert!(e.contains("is not a label selector") && e.contains("team=a"), "{e}");
+        }
+        let e = parse(&["run", "--account-selector", "==="]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--account-selector") && e.to_string().contains("not a label selector"), "{e}");
     }
 
     #[test]

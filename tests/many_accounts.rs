@@ -399,6 +399,7 @@ async fn one_operator_serves_three_accounts_in_six_namespaces_and_refuses_a_seve
         let msg = message(&o, CONDITION_SYNCED);
         let owner = format!("managed by ContinuousExport {}/inv", acc.by_name);
         assert!(msg.contains(&owner) && msg.contains("StartContinuousExport not sent"), "{msg}");
+        assert_eq!(msg.matches("one active export per region").count(), 1, "said once: {msg}");
         assert!(!o.status.unwrap().is_true(CONDITION_READY));
     }
     let exports = emulator_exports(&t).await;

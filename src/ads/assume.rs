@@ -12,8 +12,8 @@ use aws_config::Region;
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
+use super::classify::{error_chain, transport_failure};
 use super::credentials::{CredentialSource, named};
 use crate::api::ExportAccountSpec;
 
@@ -74,18 +74,68 @@ pub struct CallerIdentity {
 ///
 /// # Errors
 /// One line: `could not assume role <ARN> of ExportAccount <name> ...: <STS code>: <STS
-/// message>`, or GetCallerIdentity's own failure. Never a key or token.
+/// message>`, or GetCallerIdentity's own failure, or, when STS could not be reached
+/// (DNS, connection, timeout), [`STS_UNREACHABLE`] and the transport error. Never a key
+/// or token, never a `Debug` dump.
 pub async fn verify(base: &SdkConfig, name: &str, spec: &ExportAccountSpec) -> Result<CallerIdentity, String> {
     let conf = sts_base(base).to_builder().credentials_provider(role_provider(base, name, spec).await).build();
     let sts = aws_sdk_sts::Client::new(&conf);
-    let out = sts.get_caller_identity().send().await.map_err(|e| one_line(&DisplayErrorContext(&e).to_string()))?;
+    let out = sts.get_caller_identity().send().await.map_err(|e| verify_error(&e, name, spec))?;
     Ok(CallerIdentity {
         account: out.account().unwrap_or_default().to_owned(),
         arn: out.arn().unwrap_or_default().to_owned(),
     })
 }
 
-fn one_line(text: &str) -> String {
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 1024 { format!("{}...", line.chars().take(1024).collect::<String>()) } else { line }
+/// How a verification error begins when STS could not be reached (no answer at all,
+/// so nothing about the role or its trust policy is known).
+pub const STS_UNREACHABLE: &str = "cannot reach STS";
+
+/// The one-line error of a failed verification: the transport error after
+/// [`STS_UNREACHABLE`] when STS was not reached, else the error chain (STS's code and
+/// message), each by `Display` ([`error_chain`]).
+fn verify_error(err: &(dyn std::error::Error + 'static), name: &str, spec: &ExportAccountSpec) -> String {
+    match transport_failure(err) {
+        Some(cause) => format!(
+            "{STS_UNREACHABLE} to assume role {} of ExportAccount {name} (check AWS_ENDPOINT_URL_STS and the network): {}",
+            spec.role_arn,
+            error_chain(cause)
+        ),
+        None => error_chain(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+
+    fn spec() -> ExportAccountSpec {
+        ExportAccountSpec { role_arn: "arn:aws:iam::111111111111:role/ads".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn an_unreachable_sts_is_named_without_a_debug_dump_or_a_trust_hint() {
+        let dns = std::io::Error::other("dns error: failed to lookup address information");
+        let err = CredentialsError::provider_error(ConnectorError::io(Box::new(dns)));
+        let message = verify_error(&err, "team-a", &spec());
+        assert!(message.starts_with(STS_UNREACHABLE), "{message}");
+        assert!(message.contains("arn:aws:iam::111111111111:role/ads") && message.contains("team-a"), "{message}");
+        assert!(message.contains("dns error: failed to lookup address information"), "{message}");
+        assert!(!message.contains('{') && !message.contains("trust policy"), "{message}");
+        assert_eq!(crate::controller::export_account::failure_reason(&message), "Unreachable");
+    }
+
+    #[test]
+    fn a_refusal_keeps_stss_message() {
+        let err = CredentialsError::provider_error(std::io::Error::other("AccessDenied: not trusted"));
+        let message = verify_error(&err, "team-a", &spec());
+        assert!(!message.starts_with(STS_UNREACHABLE) && message.contains("AccessDenied: not trusted"), "{message}");
+        // as GetCallerIdentity reports it: the credentials failure in a connector error of kind "other"
+        let wrapped = ConnectorError::other(Box::new(err), None);
+        let message = verify_error(&wrapped, "team-a", &spec());
+        assert!(!message.starts_with(STS_UNREACHABLE) && message.contains("AccessDenied: not trusted"), "{message}");
+        assert_eq!(crate::controller::export_account::failure_reason(&message), "AuthorizationError");
+    }
 }

@@ -161,6 +161,21 @@ pub(super) fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'
     })
 }
 
+/// The first transport failure in `err`'s [`std::error::Error::source`] chain: a
+/// [`ConnectorError`](aws_smithy_runtime_api::client::result::ConnectorError) of kind
+/// I/O or timeout (DNS, connection refused or reset, a connect or read timeout), also
+/// when it is wrapped in a credentials provider's error (e.g. STS `AssumeRole`
+/// unreachable). A `ConnectorError` of kind "other" is not one: the SDK wraps a
+/// failure to load credentials (e.g. STS's `AccessDenied`) in it.
+pub(crate) fn transport_failure<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source()).find(|e| {
+        e.downcast_ref::<aws_smithy_runtime_api::client::result::ConnectorError>()
+            .is_some_and(|c| c.is_io() || c.is_timeout())
+    })
+}
+
 /// The message of `err` and of every error in its [`std::error::Error::source`]
 /// chain, each by its `Display` (never `Debug`, which for SDK errors dumps whole
 /// requests and responses), joined with `": "`; empty messages and a message equal to
@@ -175,7 +190,7 @@ pub(super) fn auth_failure(err: &(dyn std::error::Error + 'static)) -> Option<&'
 /// E.g. a credentials failure reads `dispatch failure: other: an error occurred while
 /// loading credentials: service error: unhandled error (AccessDenied): AccessDenied:
 /// Not authorized to perform sts:AssumeRoleWithWebIdentity`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     for e in std::iter::successors(Some(err), |e| e.source()) {
         let text = match e.downcast_ref::<ErrorMetadata>() {

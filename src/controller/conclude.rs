@@ -221,7 +221,13 @@ fn failed(f: &Failure, resync: Duration) -> (Vec<ConditionUpdate>, Pace, Requeue
             let (requeue, when) = if super::decide::RECHECKED_STALLS.contains(&reason) {
                 (Requeue::After(resync), format!("checked again every {}", duration::format_compact(resync)))
             } else {
-                (Requeue::AwaitChange, "no retries until the spec changes".to_owned())
+                (
+                    Requeue::AwaitChange,
+                    format!(
+                        "no retries until the spec changes or the {} annotation is set to a new value",
+                        crate::api::RECONCILE_REQUESTED_ANNOTATION
+                    ),
+                )
             };
             let done = ConditionUpdate::is_false(CONDITION_RECONCILING, reason, "");
             let msg = format!("{}: {} ({when})", f.step, f.message);

@@ -149,9 +149,13 @@ pub fn next_due(
     Due { generation, failures, at: now + delay }
 }
 
-/// The condition reason of a failed verification: `AuthorizationError` when STS
+/// The condition reason of a failed verification: `Unreachable` when STS could not be
+/// reached ([`crate::ads::assume::STS_UNREACHABLE`]), `AuthorizationError` when STS
 /// refused (an access, token or signature error), else `UnknownError`.
 pub fn failure_reason(message: &str) -> &'static str {
+    if message.starts_with(crate::ads::assume::STS_UNREACHABLE) {
+        return crate::ads::Reason::Unreachable.as_str();
+    }
     const REFUSALS: [&str; 6] = [
         "AccessDenied",
         "InvalidClientTokenId",

@@ -106,8 +106,8 @@ pub fn explain_home_region(failure: Failure, region: Option<&str>, source: Regio
                  immutable: recreate this ContinuousExport with it){was}"
             ),
             RegionSource::Operator => format!(
-                "the Migration Hub home region of this account is {home}; set spec.region: {home}, or start the \
-                 operator with --aws-region {home}{was}"
+                "the Migration Hub home region of this account is {home}; create a new ContinuousExport with \
+                 spec.region: {home} (spec.region is immutable), or start the operator with --aws-region {home}{was}"
             ),
             RegionSource::HomeRegion => {
                 format!("the Migration Hub home region of this account is now {home}; the next attempt runs there{was}")
@@ -213,7 +213,7 @@ pub fn info_target_conflict(ns: &str, name: &str, controller: Option<&str>) -> F
 
 /// A running export was found before Start: Start was not sent.
 pub fn region_busy(region: &str, active: &ExportDescription, others: &Others) -> Failure {
-    let detail = "StartContinuousExport not sent: ADS allows one active export per region";
+    let detail = "StartContinuousExport not sent";
     Failure::new(Step::Ads(Operation::Start), Cause::RegionBusy, conflict(region, active, detail, others))
 }
 
@@ -313,7 +313,14 @@ mod tests {
         );
         assert!(f.message.ends_with("(The home region is us-west-2)"), "{}", f.message);
         let f = explain_home_region(not_set("x"), Some("us-west-2"), RegionSource::Operator, &set);
-        assert!(f.message.contains("or start the operator with --aws-region eu-central-1"), "{}", f.message);
+        assert!(
+            f.message.contains(
+                "create a new ContinuousExport with spec.region: eu-central-1 (spec.region is immutable), or start \
+                 the operator with --aws-region eu-central-1"
+            ),
+            "{}",
+            f.message
+        );
         let f = explain_home_region(not_set("x"), Some("us-west-2"), RegionSource::HomeRegion, &set);
         assert!(f.message.contains("is now eu-central-1; the next attempt runs there"), "{}", f.message);
         // the same region: nothing to explain

@@ -41,8 +41,11 @@ pub async fn reconcile<S: ExportService>(obj: Arc<ContinuousExport>, ctx: Arc<Co
         "reconcile",
         namespace = %ns,
         object = %obj.name_any(),
-        export_id = managed_id(&obj).unwrap_or(""),
+        export_id = tracing::field::Empty, // recorded once known, so logged at most once
     );
+    if let Some(id) = managed_id(&obj) {
+        span.record("export_id", id);
+    }
     let api: Api<ContinuousExport> = Api::namespaced(ctx.client.clone(), &ns);
     let result = if annotations::is_paused(&obj) {
         // Before the finalizer helper: a paused object is neither given the finalizer

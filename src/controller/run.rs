@@ -140,7 +140,8 @@ fn info_watch(
         .reflect(cache)
         .touched_objects()
         .inspect_err(|e| {
-            tracing::warn!(error = %e, "watch of the connection-info ConfigMaps failed (does the operator's RBAC grant list and watch on configmaps?)");
+            let hint = rbac_hint(e, "list and watch on configmaps");
+            tracing::warn!(error = %e, "watch of the connection-info ConfigMaps failed{hint}");
         })
 }
 
@@ -302,14 +303,33 @@ fn on_init_done<K>(f: impl Fn()) -> impl FnMut(&Result<watcher::Event<K>, watche
     }
 }
 
-/// The watch's objects; its errors logged with the RBAC the accounts need (the watcher
-/// retries with backoff).
+/// The watch's objects; its errors logged, with the RBAC the accounts need when the
+/// apiserver refused (403) (the watcher retries with backoff).
 fn logged_ok<K>(what: &'static str) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<Option<K>> {
     move |r| {
-        let r = r.inspect_err(
-            |e| tracing::warn!(error = %e, "watch of the {what} failed (the operator's RBAC needs {ACCOUNTS_RBAC})"),
-        );
+        let r = r.inspect_err(|e| {
+            let hint = rbac_hint(e, ACCOUNTS_RBAC);
+            tracing::warn!(error = %e, "watch of the {what} failed{hint}");
+        });
         futures::future::ready(r.ok())
+    }
+}
+
+/// ` (the operator's RBAC needs <needs>)` when the apiserver refused the watch (HTTP
+/// 403 Forbidden), else empty: other failures (unreachable, a bad selector, a missing
+/// CRD) are not about RBAC.
+fn rbac_hint(e: &watcher::Error, needs: &str) -> String {
+    if is_forbidden(e) { format!(" (the operator's RBAC needs {needs})") } else { String::new() }
+}
+
+/// Whether the apiserver answered the watch's list or watch with 403 Forbidden.
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
     }
 }
 
@@ -414,11 +434,8 @@ pub async fn run_with_accounts<S: ExportService>(
                 tracing::debug!(error = %e, "reconcile ended with an error");
             }
         });
-    let controller = futures::future::join(controller, account_controller).map(|_| ());
-    tokio::select! {
-        () = controller => tracing::info!("controller stopped"),
-        () = shutdown_before_sync(shutdown, synced) => tracing::info!("controller stopped before the watch cache synced"),
-    }
+    let controller = until_shutdown_before_sync(controller, shutdown.clone(), synced, "controller");
+    futures::future::join(controller, account_controller).await;
     // The last passes' events are still queued: publish them, unless the apiserver is gone.
     if tokio::time::timeout(EVENTS_FLUSH, events.flush()).await.is_err() {
         tracing::warn!("events not published within {EVENTS_FLUSH:?} of the shutdown were dropped");
@@ -507,16 +524,39 @@ fn account_controller<S: ExportService>(
         config = config.labels(s);
     }
     tracing::info!("ExportAccount reconciler starting");
-    Controller::new(Api::<ExportAccount>::all(client.clone()), config)
+    let (reader, writer) = reflector::store();
+    let synced = Arc::new(AtomicBool::new(false));
+    let mark_synced = synced.clone();
+    let trigger = watcher(Api::<ExportAccount>::all(client.clone()), config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect(on_init_done(move || mark_synced.store(true, Ordering::Release)))
+        .applied_objects();
+    let shutdown = shutdown.shared();
+    let controller = Controller::for_stream(trigger, reader)
         .reconcile_on(users)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_account, account_error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "ExportAccount reconcile ended with an error");
             }
-        })
-        .boxed()
+        });
+    until_shutdown_before_sync(controller, shutdown, synced, "ExportAccount reconciler").boxed()
+}
+
+/// Runs `controller` to its end, or only until `shutdown` when that comes before its
+/// watch cache synced (see [`shutdown_before_sync`]); `what` names it in the log.
+async fn until_shutdown_before_sync(
+    controller: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()>,
+    synced: Arc<AtomicBool>,
+    what: &'static str,
+) {
+    tokio::select! {
+        () = controller => tracing::info!("{what} stopped"),
+        () = shutdown_before_sync(shutdown, synced) => tracing::info!("{what} stopped before its watch cache synced"),
+    }
 }
 
 /// How long a shutdown waits for the queued events to be published.
@@ -544,6 +584,21 @@ mod tests {
         START_PENDING_ANNOTATION,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn only_a_forbidden_watch_is_blamed_on_rbac() {
+        let status = |code| Box::new(kube::core::Status { code, message: "m".into(), ..Default::default() });
+        let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(status(403)));
+        assert_eq!(rbac_hint(&forbidden, "x: list"), " (the operator's RBAC needs x: list)");
+        assert_eq!(rbac_hint(&watcher::Error::WatchError(status(403)), "x"), " (the operator's RBAC needs x)");
+        for other in [
+            watcher::Error::InitialListFailed(kube::Error::Api(status(400))),
+            watcher::Error::WatchFailed(kube::Error::Api(status(500))),
+            watcher::Error::NoResourceVersion,
+        ] {
+            assert_eq!(rbac_hint(&other, "x"), "", "{other}");
+        }
+    }
 
     #[test]
     fn the_cache_keeps_only_what_the_controller_reads() {

@@ -78,7 +78,10 @@ async fn a_home_region_set_elsewhere_is_named_in_the_condition() {
     );
     let default = synced_message(&t, "default", "HomeRegionNotSet", "home region of this account").await;
     assert!(
-        default.contains(&format!("set spec.region: {HOME}, or start the operator with --aws-region {HOME}")),
+        default.contains(&format!(
+            "create a new ContinuousExport with spec.region: {HOME} (spec.region is immutable), or start the operator \
+             with --aws-region {HOME}"
+        )),
         "{default}"
     );
     assert!(t.emu.emulator.exports().is_empty());

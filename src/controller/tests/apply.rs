@@ -264,6 +264,7 @@ async fn running_export_found_before_start_is_a_conflict_without_start() {
     let msg = &cond(&status, CONDITION_SYNCED).message;
     assert!(msg.contains("export e-active is already ACTIVE in us-west-2"), "{msg}");
     assert!(msg.contains("spec.exportId: e-active") && msg.contains("not sent"), "{msg}");
+    assert!(msg.matches("one active export per region").count() <= 1, "said once at most: {msg}");
     assert_eq!(seen.event_reasons(), [("Warning".into(), "Conflict".into())]);
 }
 
@@ -362,7 +363,9 @@ async fn stalled_on_current_generation_makes_no_calls() {
     let status = seen.requests[0].applied_status();
     assert_cond(&status, CONDITION_STALLED, "True", "InvalidParameter");
     assert_cond(&status, CONDITION_RECONCILING, "False", "InvalidParameter");
-    assert!(cond(&status, CONDITION_STALLED).message.contains("no retries until the spec changes"));
+    assert!(cond(&status, CONDITION_STALLED).message.contains(
+        "no retries until the spec changes or the adsexport.io/reconcile-requested-at annotation is set to a new value"
+    ));
     assert_eq!(ads.take_calls(), [describe("e-missing")]);
     assert_eq!(seen.event_reasons(), [("Warning".into(), "InvalidParameter".into())]);
 
