@@ -228,26 +228,17 @@ impl Metrics {
         if !leader {
             let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
             statuses.by_uid.clear();
-            self.publish_objects(&statuses);
+            for status in &statuses.seen {
+                self.objects_in(status).set(0);
+            }
         }
     }
 
-    /// Sets every `objects` series to the number of objects in its status; statuses
-    /// that no object has any more are set to 0, not left at their last value.
-    /// Called with the lock held, so concurrent updates publish in order.
-    fn publish_objects(&self, statuses: &ObjectStatuses) {
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        for status in statuses.by_uid.values() {
-            *counts.entry(status.as_str()).or_default() += 1;
-        }
-        for status in &statuses.seen {
-            let count = counts.get(status.as_str()).copied().unwrap_or(0);
-            self.objects.get_or_create(&StatusLabels { export_status: status.clone() }).set(count);
-        }
+    /// The `objects` series of `status` (a handle sharing the series' value).
+    fn objects_in(&self, status: &str) -> Gauge {
+        self.objects.get_or_create(&StatusLabels { export_status: status.to_owned() }).clone()
     }
-}
 
-impl Metrics {
     /// One AWS call of `operation` (its API name) in `aws_calls` and `aws_call_duration`.
     fn count_call(&self, operation: &'static str, outcome: &str, elapsed: Duration) {
         self.aws_calls.get_or_create(&CallLabels { operation, outcome: outcome.to_owned() }).inc();
@@ -282,15 +273,24 @@ impl ReconcileObserver for Metrics {
         if !statuses.seen.contains(status) {
             statuses.seen.insert(status.to_owned());
         }
-        if statuses.by_uid.insert(uid.to_owned(), status.to_owned()).is_none_or(|old| old != status) {
-            self.publish_objects(&statuses);
+        // One object moves between two series: O(1), not a count over all objects (the
+        // lock keeps the two steps of concurrent updates in order).
+        match statuses.by_uid.insert(uid.to_owned(), status.to_owned()) {
+            Some(old) if old == status => {}
+            Some(old) => {
+                self.objects_in(&old).dec();
+                self.objects_in(status).inc();
+            }
+            None => {
+                self.objects_in(status).inc();
+            }
         }
     }
 
     fn deleted(&self, uid: &str) {
         let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        if statuses.by_uid.remove(uid).is_some() {
-            self.publish_objects(&statuses);
+        if let Some(old) = statuses.by_uid.remove(uid) {
+            self.objects_in(&old).dec();
         }
     }
 }
