@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 
 use super::accounts::Accounts;
@@ -158,7 +158,7 @@ impl<S: ExportService> Context<S> {
     pub fn new(client: Client, ads: S, settings: Settings) -> Self {
         let reporter = Reporter { controller: settings.controller_name.clone(), instance: settings.instance.clone() };
         Self {
-            events: Events::start(Recorder::new(client.clone(), reporter)),
+            events: Events::start(&client, &reporter),
             backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
             claims: Arc::new(
                 ClaimIndex::new(settings.default_region.clone()).with_home_region(settings.home_region.clone()),

@@ -11,7 +11,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, Recorder};
+use kube::Client;
+use kube::runtime::events::{Event, Recorder, Reporter};
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
@@ -37,18 +38,22 @@ pub struct Events {
 }
 
 impl Events {
-    /// Starts the lanes' workers on the current tokio runtime, publishing through
-    /// `recorder`. They end when the last clone of the queue is dropped, after
+    /// Starts the lanes' workers on the current tokio runtime, each publishing through
+    /// a `Recorder` of its own for `reporter`. A `Recorder` keeps the events of the
+    /// last minutes to turn repeats into series and scans them on every publish; an
+    /// object's events all go through its lane, so each lane's `Recorder` holds only
+    /// its share. The workers end when the last clone of the queue is dropped, after
     /// publishing what it held.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(recorder: Recorder) -> Self {
+    pub fn start(client: &Client, reporter: &Reporter) -> Self {
         let unpublished = Arc::new(watch::Sender::new(0));
         let lanes = (0..LANES)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(LANE_CAPACITY);
-                tokio::spawn(publish_lane(rx, recorder.clone(), unpublished.clone()));
+                let recorder = Recorder::new(client.clone(), reporter.clone());
+                tokio::spawn(publish_lane(rx, recorder, unpublished.clone()));
                 tx
             })
             .collect();
