@@ -102,16 +102,16 @@ impl OperationError for StopContinuousExportError {
 /// the SDK's dump of the request or response (headers included) into conditions and
 /// events. Always one line, at most 512 characters plus an ellipsis.
 pub fn classify<E: OperationError>(operation: Operation, err: &SdkError<E, HttpResponse>) -> AdsError {
+    let reason = reason_of(err);
     if !matches!(err, SdkError::ServiceError(_))
         && let Some(what) = auth_failure(err)
     {
-        return AdsError::new(operation, Reason::AuthorizationError, format!("{what}: {}", error_chain(err)));
+        return AdsError::new(operation, reason, format!("{what}: {}", error_chain(err)));
     }
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
             let status = se.raw().status().as_u16();
-            let reason = e.modeled_reason().unwrap_or_else(|| Reason::classify_code(e.code(), Some(status)));
             let message = match (e.message(), e.code()) {
                 (Some(m), _) => m.to_owned(),
                 (None, Some(_)) => one_line(&e.to_string()),
@@ -122,27 +122,42 @@ pub fn classify<E: OperationError>(operation: Operation, err: &SdkError<E, HttpR
             AdsError { ambiguous: reason == Reason::ServerError, ..AdsError::new(operation, reason, message) }
         }
         SdkError::ConstructionFailure(_) => {
-            AdsError::new(operation, Reason::Unknown, format!("could not build the request: {}", error_chain(err)))
+            AdsError::new(operation, reason, format!("could not build the request: {}", error_chain(err)))
         }
         SdkError::TimeoutError(_) => AdsError {
             ambiguous: true,
-            ..AdsError::new(operation, Reason::Unreachable, format!("timed out waiting for AWS: {}", error_chain(err)))
+            ..AdsError::new(operation, reason, format!("timed out waiting for AWS: {}", error_chain(err)))
         },
         SdkError::DispatchFailure(df) => {
-            AdsError { ambiguous: !df.is_user(), ..AdsError::new(operation, Reason::Unreachable, error_chain(err)) }
+            AdsError { ambiguous: !df.is_user(), ..AdsError::new(operation, reason, error_chain(err)) }
         }
         SdkError::ResponseError(re) => {
             let status = re.raw().status().as_u16();
             AdsError {
                 ambiguous: true,
-                ..AdsError::new(
-                    operation,
-                    Reason::classify_code(None, Some(status)),
-                    format!("unreadable response (HTTP {status}): {}", error_chain(err)),
-                )
+                ..AdsError::new(operation, reason, format!("unreadable response (HTTP {status}): {}", error_chain(err)))
             }
         }
-        _ => AdsError::new(operation, Reason::Unknown, error_chain(err)),
+        _ => AdsError::new(operation, reason, error_chain(err)),
+    }
+}
+
+/// The reason [`classify`]'s table gives `err`, for any AWS operation (also Migration
+/// Hub Config's `GetHomeRegion`, whose outcomes the metrics count in the same
+/// vocabulary): a service error by its modeled variant, else its code and HTTP status
+/// ([`Reason::classify_code`]); a credentials or signing failure `AuthorizationError`;
+/// a timeout or dispatch failure `Unreachable`; an unreadable answer by its HTTP
+/// status; anything else `UnknownError`.
+pub(crate) fn reason_of<E: OperationError>(err: &SdkError<E, HttpResponse>) -> Reason {
+    match err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            e.modeled_reason().unwrap_or_else(|| Reason::classify_code(e.code(), Some(se.raw().status().as_u16())))
+        }
+        _ if auth_failure(err).is_some() => Reason::AuthorizationError,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Reason::Unreachable,
+        SdkError::ResponseError(re) => Reason::classify_code(None, Some(re.raw().status().as_u16())),
+        _ => Reason::Unknown,
     }
 }
 

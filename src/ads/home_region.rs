@@ -143,19 +143,19 @@ impl AwsHomeRegionLookup {
 }
 
 /// The metrics outcome of a `GetHomeRegion` call: `"ok"` for an answer, else the
-/// condition reason of its error in the ADS calls' vocabulary: credential or signing
-/// failures `AuthorizationError`, a service error by its code and HTTP status
-/// ([`Reason::classify_code`]), no answer (timeout, connection) `Unreachable`.
+/// condition reason of its error in the ADS calls' vocabulary
+/// ([`super::classify::reason_of`]).
 fn outcome<T>(result: &Result<T, SdkError<GetHomeRegionError>>) -> &'static str {
-    let Err(e) = result else { return "ok" };
-    let reason = match e {
-        SdkError::ServiceError(s) => Reason::classify_code(s.err().code(), Some(s.raw().status().as_u16())),
-        _ if super::classify::auth_failure(e).is_some() => Reason::AuthorizationError,
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Reason::Unreachable,
-        SdkError::ResponseError(r) => Reason::classify_code(None, Some(r.raw().status().as_u16())),
-        _ => Reason::Unknown,
-    };
-    reason.as_str()
+    result.as_ref().map_or_else(|e| super::classify::reason_of(e).as_str(), |_| "ok")
+}
+
+/// `GetHomeRegion`'s errors are read by their code and HTTP status alone
+/// ([`Reason::classify_code`]): no modeled variant needs a reason of its own
+/// (`AccessDeniedException` is already `AuthorizationError` by its code).
+impl super::classify::OperationError for GetHomeRegionError {
+    fn modeled_reason(&self) -> Option<Reason> {
+        None
+    }
 }
 
 /// Reads a `GetHomeRegion` failure.
