@@ -202,8 +202,8 @@ pub fn record_stop(verdict: &mut Verdict, id: &str, region: &str, outcome: StopO
             let timed = status.start_time.is_some() && status.stop_time.is_some();
             match described {
                 Some(Ok(d)) => copy_description(status, &d),
-                // The Stop was taken and its answer has the times: the transition watch
-                // looks again.
+                // The Stop was taken and both times are known (from its answer or an
+                // earlier look): the transition watch looks again.
                 Some(Err(_)) if timed => {}
                 Some(Err(e)) => return Err(messages::managed_gone(e, id, region)),
                 None => {}
