@@ -266,10 +266,11 @@ pub struct RunArgs {
     #[arg(long, env = "RESYNC_PERIOD", default_value = "10m", value_parser = duration::parse_positive)]
     pub resync_period: Duration,
 
-    /// Most ADS requests per second per AWS region (a token bucket with a burst of as
-    /// many; halved while ADS answers ThrottlingException, restored on success). AWS
-    /// does not publish ADS's limit; 5 leaves room for the console and CLI in the same
-    /// account and lists 10,000 exports in 20 s.
+    /// Most ADS requests per second per AWS region (a token bucket with a burst of
+    /// twice as many, half of it kept from background listings for Start, Stop and
+    /// their reads; halved while ADS answers ThrottlingException, restored on success).
+    /// AWS does not publish ADS's limit; 5 leaves room for the console and CLI in the
+    /// same account and lists 10,000 exports in 20 s.
     #[arg(long, env = "AWS_MAX_REQUESTS_PER_SECOND", default_value_t = crate::ads::limit::DEFAULT_MAX_REQUESTS_PER_SECOND,
           value_parser = parse_rate)]
     pub aws_max_requests_per_second: f64,

@@ -410,10 +410,10 @@ mod tests {
     #[tokio::test]
     async fn get_home_region_waits_for_a_token_of_the_config_regions_bucket() {
         let (emulator, lookup, limits, seen) = emulated_lookup().await;
-        // The account's ADS calls in the config region used the burst of 20 and queued
+        // The account's ADS calls in the config region used the burst of 40 and queued
         // 10 more (half a second of tokens); another region's bucket stays full.
         let now = Instant::now();
-        for _ in 0..30 {
+        for _ in 0..50 {
             limits.reserve(DEFAULT_CONFIG_REGION, now);
         }
         assert_eq!(lookup.home_region().await, Ok(HomeRegion::Set("eu-central-1".into())));

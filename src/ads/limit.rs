@@ -7,13 +7,19 @@
 //! to (`super::home_region::AwsHomeRegionLookup::with_rate_limits`), without moving the
 //! rate.
 //!
+//! Each bucket holds a burst of twice its rate (a second's worth of requests on top of
+//! the steady rate, as AWS's own token buckets allow bursts above their refill rate), so
+//! the few calls of an interactive change (a Start and the Describe after it, a Stop and
+//! its Describe) go out at once while the sustained rate stays at the ceiling.
+//!
 //! Two lanes share each bucket. Foreground requests (Start, Stop, the reads a
 //! reconcile waits for) take a token or queue for the next one. Background requests
 //! (the transition watch's later looks, the resync listing; run inside
-//! [`in_background`]) take a token only while one more stays in the bucket for the
-//! foreground, and never queue ahead of it: a foreground request waits at most for the
-//! requests already admitted, never for background ones still waiting. Both lanes draw on
-//! the same tokens, so the total stays within the bucket's rate.
+//! [`in_background`]) take a token only while half the burst (a second's worth) stays in
+//! the bucket for the foreground, and never queue ahead of it: a foreground request waits
+//! at most for the requests already admitted, never for background ones still waiting;
+//! during a resync listing, a Stop and the Describe after it still find tokens. Both
+//! lanes draw on the same tokens, so the total stays within the bucket's rate.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -63,8 +69,20 @@ struct Bucket {
     last: Instant,
 }
 
+/// The most tokens a bucket of `rate` requests per second holds: twice the rate (a
+/// throttled bucket's burst shrinks with its rate), at least one.
+fn burst(rate: f64) -> f64 {
+    (2.0 * rate).max(1.0)
+}
+
+/// The tokens background requests leave to the foreground in a bucket of `rate`: half
+/// its burst, rounded down (none when the burst is a single token).
+fn kept_for_foreground(rate: f64) -> f64 {
+    (burst(rate) / 2.0).floor()
+}
+
 /// Token buckets per region, each with at most `ceiling` requests per second and a
-/// burst of `ceiling` requests (at least one).
+/// burst of twice its rate (at least one request; see the module docs).
 #[derive(Debug)]
 pub struct RateLimits {
     ceiling: f64,
@@ -86,10 +104,13 @@ impl RateLimits {
     fn with_bucket<T>(&self, region: &str, now: Instant, f: impl FnOnce(&mut Bucket, f64) -> T) -> T {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let ceiling = self.ceiling;
-        let burst = ceiling.max(1.0);
-        let b = buckets.entry(region.to_owned()).or_insert_with(|| Bucket { rate: ceiling, tokens: burst, last: now });
+        let b = buckets.entry(region.to_owned()).or_insert_with(|| Bucket {
+            rate: ceiling,
+            tokens: burst(ceiling),
+            last: now,
+        });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * b.rate).min(burst);
+        b.tokens = (b.tokens + elapsed * b.rate).min(burst(b.rate));
         b.last = now;
         f(b, ceiling)
     }
@@ -103,13 +124,12 @@ impl RateLimits {
         })
     }
 
-    /// Takes a token for one background request in `region` at `now` when one more
-    /// stays for the foreground (none more when the burst is a single token);
-    /// otherwise takes nothing and says how long until that could be so (`Err`).
+    /// Takes a token for one background request in `region` at `now` when half the
+    /// burst still stays for the foreground (nothing stays when the burst is a single
+    /// token); otherwise takes nothing and says how long until that could be so (`Err`).
     pub fn try_reserve_background(&self, region: &str, now: Instant) -> Result<(), Duration> {
-        self.with_bucket(region, now, |b, ceiling| {
-            let kept = if ceiling.max(1.0) >= 2.0 { 1.0 } else { 0.0 };
-            let needed = 1.0 + kept;
+        self.with_bucket(region, now, |b, _| {
+            let needed = 1.0 + kept_for_foreground(b.rate);
             if b.tokens >= needed {
                 b.tokens -= 1.0;
                 Ok(())
@@ -163,34 +183,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_burst_then_one_request_per_interval() {
+    fn a_burst_of_twice_the_rate_then_one_request_per_interval() {
         let limits = RateLimits::new(5.0);
         let t0 = Instant::now();
-        let waits: Vec<_> = (0..8).map(|_| limits.reserve("r", t0).as_millis()).collect();
-        // A burst of 5, then callers queue 200 ms apart.
-        assert_eq!(waits, [0, 0, 0, 0, 0, 200, 400, 600]);
+        let waits: Vec<_> = (0..13).map(|_| limits.reserve("r", t0).as_millis()).collect();
+        // A burst of 10, then callers queue 200 ms apart.
+        assert_eq!(waits, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 400, 600]);
         // Regions are independent.
         assert_eq!(limits.reserve("other", t0), Duration::ZERO);
         // Tokens refill with time: 2 s later the queue of 3 is served and 7 are free.
         let later = t0 + Duration::from_secs(2);
         assert_eq!(limits.reserve("r", later), Duration::ZERO);
+        // A bucket never holds more than its burst: after a long idle, 10 go at once again.
+        let idle = t0 + Duration::from_secs(3600);
+        let waits: Vec<_> = (0..11).map(|_| limits.reserve("r", idle).is_zero()).collect();
+        assert_eq!(waits.iter().filter(|free| **free).count(), 10, "{waits:?}");
     }
 
     #[test]
-    fn background_requests_leave_a_token_to_the_foreground() {
+    fn background_requests_leave_half_the_burst_to_the_foreground() {
         let limits = RateLimits::new(5.0);
         let t0 = Instant::now();
-        // Background requests take 4 of the burst of 5, then wait for the fifth to be
-        // joined by another: one token always stays.
-        let background: Vec<_> = (0..5).map(|_| limits.try_reserve_background("r", t0).is_ok()).collect();
-        assert_eq!(background, [true, true, true, true, false]);
-        // A Stop arriving now is sent at once; the one after it waits one slot.
-        assert_eq!(limits.reserve("r", t0), Duration::ZERO);
-        assert_eq!(limits.reserve("r", t0).as_millis(), 200);
-        // A background request waits until the queued foreground one is served and two
-        // tokens are back (1 token behind: 3 slots), and does not jump that queue.
-        assert_eq!(limits.try_reserve_background("r", t0).unwrap_err().as_millis(), 600);
-        let later = t0 + Duration::from_millis(600);
+        // Background requests take 5 of the burst of 10, then wait: 5 always stay.
+        let background: Vec<_> = (0..6).map(|_| limits.try_reserve_background("r", t0).is_ok()).collect();
+        assert_eq!(background, [true, true, true, true, true, false]);
+        // A Stop and its Describe, a Start and its Describe arriving now go at once; the
+        // sixth foreground request waits one slot.
+        let foreground: Vec<_> = (0..6).map(|_| limits.reserve("r", t0).as_millis()).collect();
+        assert_eq!(foreground, [0, 0, 0, 0, 0, 200]);
+        // A background request waits until the queued foreground one is served and six
+        // tokens are back (1 token behind: 7 slots), and does not jump that queue.
+        assert_eq!(limits.try_reserve_background("r", t0).unwrap_err().as_millis(), 1400);
+        let later = t0 + Duration::from_millis(1400);
         assert!(limits.try_reserve_background("r", later).is_ok());
         // Over a long run both lanes together stay within the rate: 10 s of background
         // requests alone take at most the burst plus 5 per second.
@@ -198,9 +222,9 @@ mod tests {
         let taken = (0..=1000)
             .filter(|ms| limits.try_reserve_background("r", t0 + Duration::from_millis(ms * 10)).is_ok())
             .count();
-        assert!(taken <= 5 + 50, "{taken} background requests in 10 s");
+        assert!(taken <= 10 + 50, "{taken} background requests in 10 s");
         // A bucket of one token: background requests take it (nothing to keep).
-        let single = RateLimits::new(1.0);
+        let single = RateLimits::new(0.5);
         assert!(single.try_reserve_background("r", t0).is_ok());
         assert!(single.try_reserve_background("r", t0).is_err());
     }
@@ -222,6 +246,15 @@ mod tests {
             limits.succeeded("r");
         }
         assert_eq!(limits.rate("r"), 8.0, "back to the ceiling, not above");
+        // A throttled bucket's burst shrinks with its rate: at 0.5 per second one request
+        // goes at once after an idle hour, the next waits two seconds.
+        let limits = RateLimits::new(8.0);
+        for _ in 0..10 {
+            limits.throttled("r");
+        }
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(limits.reserve("r", later), Duration::ZERO);
+        assert_eq!(limits.reserve("r", later), Duration::from_secs(2));
         assert_eq!(RateLimits::new(f64::NAN).rate("r"), DEFAULT_MAX_REQUESTS_PER_SECOND);
     }
 }
