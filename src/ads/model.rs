@@ -99,6 +99,12 @@ impl ExportStatus {
     pub const fn is_running(self) -> bool {
         matches!(self, ExportStatus::StartInProgress | ExportStatus::Active)
     }
+
+    /// Final: ADS never moves an export out of it (`INACTIVE`, stopped; a new Start
+    /// makes a new export), so there is nothing to look at again.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, ExportStatus::Inactive)
+    }
 }
 
 impl fmt::Display for ExportStatus {

@@ -167,6 +167,20 @@ fn observed_ready(status: &ContinuousExportStatus) -> ConditionUpdate {
     }
 }
 
+/// When a settled export is looked at again: every `resync`, unless its status is
+/// terminal in ADS (`INACTIVE`): then only a change of the object (a spec edit,
+/// `reconcile-requested-at`, its deletion), of what it depends on (its account, its
+/// ConfigMap) or an operator restart reconciles it, so thousands of stopped exports cost
+/// nothing per resync period.
+fn resync_unless_terminal(status: &ContinuousExportStatus, resync: Duration) -> Requeue {
+    let terminal = status
+        .export_status
+        .as_deref()
+        .and_then(|s| s.parse::<ExportStatus>().ok())
+        .is_some_and(ExportStatus::is_terminal);
+    if terminal { Requeue::AwaitChange } else { Requeue::After(resync) }
+}
+
 /// `Synced`, `Reconciling`, `Stalled` and the pace of a pass that reached `phase`.
 fn settled(
     spec: &ContinuousExportSpec,
@@ -179,7 +193,7 @@ fn settled(
     match phase {
         Phase::Steady | Phase::Gone => {
             let done = ConditionUpdate::is_false(CONDITION_RECONCILING, "Settled", "");
-            (vec![synced, done, not_stalled], Pace::Settled, Requeue::After(resync))
+            (vec![synced, done, not_stalled], Pace::Settled, resync_unless_terminal(status, resync))
         }
         Phase::Transition => {
             // No delay in the message: it would rewrite the status on every poll.

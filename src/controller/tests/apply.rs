@@ -490,7 +490,7 @@ async fn stop_without_times_in_the_answer_takes_them_from_describe() {
     let ctx = reuse(ctx, client);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC));
+    assert_eq!(result.expect("reconcile"), Action::await_change(), "INACTIVE is terminal: no resync");
     assert_eq!(ads.take_calls(), [describe("e-1")]);
     let status = seen.requests[0].applied_status();
     assert_cond(&status, CONDITION_READY, "True", "Stopped");
@@ -528,7 +528,7 @@ async fn a_stop_that_ends_at_once_is_written_inactive_in_the_same_pass() {
     let ctx = context(client, &ads);
     let result = run(&obj, &ctx).await;
     let seen = server.finish().await;
-    assert_eq!(result.expect("reconcile"), Action::requeue(RESYNC), "settled: resync period");
+    assert_eq!(result.expect("reconcile"), Action::await_change(), "INACTIVE is terminal: no resync");
     assert_eq!(seen.requests.len(), 1, "one status write for the whole stop");
     let status = seen.requests[0].applied_status();
     assert_eq!(status.export_status.as_deref(), Some(ads::INACTIVE));
