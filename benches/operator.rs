@@ -14,11 +14,18 @@
 //! 2. **Steady state.** Two resync periods (`BENCH_RESYNC`, default 15 s, at least 10 s)
 //!    with nothing to do: Describe calls per resync beside the ideal `ceil(exports/100)`,
 //!    CPU seconds per resync, status writes (objects whose `resourceVersion` moved).
+//!    Beside the operator's CPU, that of `kube-apiserver`, `etcd` and the bench itself
+//!    (which watches every object and runs the ADS emulator) over the same window, and the apiserver's mean latency
+//!    of the writes (`apiserver_request_duration_seconds`): where a cold start's time goes.
 //! 3. **Cycles.** `BENCH_CYCLES` (default 10) times, with the N objects present: create
 //!    an object, until `Ready=True` (ACTIVE); `spec.stopped: true`, until `Ready=True`
 //!    (INACTIVE); delete, until gone. Milliseconds per phase from the API call to the
 //!    watch event that shows the outcome, the ADS calls per cycle, and the Describe calls
-//!    of the first create (the region then holds N exports).
+//!    of the first create (the region then holds N exports). A cycle starts
+//!    `BENCH_CYCLE_PERIOD` seconds (default 2) after the one before it: an interactive
+//!    pace, at which a cycle's ~5 ADS calls stay within the default limit of 5 per second;
+//!    `BENCH_CYCLE_PERIOD=0` runs them back to back, where every call waits for a token of
+//!    the limit and the latencies measure the limit.
 //!
 //! Then a table of every figure beside its target (issue 10), with the ratio to the
 //! ideal AWS call count where there is one. The idle RSS (and its anonymous part,
@@ -52,14 +59,27 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// The kube-apiserver's Go soft memory limit in the bed the bench starts (unless
+/// `TESTBED_APISERVER_GOMEMLIMIT` says otherwise): with 10,000-16,000 custom resources
+/// its heap passes the tests' 768 MiB and it would spend most of its CPU in garbage
+/// collection, which would be measured as the operator's cold start.
+const APISERVER_GOMEMLIMIT: &str = "4GiB";
+
+fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without
     // it, and figures from a debug build under a test run mean nothing: skip.
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("benches/operator.rs: a benchmark; run it with `cargo bench --bench operator`");
         return;
     }
+    if std::env::var_os("TESTBED_APISERVER_GOMEMLIMIT").is_none() {
+        // SAFETY: no other thread runs yet (the runtime is built below).
+        unsafe { std::env::set_var("TESTBED_APISERVER_GOMEMLIMIT", APISERVER_GOMEMLIMIT) };
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(bench());
+}
+
+async fn bench() {
     ads_export_operator::install_crypto_provider();
     // Settings come from the environment (BENCH_*).
     let cycles: usize = env_or("BENCH_CYCLES", 10);
@@ -71,6 +91,7 @@ async fn main() {
     let run = Run {
         concurrency: env_or("BENCH_CONCURRENCY", 4),
         resync: Duration::from_secs(env_or::<u64>("BENCH_RESYNC", 15).max(10)),
+        cycle_period: Duration::from_secs_f64(env_or("BENCH_CYCLE_PERIOD", 2.0)),
     };
 
     let bed = tokio::task::spawn_blocking(support::testbed).await.unwrap();
@@ -78,7 +99,10 @@ async fn main() {
     support::apply_crd(&client, &ads_export_operator::api::crd()).await;
     // The operator's start-up checks that the ExportAccount CRD is served too.
     support::apply_crd(&client, &ads_export_operator::api::account_crd()).await;
-    println!("# ads-export-operator bench: max-concurrent-reconciles {}, resync {:?}", run.concurrency, run.resync);
+    println!(
+        "# ads-export-operator bench: max-concurrent-reconciles {}, resync {:?}, a cycle every {:?}",
+        run.concurrency, run.resync, run.cycle_period
+    );
 
     let mut table = Vec::new();
     let (idle, idle_anon) = {
@@ -92,16 +116,18 @@ async fn main() {
     for n in sizes {
         let (emu, ns) = fresh(&client).await;
         let api: Api<ContinuousExport> = Api::namespaced(client.clone(), &ns);
-        let figures = scale(&client, &api, &emu, &ns, bed.kubeconfig_path(), &run, n, cycles).await;
+        let figures = scale(&client, &api, &emu, &ns, bed, &run, n, cycles).await;
         table.extend(figures);
     }
     print_table(&table);
 }
 
-/// How the operator runs.
+/// How the operator runs, and the pace of the cycles.
 struct Run {
     concurrency: u16,
     resync: Duration,
+    /// The least time from one cycle's start to the next one's.
+    cycle_period: Duration,
 }
 
 /// A fresh emulator (one region, no exports) and namespace.
@@ -184,12 +210,7 @@ impl Operator {
 
     /// CPU seconds (user + system) the process has used so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read /proc/<pid>/stat");
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks as f64 / clock_ticks_per_second()
+        cpu_seconds(self.child.id()).expect("read the operator's /proc/<pid>/stat")
     }
 
     /// Peak resident set size so far, in MiB (`VmHWM`).
@@ -199,13 +220,7 @@ impl Operator {
 
     /// A `/proc/<pid>/status` figure given in kB (e.g. `RssAnon:`), in MiB.
     fn status_mib(&self, field: &str) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"));
-        kib / 1024.0
+        status_mib(self.child.id(), field).unwrap_or_else(|| panic!("{field} in the operator's /proc/<pid>/status"))
     }
 }
 
@@ -214,6 +229,53 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `/proc/<pid>/status` figure of process `pid` given in kB (e.g. `VmRSS:`), in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// CPU seconds (user + system) process `pid` has used so far; `None` once it is gone.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// CPU seconds used so far by the processes a cold start loads beside the operator.
+#[derive(Clone, Copy)]
+struct OthersCpu {
+    apiserver: f64,
+    etcd: f64,
+    bench: f64,
+}
+
+impl OthersCpu {
+    fn read(bed: &support::TestBed) -> Self {
+        let of = |name: &str| bed.daemon_pid(name).and_then(cpu_seconds).unwrap_or(f64::NAN);
+        let bench = cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
+        OthersCpu { apiserver: of("kube-apiserver"), etcd: of("etcd"), bench }
+    }
+
+    fn since(self, before: Self) -> Self {
+        OthersCpu {
+            apiserver: self.apiserver - before.apiserver,
+            etcd: self.etcd - before.etcd,
+            bench: self.bench - before.bench,
+        }
+    }
+}
+
+/// The CPUs this process may run on.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -294,11 +356,15 @@ fn wall_ms() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
 }
 
-async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycles: usize) -> Cycles {
+async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycles: usize, period: Duration) -> Cycles {
     let (mut start, mut stop, mut delete, mut stop_time) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let calls_before = emu.emulator.counters();
     let mut first_create_describes = 0;
+    let mut next = tokio::time::Instant::now();
     for i in 0..cycles {
+        // The pace of the cycles (see the module docs), not a wait for an outcome.
+        tokio::time::sleep_until(next).await;
+        next = tokio::time::Instant::now() + period;
         let name = format!("cycle-{i}");
         let obj: ContinuousExport = serde_json::from_value(json!({
             "apiVersion": "adsexport.io/v1alpha1", "kind": "ContinuousExport",
@@ -332,7 +398,9 @@ async fn cycle_latency(api: &Api<ContinuousExport>, emu: &RunningEmulator, cycle
     }
     let calls = emu.emulator.counters();
     let per_cycle = |op: &str| (calls.total(op) - calls_before.total(op)) as f64 / cycles as f64;
-    println!("\n## cycle latency ({cycles} cycles: create -> ACTIVE, stopped -> INACTIVE, delete -> gone)");
+    println!(
+        "\n## cycle latency ({cycles} cycles, one every {period:?}: create -> ACTIVE, stopped -> INACTIVE, delete -> gone)"
+    );
     println!("{:<36} {:>9} {:>9} {:>9} {:>9}", "phase (ms, API call to watch event)", "p50", "p95", "p99", "max");
     let stop_p99 = summary(&mut stop.clone()).2;
     let stop_time_p99 = if stop_time.is_empty() { f64::NAN } else { summary(&mut stop_time.clone()).2 };
@@ -375,24 +443,41 @@ async fn inactive_exports(emu: &RunningEmulator, n: usize) -> Vec<String> {
     ids
 }
 
-/// The apiserver's count of write requests (POST, PUT, PATCH, APPLY, DELETE) on
-/// `continuousexports` and `events` so far, from its own `apiserver_request_total`.
-async fn apiserver_writes(client: &kube::Client) -> f64 {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = match client.request_text(req).await {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("cannot read the apiserver's /metrics ({e}): writes not counted");
-            return f64::NAN;
-        }
-    };
-    let writes = ["\"POST\"", "\"PUT\"", "\"PATCH\"", "\"APPLY\"", "\"DELETE\""];
-    text.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains("resource=\"continuousexports\"") || l.contains("resource=\"events\""))
-        .filter(|l| writes.iter().any(|v| l.contains(&format!("verb={v}"))))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// The apiserver's write requests (POST, PUT, PATCH, APPLY, DELETE) on
+/// `continuousexports` and `events` so far, from its own metrics.
+#[derive(Clone, Copy)]
+struct Writes {
+    /// How many (`apiserver_request_total`).
+    count: f64,
+    /// Seconds the apiserver spent on them (`apiserver_request_duration_seconds_sum`).
+    seconds: f64,
+}
+
+impl Writes {
+    async fn read(client: &kube::Client) -> Self {
+        let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = match client.request_text(req).await {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("cannot read the apiserver's /metrics ({e}): writes not counted");
+                return Writes { count: f64::NAN, seconds: f64::NAN };
+            }
+        };
+        let writes = ["\"POST\"", "\"PUT\"", "\"PATCH\"", "\"APPLY\"", "\"DELETE\""];
+        let sum_of = |metric: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(metric))
+                .filter(|l| l.contains("resource=\"continuousexports\"") || l.contains("resource=\"events\""))
+                .filter(|l| writes.iter().any(|v| l.contains(&format!("verb={v}"))))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Writes { count: sum_of("apiserver_request_total{"), seconds: sum_of("apiserver_request_duration_seconds_sum{") }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Writes { count: self.count - before.count, seconds: self.seconds - before.seconds }
+    }
 }
 
 /// Creates `scale-0..n` adopting `ids` (16 at a time).
@@ -444,7 +529,7 @@ async fn scale(
     api: &Api<ContinuousExport>,
     emu: &RunningEmulator,
     ns: &str,
-    kubeconfig: &std::path::Path,
+    bed: &support::TestBed,
     run: &Run,
     n: usize,
     cycles: usize,
@@ -458,15 +543,17 @@ async fn scale(
     );
 
     // Cold start: from the operator's start to all Ready.
-    let (describes0, writes0) =
-        (emu.emulator.counters().total("DescribeContinuousExports"), apiserver_writes(client).await);
+    let (describes0, writes0, others0) =
+        (emu.emulator.counters().total("DescribeContinuousExports"), Writes::read(client).await, OthersCpu::read(bed));
     let t = Instant::now();
-    let op = Operator::start(emu, ns, kubeconfig, run);
+    let op = Operator::start(emu, ns, bed.kubeconfig_path(), run);
     let (half, all) = all_ready(api, n, t).await;
     let settle_cpu = op.cpu_seconds();
+    let others = OthersCpu::read(bed).since(others0);
     let settle_rss = op.peak_rss_mib();
     let cold_describes = (emu.emulator.counters().total("DescribeContinuousExports") - describes0) as f64;
-    let cold_writes = (apiserver_writes(client).await - writes0) / n as f64;
+    let writes = Writes::read(client).await.since(writes0);
+    let cold_writes = writes.count / n as f64;
     let pages = n.div_ceil(100) as f64;
     println!(
         "cold start: half Ready {:.2} s, all Ready {:.2} s ({:.0} objects/s)",
@@ -479,8 +566,23 @@ async fn scale(
         settle_cpu * 1000.0 / n as f64
     );
     println!(
-        "cold start: {cold_describes} Describe calls (ideal {pages}), {cold_writes:.2} apiserver writes per object"
+        "cold start: {cold_describes} Describe calls (ideal {pages}), {cold_writes:.2} apiserver writes per object, \
+         {:.1} ms each on average in the apiserver",
+        writes.seconds * 1000.0 / writes.count
     );
+    println!(
+        "cold start CPU beside the operator: kube-apiserver {:.1} s, etcd {:.1} s, the bench (its watch, the ADS emulator) {:.1} s; \
+         with the operator's {settle_cpu:.1} s that is {:.2} of the {:.1} s the machine's {} cores had",
+        others.apiserver,
+        others.etcd,
+        others.bench,
+        (others.apiserver + others.etcd + others.bench + settle_cpu) / (all.as_secs_f64() * cores()),
+        all.as_secs_f64() * cores(),
+        cores()
+    );
+    if let Some(rss) = bed.daemon_pid("kube-apiserver").and_then(|pid| status_mib(pid, "VmRSS:")) {
+        println!("kube-apiserver RSS {rss:.0} MiB (GOMEMLIMIT {:?})", std::env::var("TESTBED_APISERVER_GOMEMLIMIT"));
+    }
 
     // Steady state: two resync periods with nothing to do.
     let versions = |list: Vec<ContinuousExport>| -> HashMap<String, String> {
@@ -505,7 +607,7 @@ async fn scale(
     );
 
     warm_up(api).await;
-    let c = cycle_latency(api, emu, cycles).await;
+    let c = cycle_latency(api, emu, cycles, run.cycle_period).await;
     let mut rows = vec![
         Row::new(
             "Describe calls per steady resync",

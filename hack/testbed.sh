@@ -19,7 +19,10 @@
 #   logs/{etcd,kube-apiserver,watchdog}.log
 # Environment: TESTBED_READY_TIMEOUT (seconds, default 120), TESTBED_ETCD_TIMEOUT (seconds
 # for etcd to answer /health, default 30); TESTBED_TEST_ETCD_EXEC_DELAY (seconds; tests only:
-# the first etcd attempt sleeps that long before it execs etcd, so that attempt times out).
+# the first etcd attempt sleeps that long before it execs etcd, so that attempt times out);
+# TESTBED_APISERVER_GOMEMLIMIT (kube-apiserver's Go soft memory limit, default 768MiB: tests
+# hold a few hundred objects; benches/operator.rs asks for more, as the apiserver's heap
+# with 10,000 custom resources nears 768 MiB and it would spend its CPU collecting garbage).
 # Process handling (pidfiles, reports of how a daemon died): hack/lib/daemons.sh.
 set -euo pipefail
 
@@ -31,6 +34,7 @@ pki="$dir/pki"
 logs="$dir/logs"
 ready_timeout="${TESTBED_READY_TIMEOUT:-120}"
 etcd_timeout="${TESTBED_ETCD_TIMEOUT:-30}"
+apiserver_gomemlimit="${TESTBED_APISERVER_GOMEMLIMIT:-768MiB}"
 sa_issuer="https://kubernetes.default.svc.cluster.local"
 
 say() { printf 'testbed: %s\n' "$*" >&2; }
@@ -167,7 +171,7 @@ start_apiserver() { # <etcd port> <secure port>; returns 1 (having said why) if 
   printf 'ETCD_PORT=%s\nAPISERVER_PORT=%s\n' "$1" "$2" >"$dir/ports.env"
   # Service IPs from 198.18.0.0/24 (RFC 2544 benchmarking, not a private range; the
   # kubernetes Service's 198.18.0.1 is in the certificate, see gen_pki). No pod network.
-  GOMEMLIMIT=768MiB daemon_start kube-apiserver "$logs/kube-apiserver.log" "$bin/kube-apiserver" \
+  GOMEMLIMIT="$apiserver_gomemlimit" daemon_start kube-apiserver "$logs/kube-apiserver.log" "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$1" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$2" \
     --cert-dir "$pki" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \

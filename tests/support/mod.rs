@@ -141,6 +141,11 @@ impl TestBed {
         report
     }
 
+    /// The PID of the bed's daemon `name` (`"etcd"`, `"kube-apiserver"`) while it runs.
+    pub fn daemon_pid(&self, name: &str) -> Option<u32> {
+        process::Recorded::read(&self.dir, name).filter(process::Recorded::alive).map(|r| r.pid)
+    }
+
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
     }
