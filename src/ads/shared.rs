@@ -71,6 +71,8 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Snapshot {
     listed: Option<Instant>,
+    /// How many listings have been taken (see [`SharedListing::read`]).
+    listings: u64,
     exports: HashMap<String, Entry>,
 }
 
@@ -85,6 +87,7 @@ impl Snapshot {
         fresh.extend(self.exports.drain().filter(|(_, e)| e.seen > taken));
         self.exports = fresh;
         self.listed = Some(taken);
+        self.listings += 1;
     }
 
     /// What is known of `id` since `seen` (`None`: the description is stale).
@@ -368,7 +371,7 @@ impl<S: ExportService> SharedListing<S> {
 
     /// Reads the region's snapshot with `f`, listing the region first when the
     /// listing is older than `max_age` (one caller lists; the others wait and read
-    /// it). With `Staleness::Refresh`, a listing older than that is read as it is
+    /// it, whatever its age by then). With `Staleness::Refresh`, a listing older than that is read as it is
     /// while a new one is taken in the background. Also says whether this call took
     /// the listing.
     async fn read<T>(
@@ -388,9 +391,20 @@ impl<S: ExportService> SharedListing<S> {
             self.refresh_in_background(listing, max_age);
             return Ok((v, Taken::Earlier));
         }
+        let before = lock(&listing.snapshot).listings;
         let _one = listing.refresh.lock().await;
         if let Some(v) = listing.fresh(max_age, &f) {
             return Ok((v, Taken::Earlier));
+        }
+        {
+            let s = lock(&listing.snapshot);
+            if s.listings != before {
+                // Taken while this caller waited: as fresh as a listing it would start
+                // now, though older than `max_age` when the region's pages take longer
+                // than that to list (100 pages at 5 requests per second: 20 s). Listing
+                // again would never end the wait.
+                return Ok((f(&s), Taken::Earlier));
+            }
         }
         let taken = Instant::now();
         let exports = in_background(self.core.inner.list(region)).await?;
@@ -693,6 +707,21 @@ mod tests {
     }
 
     const PERIOD: Duration = Duration::from_secs(600);
+
+    #[tokio::test]
+    async fn reads_waiting_for_a_listing_longer_than_the_period_take_it_and_do_not_list_again() {
+        // The listing takes 5 ms, the period is 1 ms: by the time it is in, it is stale.
+        let shared = Arc::new(SharedListing::new(Counting::with(20)));
+        let reads = (0..20).map(|i| {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.describe_shared("r", &format!("e-{i}"), Duration::from_millis(1)).await })
+        });
+        for read in futures::future::join_all(reads).await {
+            assert!(read.unwrap().unwrap().status.is(ExportStatus::Inactive));
+        }
+        assert_eq!(shared.inner().lists.load(Ordering::SeqCst), 1, "the waiters read the listing they waited for");
+        assert_eq!(shared.inner().describes.load(Ordering::SeqCst), 0);
+    }
 
     #[tokio::test]
     async fn many_reads_in_one_period_make_one_listing() {
