@@ -279,7 +279,7 @@ impl Region {
         let s = lock(&self.snapshot);
         let e = s.exports.get(id)?;
         let d = e.description.as_ref()?;
-        (e.seen.elapsed() <= max_age || d.status.is(ExportStatus::Inactive)).then(|| d.clone())
+        (e.seen.elapsed() <= max_age || d.status.known().is_some_and(ExportStatus::is_terminal)).then(|| d.clone())
     }
 
     /// Queues a read of `id` for the next call.
@@ -371,9 +371,9 @@ impl<S: ExportService> SharedListing<S> {
 
     /// Reads the region's snapshot with `f`, listing the region first when the
     /// listing is older than `max_age` (one caller lists; the others wait and read
-    /// it, whatever its age by then). With `Staleness::Refresh`, a listing older than that is read as it is
-    /// while a new one is taken in the background. Also says whether this call took
-    /// the listing.
+    /// it, whatever its age by then). With `Staleness::Refresh`, a listing older than
+    /// that is read as it is while a new one is taken in the background. Also says
+    /// whether this call took the listing.
     async fn read<T>(
         &self,
         region: &str,

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::annotations::PAUSED_REASON;
 use super::backoff::{Attempts, Delay, Pace};
 use super::conditions::{ConditionUpdate, merge, whole_seconds};
-use super::decide::{Goal, Notice, Phase, observed_phase};
+use super::decide::{Goal, Notice, Phase, observed_phase, stores_terminal};
 use super::failure::Failure;
 use super::fold::Verdict;
 use super::messages::camel;
@@ -173,12 +173,7 @@ fn observed_ready(status: &ContinuousExportStatus) -> ConditionUpdate {
 /// ConfigMap) or an operator restart reconciles it, so thousands of stopped exports cost
 /// nothing per resync period.
 fn resync_unless_terminal(status: &ContinuousExportStatus, resync: Duration) -> Requeue {
-    let terminal = status
-        .export_status
-        .as_deref()
-        .and_then(|s| s.parse::<ExportStatus>().ok())
-        .is_some_and(ExportStatus::is_terminal);
-    if terminal { Requeue::AwaitChange } else { Requeue::After(resync) }
+    if stores_terminal(status) { Requeue::AwaitChange } else { Requeue::After(resync) }
 }
 
 /// `Synced`, `Reconciling`, `Stalled` and the pace of a pass that reached `phase`.

@@ -462,6 +462,13 @@ pub fn is_running(status: &ReportedStatus) -> bool {
     status.known().is_some_and(ExportStatus::is_running)
 }
 
+/// Whether `status` stores an export status that is final in ADS (`INACTIVE`, see
+/// [`ExportStatus::is_terminal`]); `false` without one or for a status this operator
+/// does not know.
+pub fn stores_terminal(status: &ContinuousExportStatus) -> bool {
+    status.export_status.as_deref().and_then(|s| s.parse::<ExportStatus>().ok()).is_some_and(ExportStatus::is_terminal)
+}
+
 /// The export a crashed or unanswered start may have created, among `exports`: running,
 /// started no earlier than the `start-pending` time (less [`PENDING_SKEW`]), and claimed
 /// by no other object.

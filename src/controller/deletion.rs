@@ -3,7 +3,7 @@
 //! deletion held (docs/architecture.md, "Deletion").
 
 use super::claims::Among;
-use super::decide::{AnnotationChange, Next, Notice, Phase, Plan, is_running, pending_candidate};
+use super::decide::{AnnotationChange, Next, Notice, Phase, Plan, is_running, pending_candidate, stores_terminal};
 use super::failure::Failure;
 use super::fold::{StopOutcome, Verdict, record_stop, without_call};
 use super::messages;
@@ -77,7 +77,7 @@ pub fn to_describe(spec: &ContinuousExportSpec, obs: &Observation) -> Option<Str
 /// a Stop on a stale look would be sent to an `INACTIVE` export.) A reconcile request
 /// reads afresh.
 pub fn reads_last_look(obs: &Observation) -> bool {
-    obs.request.is_none() && obs.status.export_status.as_deref() == Some(ExportStatus::Inactive.as_str())
+    obs.request.is_none() && stores_terminal(&obs.status)
 }
 
 /// Only an export this object manages (`status.exportId` written under `Full`, or its
